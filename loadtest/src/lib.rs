@@ -1,0 +1,1 @@
+//! pylon-loadtest (stub).

@@ -1,0 +1,2 @@
+//! pylon-loadtest binary (stub).
+fn main() {}

@@ -1,0 +1,85 @@
+//! Built-in games and the registry that creates matches by game name.
+
+pub mod arena;
+pub mod tictactoe;
+
+use crate::error::ShardError;
+use crate::game::Game;
+use crate::replay::{ReplayLog, replay};
+use crate::runtime::{DynShard, MatchConfig, Shard};
+
+/// Creates a boxed shard of one game type.
+pub type ShardFactory = fn(&MatchConfig) -> Result<Box<dyn DynShard>, ShardError>;
+/// Replays a log of one game type (see [`crate::replay::replay`]).
+pub type ReplayFn = fn(&ReplayLog, &mut dyn FnMut(u64, u64)) -> Result<u64, ShardError>;
+
+fn factory<G: Game>(config: &MatchConfig) -> Result<Box<dyn DynShard>, ShardError> {
+    Ok(Box::new(Shard::<G>::new(config)?))
+}
+
+/// The game types a process can run, by name.
+#[derive(Debug, Clone, Default)]
+pub struct GameRegistry {
+    games: Vec<(&'static str, ShardFactory, ReplayFn)>,
+}
+
+impl GameRegistry {
+    /// A registry with no games.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The built-in games: `arena` and `tictactoe`.
+    #[must_use]
+    pub fn builtin() -> Self {
+        let mut registry = Self::empty();
+        registry.register::<arena::Arena>();
+        registry.register::<tictactoe::TicTacToe>();
+        registry
+    }
+
+    /// Adds game `G` (replacing a game of the same name).
+    pub fn register<G: Game>(&mut self) {
+        self.games.retain(|(name, _, _)| *name != G::NAME);
+        self.games.push((G::NAME, factory::<G>, replay::<G>));
+    }
+
+    /// Registered names, in registration order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.games.iter().map(|(name, _, _)| *name)
+    }
+
+    /// Creates a match of game `name`.
+    ///
+    /// # Errors
+    /// [`ShardError::UnknownGame`], or the game's parameter error.
+    pub fn create(
+        &self,
+        name: &str,
+        config: &MatchConfig,
+    ) -> Result<Box<dyn DynShard>, ShardError> {
+        let (_, make, _) = self.find(name)?;
+        make(config)
+    }
+
+    /// Replays a log with the game it names; returns the final state hash.
+    ///
+    /// # Errors
+    /// [`ShardError::UnknownGame`], or the replay's error.
+    pub fn replay(
+        &self,
+        log: &ReplayLog,
+        on_tick: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, ShardError> {
+        let (_, _, run) = self.find(&log.game)?;
+        run(log, on_tick)
+    }
+
+    fn find(&self, name: &str) -> Result<&(&'static str, ShardFactory, ReplayFn), ShardError> {
+        self.games
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or_else(|| ShardError::UnknownGame(name.to_owned()))
+    }
+}

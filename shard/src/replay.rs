@@ -1,0 +1,179 @@
+//! Replay logs: a match's seed, parameters and every membership change and applied input,
+//! in order, with a marker per tick. Replaying a log through a fresh shard of the same game
+//! reproduces the match bit for bit, which [`replay`] checks tick by tick with state hashes.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ShardError;
+use crate::game::{Game, SubscriberKey};
+use crate::runtime::{DynShard, Shard};
+
+/// A recorded match. Serializes to JSON for download and storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayLog {
+    /// The game type.
+    pub game: String,
+    /// The match seed.
+    pub seed: u64,
+    /// The match parameters, as the game's `Params` serialized them.
+    pub params: serde_json::Value,
+    /// Everything that happened, in order.
+    pub events: Vec<ReplayEvent>,
+}
+
+/// One recorded event. Joins, leaves and resumes happen between ticks; `Tick` starts a
+/// step, and the `Input` events right after it are the inputs applied at its start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "e", rename_all = "snake_case")]
+pub enum ReplayEvent {
+    /// A subscriber joined and got `key`.
+    Join {
+        /// Its key.
+        key: u32,
+        /// Its sid.
+        sid: String,
+        /// Whether it was an operator.
+        is_admin: bool,
+    },
+    /// The subscriber `old` reconnected and got `key`.
+    Resume {
+        /// The key it had.
+        old: u32,
+        /// Its new key.
+        key: u32,
+    },
+    /// A subscriber left.
+    Leave {
+        /// Its key.
+        key: u32,
+    },
+    /// A step began.
+    Tick,
+    /// An input applied at the start of the current step.
+    Input {
+        /// The sender's key.
+        key: u32,
+        /// The sender's sequence number.
+        client_seq: Option<u64>,
+        /// The input, as JSON.
+        input: serde_json::Value,
+    },
+}
+
+impl ReplayLog {
+    /// An empty log.
+    #[must_use]
+    pub fn new(game: &str, seed: u64, params: serde_json::Value) -> Self {
+        Self {
+            game: game.to_owned(),
+            seed,
+            params,
+            events: Vec::new(),
+        }
+    }
+
+    /// How many ticks the log covers.
+    #[must_use]
+    pub fn ticks(&self) -> u64 {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, ReplayEvent::Tick))
+            .count() as u64
+    }
+}
+
+/// Replays `log` with game `G`, calling `on_tick(tick, state_hash)` after every step, and
+/// returns the final state hash.
+///
+/// # Errors
+/// [`ShardError`] when the log is for another game or an event cannot be applied.
+pub fn replay<G: Game>(
+    log: &ReplayLog,
+    on_tick: &mut dyn FnMut(u64, u64),
+) -> Result<u64, ShardError> {
+    if log.game != G::NAME {
+        return Err(ShardError::ReplayGameMismatch {
+            expected: G::NAME,
+            found: log.game.clone(),
+        });
+    }
+    let params: G::Params =
+        serde_json::from_value(log.params.clone()).map_err(|source| ShardError::BadParams {
+            game: G::NAME,
+            source,
+        })?;
+    let mut shard = Shard::<G>::with_params(&params, log.seed, None);
+    let bad = |index: usize, reason: &str| ShardError::BadReplayEvent {
+        index,
+        reason: reason.to_owned(),
+    };
+    let mut hash = shard.state_hash();
+    for (index, event) in log.events.iter().enumerate() {
+        match event {
+            ReplayEvent::Join { key, sid, is_admin } => {
+                let joined = shard
+                    .admit(Arc::from(sid.as_str()), *is_admin)
+                    .map_err(|_| bad(index, "join refused"))?;
+                if joined.key.0 != *key {
+                    return Err(bad(index, "join produced a different key"));
+                }
+            }
+            ReplayEvent::Resume { old, key } => {
+                let sid = shard
+                    .sid_of(SubscriberKey(*old))
+                    .ok_or_else(|| bad(index, "resume of unknown key"))?;
+                let joined = shard
+                    .admit(sid, false)
+                    .map_err(|_| bad(index, "resume refused"))?;
+                if joined.key.0 != *key {
+                    return Err(bad(index, "resume produced a different key"));
+                }
+            }
+            ReplayEvent::Leave { key } => {
+                shard.leave(SubscriberKey(*key));
+            }
+            ReplayEvent::Tick => {
+                queue_inputs::<G>(&mut shard, &log.events[index + 1..], index)?;
+                shard.run_tick();
+                let mut drained = Vec::new();
+                shard.drain_outgoing(&mut drained);
+                hash = shard.state_hash();
+                on_tick(shard.tick(), hash);
+            }
+            ReplayEvent::Input { .. } => {}
+        }
+    }
+    Ok(hash)
+}
+
+fn queue_inputs<G: Game>(
+    shard: &mut Shard<G>,
+    after: &[ReplayEvent],
+    tick_index: usize,
+) -> Result<(), ShardError> {
+    for (offset, event) in after.iter().enumerate() {
+        let ReplayEvent::Input {
+            key,
+            client_seq,
+            input,
+        } = event
+        else {
+            break;
+        };
+        let index = tick_index + 1 + offset;
+        let typed: G::Input =
+            serde_json::from_value(input.clone()).map_err(|e| ShardError::BadReplayEvent {
+                index,
+                reason: e.to_string(),
+            })?;
+        shard
+            .force_input(SubscriberKey(*key), *client_seq, typed)
+            .map_err(|_| ShardError::BadReplayEvent {
+                index,
+                reason: "input for unknown key".to_owned(),
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! pylon binary (stub).
+fn main() {}

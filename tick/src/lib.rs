@@ -1,0 +1,1 @@
+//! pylon-tick (stub while the crate is written).
