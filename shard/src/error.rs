@@ -45,6 +45,9 @@ pub enum CodecError {
     /// A client frame is not valid MessagePack or not the `[client_seq, base, input]` shape.
     #[error("malformed msgpack frame: {0}")]
     MsgPack(String),
+    /// A client frame is well-formed but not of the protocol's shape (e.g. not an object).
+    #[error("malformed frame: {0}")]
+    Shape(&'static str),
     /// A value could not be encoded (for example a map with non-string keys).
     #[error("cannot encode value: {0}")]
     Encode(String),

@@ -79,6 +79,10 @@ pub fn decode_client_frame(frame: &Bytes, msgpack: bool) -> Result<ClientFrame, 
 }
 
 fn decode_json(frame: &Bytes) -> Result<ClientFrame, CodecError> {
+    // serde would also accept a struct written as an array; the protocol says object.
+    if frame.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(CodecError::Shape("expected a JSON object"));
+    }
     let envelope: JsonEnvelope<'_> = serde_json::from_slice(frame)?;
     let input = match envelope.input {
         Some(raw) => InputPayload::json(frame.slice_ref(raw.get().as_bytes())),

@@ -1,0 +1,33 @@
+//! Typed configuration of the tick pool. Built by the binary's `src/config.rs` from the
+//! environment; every field has a documented default.
+
+use std::time::Duration;
+
+/// Tick pool settings.
+#[derive(Debug, Clone)]
+pub struct TickConfig {
+    /// Tick threads (`PYLON_TICK_THREADS`). Default: available cores. Each is one OS thread.
+    pub threads: usize,
+    /// Commands queued per tick thread before senders are refused. Default 65,536
+    /// (about 6 MiB per thread, allocated up front by the bounded channel).
+    pub command_capacity: usize,
+    /// Ticks a late shard may run back to back before it skips the rest. Default 3.
+    pub max_catch_up_ticks: u32,
+    /// A shard with no subscribers and no input for this long is stopped and removed.
+    /// Default 60 s.
+    pub idle_timeout: Duration,
+    /// Longest a tick thread sleeps with nothing due (idle sweep cadence). Default 100 ms.
+    pub max_park: Duration,
+}
+
+impl Default for TickConfig {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            command_capacity: 65_536,
+            max_catch_up_ticks: 3,
+            idle_timeout: Duration::from_secs(60),
+            max_park: Duration::from_millis(100),
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The per-thread scheduling core: owns many shards, steps each on its own fixed grid of
+//! deadlines, routes commands in and frames out. It reads time only through a [`Clock`]
+//! and never sleeps, so tests drive it exactly (see [`crate::Stepper`]).
+//!
+//! Deadlines: shard `s` created at `start` with rate `hz` is due at
+//! `start + k * 1e9 / hz` ns for k = 1, 2, … computed from `k` each time, never by adding
+//! periods, so rounding never accumulates into drift. A shard found `n` grid points late
+//! runs `min(n, max_catch_up_ticks)` steps back to back and skips (counts) the rest; its
+//! next deadline stays on the grid.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use pylon_shard::{DynShard, Outgoing, StopReason, SubscriberKey};
+
+use crate::clock::Clock;
+use crate::command::{Command, InputFrom, ShardId};
+use crate::config::TickConfig;
+use crate::mailbox::Mailbox;
+use crate::metrics::ThreadMetrics;
+use crate::status::{ShardState, ShardStatus};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+const SWEEP_INTERVAL_NS: u64 = NS_PER_SEC;
+
+type Outbox = Arc<Mailbox<Outgoing>>;
+
+/// Whether the thread should keep running after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// A `Shutdown` command was handled: every shard is stopped.
+    Shutdown,
+}
+
+struct Entry {
+    id: ShardId,
+    shard: Box<dyn DynShard>,
+    status: Arc<ShardStatus>,
+    subs: Vec<(SubscriberKey, Outbox)>,
+    hz: u32,
+    start_ns: u64,
+    k: u64,
+    last_activity_ns: u64,
+}
+
+impl Entry {
+    fn deadline(&self, k: u64) -> u64 {
+        let offset = u128::from(k) * u128::from(NS_PER_SEC) / u128::from(self.hz.max(1));
+        self.start_ns.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+    }
+
+    /// The largest k whose deadline is at or before `now`.
+    fn grid_index_at(&self, now: u64) -> u64 {
+        let elapsed = u128::from(now.saturating_sub(self.start_ns));
+        u64::try_from(elapsed * u128::from(self.hz) / u128::from(NS_PER_SEC)).unwrap_or(u64::MAX)
+    }
+
+    fn period_ns(&self) -> u64 {
+        NS_PER_SEC / u64::from(self.hz.max(1))
+    }
+
+    fn load(&self) -> u64 {
+        u64::from(self.hz.max(1))
+    }
+
+    fn mailbox(&self, key: SubscriberKey) -> Option<&Outbox> {
+        let index = self.subs.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        self.subs.get(index).map(|(_, m)| m)
+    }
+
+    fn remove_sub(&mut self, key: SubscriberKey) -> Option<Outbox> {
+        let index = self.subs.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        Some(self.subs.remove(index).1)
+    }
+
+    fn publish_status(&self) {
+        self.status.update(self.shard.tick(), self.shard.subscriber_count(), self.shard.queued_inputs());
+    }
+}
+
+/// Scratch state shared by every shard of the thread (buffers are reused every tick).
+struct Ctx {
+    clock: Arc<dyn Clock>,
+    metrics: Arc<ThreadMetrics>,
+    max_catch_up: u64,
+    idle_timeout_ns: u64,
+    out: Vec<(SubscriberKey, Outgoing)>,
+    stamps: Vec<u64>,
+    gone: Vec<SubscriberKey>,
+}
+
+/// One tick thread's shards and deadlines.
+pub struct Scheduler {
+    ctx: Ctx,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    index: HashMap<ShardId, usize>,
+    heap: BinaryHeap<Reverse<(u64, ShardId)>>,
+    ready: Vec<ShardId>,
+    next_sweep_ns: u64,
+    max_park_ns: u64,
+}
+
+impl Scheduler {
+    /// An empty scheduler reading `clock` and recording into `metrics`.
+    #[must_use]
+    pub fn new(config: &TickConfig, clock: Arc<dyn Clock>, metrics: Arc<ThreadMetrics>) -> Self {
+        let now = clock.now_ns();
+        Self {
+            ctx: Ctx {
+                clock,
+                metrics,
+                max_catch_up: u64::from(config.max_catch_up_ticks.max(1)),
+                idle_timeout_ns: u64::try_from(config.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+                out: Vec::new(),
+                stamps: Vec::new(),
+                gone: Vec::new(),
+            },
+            entries: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            ready: Vec::new(),
+            next_sweep_ns: now.saturating_add(SWEEP_INTERVAL_NS),
+            max_park_ns: u64::try_from(config.max_park.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Shards owned.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no shard is owned.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Handles one command at time `now`.
+    pub fn handle(&mut self, command: Command, now: u64) -> Flow {
+        match command {
+            Command::Create { shard, state, status } => self.create(shard, state, status, now),
+            Command::Join { shard, sid, auth, mailbox } => {
+                let Some(entry) = self.entry_mut(shard) else {
+                    reject_join(&mailbox);
+                    return Flow::Continue;
+                };
+                entry.last_activity_ns = now;
+                let result = guarded(&self.ctx, entry, |s| s.handle_join(sid, &auth));
+                match result {
+                    Some(Ok(joined)) => {
+                        if let Some(old) = joined.replaced.and_then(|k| entry.remove_sub(k)) {
+                            old.close();
+                        }
+                        let frame = Outgoing::Joined { key: joined.key, resumed: joined.replaced.is_some() };
+                        // A fresh mailbox has room: the push cannot overflow.
+                        let _ = mailbox.push_reliable(Arc::new(frame));
+                        entry.subs.push((joined.key, mailbox));
+                    }
+                    Some(Err(why)) => {
+                        let _ = mailbox.push_reliable(Arc::new(Outgoing::JoinRejected(why)));
+                        mailbox.close();
+                    }
+                    None => reject_join(&mailbox),
+                }
+                self.after_command(shard);
+            }
+            Command::Leave { shard, key } => {
+                if let Some(entry) = self.entry_mut(shard) {
+                    if let Some(mailbox) = entry.remove_sub(key) {
+                        mailbox.close();
+                    }
+                    guarded(&self.ctx, entry, |s| s.handle_leave(key));
+                }
+                self.after_command(shard);
+            }
+            Command::Input { shard, from, client_seq, payload, sent_at_ns } => {
+                let Some(entry) = self.entry_mut(shard) else {
+                    self.ctx.metrics.count_rejected(pylon_shard::InputRejected::Finished);
+                    return Flow::Continue;
+                };
+                entry.last_activity_ns = now;
+                let result = guarded(&self.ctx, entry, |s| {
+                    let key = match from {
+                        InputFrom::Key(key) => key,
+                        InputFrom::Sid(sid) => s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX)),
+                    };
+                    s.handle_input(key, client_seq, &payload, sent_at_ns)
+                });
+                if let Some(Err(reason)) = result {
+                    self.ctx.metrics.count_rejected(reason);
+                }
+                self.after_command(shard);
+            }
+            Command::Stop { shard, reason } => self.stop(shard, reason),
+            Command::Shutdown => {
+                let ids: Vec<ShardId> = self.index.keys().copied().collect();
+                for id in ids {
+                    self.stop(id, StopReason::Shutdown);
+                }
+                return Flow::Shutdown;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn create(&mut self, id: ShardId, shard: Box<dyn DynShard>, status: Arc<ShardStatus>, now: u64) {
+        let hz = shard.tick_rate_hz();
+        let entry = Entry { id, shard, status, subs: Vec::new(), hz, start_ns: now, k: 1, last_activity_ns: now };
+        entry.status.set_state(ShardState::Running);
+        if hz > 0 {
+            self.heap.push(Reverse((entry.deadline(1), id)));
+        }
+        self.ctx.metrics.shards.fetch_add(1, Ordering::Relaxed);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot] = Some(entry);
+                slot
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        };
+        self.index.insert(id, slot);
+    }
+
+    fn entry_mut(&mut self, id: ShardId) -> Option<&mut Entry> {
+        let slot = *self.index.get(&id)?;
+        self.entries.get_mut(slot)?.as_mut()
+    }
+
+    /// After a command: publish status, queue event-driven shards that now want a step,
+    /// and drop shards that died while handling it.
+    fn after_command(&mut self, id: ShardId) {
+        let Some(entry) = self.entry_mut(id) else { return };
+        if entry.shard.is_finished() {
+            // Only a panic (the shard was replaced by `Dead`) finishes a shard outside a step.
+            self.finish(id, ShardState::Panicked);
+            return;
+        }
+        entry.publish_status();
+        if entry.hz == 0 && entry.shard.wants_step() && !self.ready.contains(&id) {
+            self.ready.push(id);
+        }
+    }
+
+    fn stop(&mut self, id: ShardId, reason: StopReason) {
+        let Some(entry) = self.entry_mut(id) else { return };
+        guarded(&self.ctx, entry, |s| s.stop(reason));
+        let state = if reason == StopReason::Panicked { ShardState::Panicked } else { ShardState::Stopped };
+        self.finish(id, state);
+    }
+
+    /// Delivers what the shard still has to say, closes every mailbox, frees the shard.
+    fn finish(&mut self, id: ShardId, state: ShardState) {
+        let Some(slot) = self.index.remove(&id) else { return };
+        let Some(mut entry) = self.entries.get_mut(slot).and_then(Option::take) else { return };
+        self.free.push(slot);
+        deliver(&mut self.ctx, &mut entry);
+        for (_, mailbox) in entry.subs.drain(..) {
+            mailbox.close();
+        }
+        entry.publish_status();
+        if entry.status.state() != ShardState::Panicked {
+            entry.status.set_state(state);
+        }
+        let metrics = &self.ctx.metrics;
+        metrics.shards.fetch_sub(1, Ordering::Relaxed);
+        metrics.load.fetch_sub(entry.load(), Ordering::Relaxed);
+        metrics.shards_removed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Steps every shard whose deadline is at or before `now` (with bounded catch-up) and
+    /// every event-driven shard that has something to step for.
+    pub fn run_due(&mut self, now: u64) {
+        while let Some(&Reverse((deadline, id))) = self.heap.peek() {
+            if deadline > now {
+                break;
+            }
+            self.heap.pop();
+            self.run_fixed(id, deadline, now);
+        }
+        let ready = std::mem::take(&mut self.ready);
+        for &id in &ready {
+            if let Some(entry) = self.entry_mut(id)
+                && entry.shard.wants_step()
+            {
+                let alive = step_entry(&mut self.ctx, entry, None);
+                self.settle(id, alive);
+            }
+        }
+        self.ready = ready;
+        self.ready.clear();
+    }
+
+    fn run_fixed(&mut self, id: ShardId, deadline: u64, now: u64) {
+        let Some(slot) = self.index.get(&id).copied() else { return };
+        let Some(Some(entry)) = self.entries.get_mut(slot) else { return };
+        if entry.deadline(entry.k) != deadline {
+            return; // a stale heap entry
+        }
+        let due = entry.grid_index_at(now).saturating_sub(entry.k) + 1;
+        let run = due.min(self.ctx.max_catch_up);
+        let mut alive = true;
+        for i in 0..run {
+            let at = entry.deadline(entry.k + i);
+            alive = step_entry(&mut self.ctx, entry, Some(at));
+            if !alive {
+                break;
+            }
+        }
+        entry.k += due;
+        self.ctx.metrics.skipped_ticks.fetch_add(due - run, Ordering::Relaxed);
+        if alive {
+            self.heap.push(Reverse((entry.deadline(entry.k), id)));
+        }
+        self.settle(id, alive);
+    }
+
+    /// Removes a shard that finished, stopped or panicked during a step.
+    fn settle(&mut self, id: ShardId, alive: bool) {
+        let Some(entry) = self.entry_mut(id) else { return };
+        if !alive {
+            self.finish(id, ShardState::Panicked);
+        } else if entry.shard.is_finished() {
+            self.finish(id, ShardState::Finished);
+        }
+    }
+
+    /// Stops shards that had no subscribers and no input for the idle timeout. Runs at most
+    /// once a second.
+    pub fn sweep_idle(&mut self, now: u64) {
+        if now < self.next_sweep_ns {
+            return;
+        }
+        self.next_sweep_ns = now.saturating_add(SWEEP_INTERVAL_NS);
+        let timeout = self.ctx.idle_timeout_ns;
+        let idle: Vec<ShardId> = self
+            .entries
+            .iter()
+            .flatten()
+            .filter(|e| e.subs.is_empty() && now.saturating_sub(e.last_activity_ns) >= timeout)
+            .map(|e| e.id)
+            .collect();
+        for id in idle {
+            self.stop(id, StopReason::Idle);
+        }
+    }
+
+    /// When this thread must next wake: the earliest deadline, an idle sweep, or `now` if
+    /// an event-driven shard is waiting; never later than `now + max_park`.
+    #[must_use]
+    pub fn next_wake(&self, now: u64) -> u64 {
+        if !self.ready.is_empty() {
+            return now;
+        }
+        let cap = now.saturating_add(self.max_park_ns).min(self.next_sweep_ns);
+        self.heap.peek().map_or(cap, |Reverse((deadline, _))| (*deadline).min(cap))
+    }
+
+    /// The earliest shard deadline, if any fixed-rate shard is scheduled.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((deadline, _))| *deadline)
+    }
+}
+
+fn reject_join(mailbox: &Outbox) {
+    let _ = mailbox.push_reliable(Arc::new(Outgoing::JoinRejected(pylon_shard::JoinRejected::Finished)));
+    mailbox.close();
+}
+
+/// Runs `f` on the shard, containing a panic: the match is stopped (every subscriber gets
+/// `Stopped(Panicked)`), counted, and `None` is returned. The thread keeps going.
+fn guarded<R>(ctx: &Ctx, entry: &mut Entry, f: impl FnOnce(&mut dyn DynShard) -> R) -> Option<R> {
+    if let Ok(value) = catch_unwind(AssertUnwindSafe(|| f(entry.shard.as_mut()))) {
+        return Some(value);
+    }
+    ctx.metrics.panics.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(shard = entry.id, game = entry.shard.game(), "game code panicked; match stopped");
+    for (_, mailbox) in entry.subs.drain(..) {
+        let _ = mailbox.push_reliable(Arc::new(Outgoing::Stopped(StopReason::Panicked)));
+        mailbox.close();
+    }
+    entry.status.set_state(ShardState::Panicked);
+    // The shard may be half-updated: mark it so nothing steps it again before removal.
+    entry.hz = 0;
+    entry.shard = Box::new(Dead);
+    None
+}
+
+/// Runs one step at (optional) deadline `at`; returns false if the game panicked.
+fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
+    let started = ctx.clock.now_ns();
+    if let Some(deadline) = at {
+        ctx.metrics.lateness_us.record(started.saturating_sub(deadline) / 1_000);
+    }
+    let Some(report) = guarded(ctx, entry, |s| s.step()) else {
+        return false;
+    };
+    let ended = ctx.clock.now_ns();
+    let took = ended.saturating_sub(started);
+    let metrics = &ctx.metrics;
+    metrics.tick_duration_us.record(took / 1_000);
+    if entry.hz > 0 && took > entry.period_ns() {
+        metrics.overruns.fetch_add(1, Ordering::Relaxed);
+    }
+    metrics.ticks.fetch_add(1, Ordering::Relaxed);
+    metrics.inputs_applied.fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
+    metrics.inputs_unauthorized.fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
+    entry.shard.drain_applied_stamps(&mut ctx.stamps);
+    for stamp in ctx.stamps.drain(..) {
+        metrics.input_latency_us.record(started.saturating_sub(stamp) / 1_000);
+    }
+    deliver(ctx, entry);
+    entry.publish_status();
+    true
+}
+
+/// Moves the shard's frames into mailboxes; drops subscribers whose writer is gone or whose
+/// reliable queue overflowed.
+fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
+    entry.shard.drain_outgoing(&mut ctx.out);
+    for (key, frame) in ctx.out.drain(..) {
+        let Some(mailbox) = entry.mailbox(key) else { continue };
+        let terminal = matches!(frame, Outgoing::MatchEnd(_) | Outgoing::Stopped(_));
+        if frame.is_droppable() {
+            mailbox.publish_latest(Arc::new(frame));
+        } else if mailbox.push_reliable(Arc::new(frame)).is_err() {
+            ctx.metrics.mailbox_overflows.fetch_add(1, Ordering::Relaxed);
+            ctx.gone.push(key);
+        }
+        if terminal {
+            mailbox.close();
+        }
+    }
+    ctx.gone.extend(entry.subs.iter().filter(|(_, m)| m.is_consumer_gone()).map(|(k, _)| *k));
+    for key in ctx.gone.drain(..) {
+        if let Some(mailbox) = entry.remove_sub(key) {
+            mailbox.close();
+            entry.shard.handle_leave(key);
+        }
+    }
+}
+
+/// Stands in for a shard whose game panicked until the scheduler removes it.
+struct Dead;
+
+impl DynShard for Dead {
+    fn game(&self) -> &'static str {
+        "dead"
+    }
+    fn tick_rate_hz(&self) -> u32 {
+        0
+    }
+    fn tick(&self) -> u64 {
+        0
+    }
+    fn subscriber_count(&self) -> usize {
+        0
+    }
+    fn queued_inputs(&self) -> usize {
+        0
+    }
+    fn is_finished(&self) -> bool {
+        true
+    }
+    fn wants_step(&self) -> bool {
+        false
+    }
+    fn handle_join(&mut self, _: Arc<str>, _: &pylon_shard::Auth) -> Result<pylon_shard::Joined, pylon_shard::JoinRejected> {
+        Err(pylon_shard::JoinRejected::Finished)
+    }
+    fn handle_leave(&mut self, _: SubscriberKey) -> bool {
+        false
+    }
+    fn handle_input(
+        &mut self,
+        _: SubscriberKey,
+        _: Option<u64>,
+        _: &pylon_shard::codec::InputPayload,
+        _: u64,
+    ) -> Result<(), pylon_shard::InputRejected> {
+        Err(pylon_shard::InputRejected::Finished)
+    }
+    fn find_subscriber(&self, _: &str) -> Option<SubscriberKey> {
+        None
+    }
+    fn step(&mut self) -> pylon_shard::StepReport {
+        pylon_shard::StepReport::default()
+    }
+    fn stop(&mut self, _: StopReason) {}
+    fn drain_outgoing(&mut self, _: &mut Vec<(SubscriberKey, Outgoing)>) {}
+    fn drain_applied_stamps(&mut self, _: &mut Vec<u64>) {}
+    fn state_hash(&mut self) -> u64 {
+        0
+    }
+    fn replay_log(&self) -> Option<&pylon_shard::replay::ReplayLog> {
+        None
+    }
+}
