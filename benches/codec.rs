@@ -1,2 +1,73 @@
-//! stub
-fn main() {}
+//! Encoding one arena snapshot (8 players, 12 pickups) as compat JSON, MessagePack and a
+//! MessagePack delta, for one subscriber, from a fresh (not yet cached) payload.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pylon_shard::codec::{Cached, FrameEncoder, WireMode};
+use pylon_shard::games::arena::{ArenaSnapshot, PlayerView};
+use pylon_shard::{Outgoing, SnapshotFrame};
+
+fn snapshot(shift: f32) -> ArenaSnapshot {
+    ArenaSnapshot {
+        time_left_secs: 250.5,
+        players: (0..8)
+            .map(|i| PlayerView {
+                id: format!("player-{i}").into(),
+                x: 100.0 * i as f32 + if i == 2 { shift } else { 0.0 },
+                y: 480.25,
+                score: i,
+            })
+            .collect(),
+        pickups: (0..12)
+            .map(|i| [37.5 * i as f32, 900.0 - 11.0 * i as f32])
+            .collect(),
+    }
+}
+
+fn frame(tick: u64, shift: f32) -> Outgoing {
+    Outgoing::Snapshot(SnapshotFrame {
+        tick,
+        ack: Some(tick),
+        body: Cached::payload(snapshot(shift), Some("ack")),
+    })
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_snapshot");
+    let mut out = Vec::with_capacity(4096);
+    for (name, mode) in [
+        ("compat_json", WireMode::Binary),
+        ("msgpack", WireMode::MsgPack),
+    ] {
+        let mut encoder = FrameEncoder::new(mode);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let f = frame(2, 1.0);
+                encoder.encode(&f, &mut out).unwrap();
+                out.len()
+            });
+        });
+    }
+    let mut encoder = FrameEncoder::new(WireMode::MsgPackDelta);
+    encoder.encode(&frame(1, 0.0), &mut out).unwrap();
+    encoder.handle_base_ack(1);
+    group.bench_function("msgpack_delta", |b| {
+        b.iter(|| {
+            let f = frame(2, 1.0);
+            encoder.encode(&f, &mut out).unwrap();
+            out.len()
+        });
+    });
+    let shared = frame(3, 0.0);
+    let mut encoder = FrameEncoder::new(WireMode::Binary);
+    encoder.encode(&shared, &mut out).unwrap();
+    group.bench_function("compat_json_cached_second_subscriber", |b| {
+        b.iter(|| {
+            encoder.encode(&shared, &mut out).unwrap();
+            out.len()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_encode);
+criterion_main!(benches);

@@ -32,12 +32,7 @@ impl ShardRng {
     pub fn next_u32(&mut self) -> u32 {
         let old = self.state;
         self.state = old.wrapping_mul(Self::MULT).wrapping_add(self.inc);
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "PCG output is the low 32 bits"
-        )]
         let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
-        #[expect(clippy::cast_possible_truncation, reason = "rotation is at most 31")]
         let rot = (old >> 59) as u32;
         xorshifted.rotate_right(rot)
     }
@@ -45,9 +40,7 @@ impl ShardRng {
     /// A float uniformly drawn from `[0, 1)`.
     pub fn next_f32(&mut self) -> f32 {
         // 24 random bits fill an f32 mantissa exactly.
-        #[expect(clippy::cast_precision_loss, reason = "24 bits fit an f32 exactly")]
-        let unit = (self.next_u32() >> 8) as f32 / 16_777_216.0;
-        unit
+        (self.next_u32() >> 8) as f32 / 16_777_216.0
     }
 
     /// A float uniformly drawn from `[low, high)`.
@@ -61,12 +54,7 @@ impl ShardRng {
             return 0;
         }
         // Lemire's multiply-shift; the tiny bias is irrelevant for games.
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "the product's high half fits u32"
-        )]
-        let value = ((u64::from(self.next_u32()) * u64::from(bound)) >> 32) as u32;
-        value
+        ((u64::from(self.next_u32()) * u64::from(bound)) >> 32) as u32
     }
 }
 

@@ -9,7 +9,11 @@ use pylon_shard::{Auth, DynShard, GameRegistry, MatchConfig, Shard, SubscriberKe
 /// Plays a 600-tick arena match with joins, a leave, a reconnect and random inputs, and
 /// returns its replay log and the state hash after every tick.
 fn record_match() -> (ReplayLog, Vec<u64>) {
-    let config = MatchConfig { seed: 7, params: serde_json::json!({"pickups": 30}), record_replay: true };
+    let config = MatchConfig {
+        seed: 7,
+        params: serde_json::json!({"pickups": 30}),
+        record_replay: true,
+    };
     let mut shard = Shard::<Arena>::new(&config).unwrap();
     let mut rng = ShardRng::new(99);
     let mut keys: Vec<(String, SubscriberKey)> = Vec::new();
@@ -20,7 +24,10 @@ fn record_match() -> (ReplayLog, Vec<u64>) {
         if tick % 50 == 0 && keys.len() < 8 {
             let sid = format!("p{joined}");
             joined += 1;
-            let auth = Auth { user_id: sid.as_str().into(), is_admin: false };
+            let auth = Auth {
+                user_id: sid.as_str().into(),
+                is_admin: false,
+            };
             let key = shard.handle_join(sid.as_str().into(), &auth).unwrap().key;
             keys.push((sid, key));
         }
@@ -30,14 +37,20 @@ fn record_match() -> (ReplayLog, Vec<u64>) {
         }
         if tick == 400 {
             let (sid, _) = keys[0].clone();
-            let auth = Auth { user_id: sid.as_str().into(), is_admin: false };
+            let auth = Auth {
+                user_id: sid.as_str().into(),
+                is_admin: false,
+            };
             keys[0].1 = shard.handle_join(sid.as_str().into(), &auth).unwrap().key;
         }
         for (seq, (_, key)) in keys.iter().enumerate() {
             if rng.below(3) == 0 {
                 let (dx, dy) = (rng.range_f32(-1.2, 1.2), rng.range_f32(-1.2, 1.2));
-                let payload = InputPayload::json(format!(r#"{{"dx":{dx},"dy":{dy}}}"#).into_bytes());
-                shard.handle_input(*key, Some(u64::from(tick) * 10 + seq as u64), &payload, 0).unwrap();
+                let payload =
+                    InputPayload::json(format!(r#"{{"dx":{dx},"dy":{dy}}}"#).into_bytes());
+                shard
+                    .handle_input(*key, Some(u64::from(tick) * 10 + seq as u64), &payload, 0)
+                    .unwrap();
             }
         }
         shard.step();
@@ -59,7 +72,9 @@ fn replay_reproduces_every_tick() {
     assert_eq!(replayed.len(), live.len());
     assert_eq!(replayed, live);
     assert_eq!(Some(&last), live.last());
-    let by_name = GameRegistry::builtin().replay(&log, &mut |_, _| {}).unwrap();
+    let by_name = GameRegistry::builtin()
+        .replay(&log, &mut |_, _| {})
+        .unwrap();
     assert_eq!(by_name, last);
 }
 

@@ -60,6 +60,11 @@ impl Histogram {
         self.max.fetch_max(value_us, Ordering::Relaxed);
     }
 
+    /// Returns the max so far and starts a new max from zero.
+    pub fn take_max(&self) -> u64 {
+        self.max.swap(0, Ordering::Relaxed)
+    }
+
     /// A point-in-time copy.
     #[must_use]
     pub fn snapshot(&self) -> HistogramSnapshot {
@@ -99,6 +104,24 @@ impl HistogramSnapshot {
         self.max = self.max.max(other.max);
     }
 
+    /// The counts recorded after `earlier` was taken. `max` is this snapshot's: reset it
+    /// with [`Histogram::take_max`] when `earlier` is taken to get the window's max.
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let buckets = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
+            .collect();
+        Self {
+            buckets,
+            count: self.count.saturating_sub(earlier.count),
+            sum: self.sum.saturating_sub(earlier.sum),
+            max: self.max,
+        }
+    }
+
     /// The upper bound of the bucket holding quantile `q` (0.0 to 1.0), capped at `max`;
     /// 0 when empty.
     #[must_use]
@@ -106,7 +129,6 @@ impl HistogramSnapshot {
         if self.count == 0 {
             return 0;
         }
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "q in [0,1] times a count")]
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (index, n) in self.buckets.iter().enumerate() {

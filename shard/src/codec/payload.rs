@@ -76,10 +76,10 @@ impl<T: Serialize + Send + Sync + 'static> Cached<T> {
     }
 }
 
-fn cached<'a, V: ?Sized>(
-    cell: &'a OnceLock<Result<Box<V>, String>>,
+fn cached<V: ?Sized>(
+    cell: &OnceLock<Result<Box<V>, String>>,
     make: impl FnOnce() -> Result<Box<V>, String>,
-) -> Result<&'a V, CodecError> {
+) -> Result<&V, CodecError> {
     match cell.get_or_init(make) {
         Ok(bytes) => Ok(bytes),
         Err(message) => Err(CodecError::Encode(message.clone())),

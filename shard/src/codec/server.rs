@@ -163,16 +163,16 @@ impl FrameEncoder {
     }
 
     fn encode_snapshot(&mut self, s: &SnapshotFrame, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        if self.mode == WireMode::MsgPackDelta {
-            if let Some((base_tick, patch)) = self.delta_against_base(s)? {
-                header(out, FrameKind::Delta, s.tick, s.ack, Some(base_tick))?;
-                match patch {
-                    Some(p) => write_named(out, &p)?,
-                    None => rmp::encode::write_nil(out).map_err(io_err)?,
-                }
-                self.remember(s);
-                return Ok(());
+        if self.mode == WireMode::MsgPackDelta
+            && let Some((base_tick, patch)) = self.delta_against_base(s)?
+        {
+            header(out, FrameKind::Delta, s.tick, s.ack, Some(base_tick))?;
+            match patch {
+                Some(p) => write_named(out, &p)?,
+                None => rmp::encode::write_nil(out).map_err(io_err)?,
             }
+            self.remember(s);
+            return Ok(());
         }
         header(out, FrameKind::Snapshot, s.tick, s.ack, None)?;
         out.extend_from_slice(s.body.msgpack()?);
