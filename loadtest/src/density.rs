@@ -177,8 +177,8 @@ fn await_joins(
     let mut mailboxes = Vec::with_capacity(pending.len());
     for (shard, mailbox) in pending {
         let key = loop {
-            match mailbox.try_recv().as_deref() {
-                Some(Outgoing::Joined { key, .. }) => break *key,
+            match mailbox.try_recv() {
+                Some(Outgoing::Joined { key, .. }) => break key,
                 Some(Outgoing::Snapshot(_)) => {}
                 Some(other) => bail!("join refused: {other:?}"),
                 None if Instant::now() > deadline => bail!("joins did not complete within 60 s"),

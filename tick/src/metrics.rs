@@ -69,7 +69,11 @@ impl Histogram {
     #[must_use]
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
-            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
             count: self.count.load(Ordering::Relaxed),
             sum: self.sum.load(Ordering::Relaxed),
             max: self.max.load(Ordering::Relaxed),
@@ -189,7 +193,8 @@ impl ThreadMetrics {
     }
 
     /// Labels of [`ThreadMetrics::inputs_rejected`], in order.
-    pub const REJECT_REASONS: [&'static str; 4] = ["unknown_subscriber", "queue_full", "decode", "finished"];
+    pub const REJECT_REASONS: [&'static str; 4] =
+        ["unknown_subscriber", "queue_full", "decode", "finished"];
 }
 
 #[cfg(test)]

@@ -28,6 +28,29 @@ const SWEEP_INTERVAL_NS: u64 = NS_PER_SEC;
 
 type Outbox = Arc<Mailbox<Outgoing>>;
 
+/// Shard ids are sequential integers from the pool: a multiply-shift hash spreads them
+/// well and costs a few cycles, where the default SipHash would cost tens of ns per command.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<ShardId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Whether the thread should keep running after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -51,7 +74,8 @@ struct Entry {
 impl Entry {
     fn deadline(&self, k: u64) -> u64 {
         let offset = u128::from(k) * u128::from(NS_PER_SEC) / u128::from(self.hz.max(1));
-        self.start_ns.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+        self.start_ns
+            .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
     }
 
     /// The largest k whose deadline is at or before `now`.
@@ -79,7 +103,11 @@ impl Entry {
     }
 
     fn publish_status(&self) {
-        self.status.update(self.shard.tick(), self.shard.subscriber_count(), self.shard.queued_inputs());
+        self.status.update(
+            self.shard.tick(),
+            self.shard.subscriber_count(),
+            self.shard.queued_inputs(),
+        );
     }
 }
 
@@ -94,12 +122,47 @@ struct Ctx {
     gone: Vec<SubscriberKey>,
 }
 
+/// The shards of one thread: a slab plus an id index.
+#[derive(Default)]
+struct Shards {
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    index: IdMap<usize>,
+}
+
+impl Shards {
+    fn get_mut(&mut self, id: ShardId) -> Option<&mut Entry> {
+        let slot = *self.index.get(&id)?;
+        self.entries.get_mut(slot)?.as_mut()
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        let id = entry.id;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot] = Some(entry);
+                slot
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        };
+        self.index.insert(id, slot);
+    }
+
+    fn remove(&mut self, id: ShardId) -> Option<Entry> {
+        let slot = self.index.remove(&id)?;
+        let entry = self.entries.get_mut(slot).and_then(Option::take);
+        self.free.push(slot);
+        entry
+    }
+}
+
 /// One tick thread's shards and deadlines.
 pub struct Scheduler {
     ctx: Ctx,
-    entries: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    index: HashMap<ShardId, usize>,
+    shards: Shards,
     heap: BinaryHeap<Reverse<(u64, ShardId)>>,
     ready: Vec<ShardId>,
     next_sweep_ns: u64,
@@ -121,9 +184,7 @@ impl Scheduler {
                 stamps: Vec::new(),
                 gone: Vec::new(),
             },
-            entries: Vec::new(),
-            free: Vec::new(),
-            index: HashMap::new(),
+            shards: Shards::default(),
             heap: BinaryHeap::new(),
             ready: Vec::new(),
             next_sweep_ns: now.saturating_add(SWEEP_INTERVAL_NS),
@@ -134,21 +195,30 @@ impl Scheduler {
     /// Shards owned.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.shards.index.len()
     }
 
     /// Whether no shard is owned.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.shards.index.is_empty()
     }
 
     /// Handles one command at time `now`.
     pub fn handle(&mut self, command: Command, now: u64) -> Flow {
         match command {
-            Command::Create { shard, state, status } => self.create(shard, state, status, now),
-            Command::Join { shard, sid, auth, mailbox } => {
-                let Some(entry) = self.entry_mut(shard) else {
+            Command::Create {
+                shard,
+                state,
+                status,
+            } => self.create(shard, state, status, now),
+            Command::Join {
+                shard,
+                sid,
+                auth,
+                mailbox,
+            } => {
+                let Some(entry) = self.shards.get_mut(shard) else {
                     reject_join(&mailbox);
                     return Flow::Continue;
                 };
@@ -159,13 +229,16 @@ impl Scheduler {
                         if let Some(old) = joined.replaced.and_then(|k| entry.remove_sub(k)) {
                             old.close();
                         }
-                        let frame = Outgoing::Joined { key: joined.key, resumed: joined.replaced.is_some() };
+                        let frame = Outgoing::Joined {
+                            key: joined.key,
+                            resumed: joined.replaced.is_some(),
+                        };
                         // A fresh mailbox has room: the push cannot overflow.
-                        let _ = mailbox.push_reliable(Arc::new(frame));
+                        let _ = mailbox.push_reliable(frame);
                         entry.subs.push((joined.key, mailbox));
                     }
                     Some(Err(why)) => {
-                        let _ = mailbox.push_reliable(Arc::new(Outgoing::JoinRejected(why)));
+                        let _ = mailbox.push_reliable(Outgoing::JoinRejected(why));
                         mailbox.close();
                     }
                     None => reject_join(&mailbox),
@@ -173,7 +246,7 @@ impl Scheduler {
                 self.after_command(shard);
             }
             Command::Leave { shard, key } => {
-                if let Some(entry) = self.entry_mut(shard) {
+                if let Some(entry) = self.shards.get_mut(shard) {
                     if let Some(mailbox) = entry.remove_sub(key) {
                         mailbox.close();
                     }
@@ -181,16 +254,26 @@ impl Scheduler {
                 }
                 self.after_command(shard);
             }
-            Command::Input { shard, from, client_seq, payload, sent_at_ns } => {
-                let Some(entry) = self.entry_mut(shard) else {
-                    self.ctx.metrics.count_rejected(pylon_shard::InputRejected::Finished);
+            Command::Input {
+                shard,
+                from,
+                client_seq,
+                payload,
+                sent_at_ns,
+            } => {
+                let Some(entry) = self.shards.get_mut(shard) else {
+                    self.ctx
+                        .metrics
+                        .count_rejected(pylon_shard::InputRejected::Finished);
                     return Flow::Continue;
                 };
                 entry.last_activity_ns = now;
                 let result = guarded(&self.ctx, entry, |s| {
                     let key = match from {
                         InputFrom::Key(key) => key,
-                        InputFrom::Sid(sid) => s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX)),
+                        InputFrom::Sid(sid) => {
+                            s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX))
+                        }
                     };
                     s.handle_input(key, client_seq, &payload, sent_at_ns)
                 });
@@ -201,7 +284,7 @@ impl Scheduler {
             }
             Command::Stop { shard, reason } => self.stop(shard, reason),
             Command::Shutdown => {
-                let ids: Vec<ShardId> = self.index.keys().copied().collect();
+                let ids: Vec<ShardId> = self.shards.index.keys().copied().collect();
                 for id in ids {
                     self.stop(id, StopReason::Shutdown);
                 }
@@ -211,36 +294,38 @@ impl Scheduler {
         Flow::Continue
     }
 
-    fn create(&mut self, id: ShardId, shard: Box<dyn DynShard>, status: Arc<ShardStatus>, now: u64) {
+    fn create(
+        &mut self,
+        id: ShardId,
+        shard: Box<dyn DynShard>,
+        status: Arc<ShardStatus>,
+        now: u64,
+    ) {
         let hz = shard.tick_rate_hz();
-        let entry = Entry { id, shard, status, subs: Vec::new(), hz, start_ns: now, k: 1, last_activity_ns: now };
+        let entry = Entry {
+            id,
+            shard,
+            status,
+            subs: Vec::new(),
+            hz,
+            start_ns: now,
+            k: 1,
+            last_activity_ns: now,
+        };
         entry.status.set_state(ShardState::Running);
         if hz > 0 {
             self.heap.push(Reverse((entry.deadline(1), id)));
         }
         self.ctx.metrics.shards.fetch_add(1, Ordering::Relaxed);
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.entries[slot] = Some(entry);
-                slot
-            }
-            None => {
-                self.entries.push(Some(entry));
-                self.entries.len() - 1
-            }
-        };
-        self.index.insert(id, slot);
-    }
-
-    fn entry_mut(&mut self, id: ShardId) -> Option<&mut Entry> {
-        let slot = *self.index.get(&id)?;
-        self.entries.get_mut(slot)?.as_mut()
+        self.shards.insert(entry);
     }
 
     /// After a command: publish status, queue event-driven shards that now want a step,
     /// and drop shards that died while handling it.
     fn after_command(&mut self, id: ShardId) {
-        let Some(entry) = self.entry_mut(id) else { return };
+        let Some(entry) = self.shards.get_mut(id) else {
+            return;
+        };
         if entry.shard.is_finished() {
             // Only a panic (the shard was replaced by `Dead`) finishes a shard outside a step.
             self.finish(id, ShardState::Panicked);
@@ -253,17 +338,23 @@ impl Scheduler {
     }
 
     fn stop(&mut self, id: ShardId, reason: StopReason) {
-        let Some(entry) = self.entry_mut(id) else { return };
+        let Some(entry) = self.shards.get_mut(id) else {
+            return;
+        };
         guarded(&self.ctx, entry, |s| s.stop(reason));
-        let state = if reason == StopReason::Panicked { ShardState::Panicked } else { ShardState::Stopped };
+        let state = if reason == StopReason::Panicked {
+            ShardState::Panicked
+        } else {
+            ShardState::Stopped
+        };
         self.finish(id, state);
     }
 
     /// Delivers what the shard still has to say, closes every mailbox, frees the shard.
     fn finish(&mut self, id: ShardId, state: ShardState) {
-        let Some(slot) = self.index.remove(&id) else { return };
-        let Some(mut entry) = self.entries.get_mut(slot).and_then(Option::take) else { return };
-        self.free.push(slot);
+        let Some(mut entry) = self.shards.remove(id) else {
+            return;
+        };
         deliver(&mut self.ctx, &mut entry);
         for (_, mailbox) in entry.subs.drain(..) {
             mailbox.close();
@@ -290,7 +381,7 @@ impl Scheduler {
         }
         let ready = std::mem::take(&mut self.ready);
         for &id in &ready {
-            if let Some(entry) = self.entry_mut(id)
+            if let Some(entry) = self.shards.get_mut(id)
                 && entry.shard.wants_step()
             {
                 let alive = step_entry(&mut self.ctx, entry, None);
@@ -302,8 +393,9 @@ impl Scheduler {
     }
 
     fn run_fixed(&mut self, id: ShardId, deadline: u64, now: u64) {
-        let Some(slot) = self.index.get(&id).copied() else { return };
-        let Some(Some(entry)) = self.entries.get_mut(slot) else { return };
+        let Some(entry) = self.shards.get_mut(id) else {
+            return;
+        };
         if entry.deadline(entry.k) != deadline {
             return; // a stale heap entry
         }
@@ -318,7 +410,10 @@ impl Scheduler {
             }
         }
         entry.k += due;
-        self.ctx.metrics.skipped_ticks.fetch_add(due - run, Ordering::Relaxed);
+        self.ctx
+            .metrics
+            .skipped_ticks
+            .fetch_add(due - run, Ordering::Relaxed);
         if alive {
             self.heap.push(Reverse((entry.deadline(entry.k), id)));
         }
@@ -327,7 +422,9 @@ impl Scheduler {
 
     /// Removes a shard that finished, stopped or panicked during a step.
     fn settle(&mut self, id: ShardId, alive: bool) {
-        let Some(entry) = self.entry_mut(id) else { return };
+        let Some(entry) = self.shards.get_mut(id) else {
+            return;
+        };
         if !alive {
             self.finish(id, ShardState::Panicked);
         } else if entry.shard.is_finished() {
@@ -344,6 +441,7 @@ impl Scheduler {
         self.next_sweep_ns = now.saturating_add(SWEEP_INTERVAL_NS);
         let timeout = self.ctx.idle_timeout_ns;
         let idle: Vec<ShardId> = self
+            .shards
             .entries
             .iter()
             .flatten()
@@ -363,7 +461,9 @@ impl Scheduler {
             return now;
         }
         let cap = now.saturating_add(self.max_park_ns).min(self.next_sweep_ns);
-        self.heap.peek().map_or(cap, |Reverse((deadline, _))| (*deadline).min(cap))
+        self.heap
+            .peek()
+            .map_or(cap, |Reverse((deadline, _))| (*deadline).min(cap))
     }
 
     /// The earliest shard deadline, if any fixed-rate shard is scheduled.
@@ -374,7 +474,7 @@ impl Scheduler {
 }
 
 fn reject_join(mailbox: &Outbox) {
-    let _ = mailbox.push_reliable(Arc::new(Outgoing::JoinRejected(pylon_shard::JoinRejected::Finished)));
+    let _ = mailbox.push_reliable(Outgoing::JoinRejected(pylon_shard::JoinRejected::Finished));
     mailbox.close();
 }
 
@@ -385,9 +485,13 @@ fn guarded<R>(ctx: &Ctx, entry: &mut Entry, f: impl FnOnce(&mut dyn DynShard) ->
         return Some(value);
     }
     ctx.metrics.panics.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(shard = entry.id, game = entry.shard.game(), "game code panicked; match stopped");
+    tracing::error!(
+        shard = entry.id,
+        game = entry.shard.game(),
+        "game code panicked; match stopped"
+    );
     for (_, mailbox) in entry.subs.drain(..) {
-        let _ = mailbox.push_reliable(Arc::new(Outgoing::Stopped(StopReason::Panicked)));
+        let _ = mailbox.push_reliable(Outgoing::Stopped(StopReason::Panicked));
         mailbox.close();
     }
     entry.status.set_state(ShardState::Panicked);
@@ -401,7 +505,9 @@ fn guarded<R>(ctx: &Ctx, entry: &mut Entry, f: impl FnOnce(&mut dyn DynShard) ->
 fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     let started = ctx.clock.now_ns();
     if let Some(deadline) = at {
-        ctx.metrics.lateness_us.record(started.saturating_sub(deadline) / 1_000);
+        ctx.metrics
+            .lateness_us
+            .record(started.saturating_sub(deadline) / 1_000);
     }
     let Some(report) = guarded(ctx, entry, |s| s.step()) else {
         return false;
@@ -414,11 +520,17 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
         metrics.overruns.fetch_add(1, Ordering::Relaxed);
     }
     metrics.ticks.fetch_add(1, Ordering::Relaxed);
-    metrics.inputs_applied.fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
-    metrics.inputs_unauthorized.fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
+    metrics
+        .inputs_applied
+        .fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
+    metrics
+        .inputs_unauthorized
+        .fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
     entry.shard.drain_applied_stamps(&mut ctx.stamps);
     for stamp in ctx.stamps.drain(..) {
-        metrics.input_latency_us.record(started.saturating_sub(stamp) / 1_000);
+        metrics
+            .input_latency_us
+            .record(started.saturating_sub(stamp) / 1_000);
     }
     deliver(ctx, entry);
     entry.publish_status();
@@ -430,19 +542,29 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
 fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
     entry.shard.drain_outgoing(&mut ctx.out);
     for (key, frame) in ctx.out.drain(..) {
-        let Some(mailbox) = entry.mailbox(key) else { continue };
+        let Some(mailbox) = entry.mailbox(key) else {
+            continue;
+        };
         let terminal = matches!(frame, Outgoing::MatchEnd(_) | Outgoing::Stopped(_));
         if frame.is_droppable() {
-            mailbox.publish_latest(Arc::new(frame));
-        } else if mailbox.push_reliable(Arc::new(frame)).is_err() {
-            ctx.metrics.mailbox_overflows.fetch_add(1, Ordering::Relaxed);
+            mailbox.publish_latest(frame);
+        } else if mailbox.push_reliable(frame).is_err() {
+            ctx.metrics
+                .mailbox_overflows
+                .fetch_add(1, Ordering::Relaxed);
             ctx.gone.push(key);
         }
         if terminal {
             mailbox.close();
         }
     }
-    ctx.gone.extend(entry.subs.iter().filter(|(_, m)| m.is_consumer_gone()).map(|(k, _)| *k));
+    ctx.gone.extend(
+        entry
+            .subs
+            .iter()
+            .filter(|(_, m)| m.is_consumer_gone())
+            .map(|(k, _)| *k),
+    );
     for key in ctx.gone.drain(..) {
         if let Some(mailbox) = entry.remove_sub(key) {
             mailbox.close();
@@ -476,7 +598,11 @@ impl DynShard for Dead {
     fn wants_step(&self) -> bool {
         false
     }
-    fn handle_join(&mut self, _: Arc<str>, _: &pylon_shard::Auth) -> Result<pylon_shard::Joined, pylon_shard::JoinRejected> {
+    fn handle_join(
+        &mut self,
+        _: Arc<str>,
+        _: &pylon_shard::Auth,
+    ) -> Result<pylon_shard::Joined, pylon_shard::JoinRejected> {
         Err(pylon_shard::JoinRejected::Finished)
     }
     fn handle_leave(&mut self, _: SubscriberKey) -> bool {

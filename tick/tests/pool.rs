@@ -43,7 +43,7 @@ fn join_input_snapshot_ack_round_trip() {
     };
     handle.join("ada".into(), auth, mailbox.clone()).unwrap();
     poll_until("joined", || {
-        matches!(mailbox.try_recv().as_deref(), Some(Outgoing::Joined { .. })).then_some(())
+        matches!(mailbox.try_recv(), Some(Outgoing::Joined { .. })).then_some(())
     });
     handle
         .input(
@@ -52,12 +52,12 @@ fn join_input_snapshot_ack_round_trip() {
             json(r#"{"dx":1,"dy":0}"#),
         )
         .unwrap();
-    let (tick, ack) = poll_until("acked snapshot", || match mailbox.try_recv().as_deref() {
+    let (tick, ack) = poll_until("acked snapshot", || match mailbox.try_recv() {
         Some(Outgoing::Snapshot(s)) if s.ack == Some(41) => Some((s.tick, s.ack)),
         _ => None,
     });
     assert_eq!(ack, Some(41));
-    let later = poll_until("a later snapshot", || match mailbox.try_recv().as_deref() {
+    let later = poll_until("a later snapshot", || match mailbox.try_recv() {
         Some(Outgoing::Snapshot(s)) if s.tick > tick => Some(s.tick),
         _ => None,
     });
@@ -108,10 +108,7 @@ fn shutdown_stops_matches() {
     pool.shutdown(Duration::from_secs(5));
     let frames = common::drain(&mailbox);
     assert!(
-        matches!(
-            frames.last().map(|f| &**f),
-            Some(Outgoing::Stopped(StopReason::Shutdown))
-        ),
+        matches!(frames.last(), Some(Outgoing::Stopped(StopReason::Shutdown))),
         "{frames:?}"
     );
     assert!(mailbox.is_closed());

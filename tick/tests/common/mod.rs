@@ -2,8 +2,6 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::sync::Arc;
-
 use bevy_ecs::prelude::*;
 use pylon_shard::codec::InputPayload;
 use pylon_shard::games::arena::Arena;
@@ -31,14 +29,14 @@ pub fn json(text: &str) -> InputPayload {
 }
 
 /// Everything waiting in a mailbox.
-pub fn drain(mailbox: &Mailbox<Outgoing>) -> Vec<Arc<Outgoing>> {
+pub fn drain(mailbox: &Mailbox<Outgoing>) -> Vec<Outgoing> {
     std::iter::from_fn(|| mailbox.try_recv()).collect()
 }
 
 /// Takes the `Joined` frame that must be first in a fresh subscriber's mailbox.
 pub fn joined_key(mailbox: &Mailbox<Outgoing>) -> SubscriberKey {
-    match mailbox.try_recv().as_deref() {
-        Some(Outgoing::Joined { key, .. }) => *key,
+    match mailbox.try_recv() {
+        Some(Outgoing::Joined { key, .. }) => key,
         other => panic!("expected Joined, got {other:?}"),
     }
 }
