@@ -15,26 +15,50 @@
 //! [`pylon_shard::DynShard`] and talk to it through its [`ShardHandle`]. Tests drive the
 //! same scheduler without threads through [`Stepper`].
 
-pub mod clock;
-pub mod command;
-pub mod config;
-pub mod error;
+//!
+//! Under `--cfg loom` only [`mailbox`], [`waker`] and the `sync` shim are compiled, for the
+//! model check: `RUSTFLAGS="--cfg loom" cargo test -p pylon-tick --release loom`.
+
 pub mod mailbox;
-pub mod metrics;
-pub mod pool;
-pub mod scheduler;
-pub mod status;
-pub mod stepper;
 mod sync;
 pub mod waker;
 
+#[cfg(not(loom))]
+pub mod clock;
+#[cfg(not(loom))]
+pub mod command;
+#[cfg(not(loom))]
+pub mod config;
+#[cfg(not(loom))]
+pub mod error;
+#[cfg(not(loom))]
+pub mod metrics;
+#[cfg(not(loom))]
+pub mod pool;
+#[cfg(not(loom))]
+pub mod scheduler;
+#[cfg(not(loom))]
+pub mod status;
+#[cfg(not(loom))]
+pub mod stepper;
+
+#[cfg(not(loom))]
 pub use clock::{Clock, ManualClock, MonotonicClock};
+#[cfg(not(loom))]
 pub use command::{Command, InputFrom, ShardId};
+#[cfg(not(loom))]
 pub use config::TickConfig;
+#[cfg(not(loom))]
 pub use error::{SendError, StartError};
+#[cfg(not(loom))]
 pub use mailbox::Mailbox;
+#[cfg(not(loom))]
 pub use metrics::{Histogram, HistogramSnapshot, ThreadMetrics};
+#[cfg(not(loom))]
 pub use pool::{ShardHandle, TickPool};
+#[cfg(not(loom))]
 pub use scheduler::Scheduler;
+#[cfg(not(loom))]
 pub use status::{ShardState, ShardStatus};
+#[cfg(not(loom))]
 pub use stepper::Stepper;

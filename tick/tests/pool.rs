@@ -1,5 +1,7 @@
 //! The real pool: OS threads, crossbeam channels, mailboxes. Waits poll with a deadline.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::sync::Arc;

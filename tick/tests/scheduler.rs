@@ -1,6 +1,8 @@
 //! The scheduler on a fake clock: exact deadlines, bounded catch-up, event-driven steps,
 //! idle removal, panic containment. No threads, no sleeps.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -17,7 +19,10 @@ const SEC: u64 = 1_000_000_000;
 #[test]
 fn no_drift_over_ten_thousand_ticks() {
     // No subscriber here: keep the idle sweep from stopping the shard at 60 s.
-    let config = TickConfig { idle_timeout: std::time::Duration::from_secs(3600), ..TickConfig::default() };
+    let config = TickConfig {
+        idle_timeout: std::time::Duration::from_secs(3600),
+        ..TickConfig::default()
+    };
     let mut stepper = Stepper::new(&config, 5 * SEC);
     let (_, status) = stepper.spawn(arena(60));
     let start = stepper.now();

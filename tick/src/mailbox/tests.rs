@@ -106,7 +106,11 @@ fn drop_frees_frames() {
     m.publish_latest(probe.clone());
     m.push_reliable(probe.clone()).unwrap();
     m.publish_latest(probe.clone());
-    assert_eq!(Arc::strong_count(&probe), 5, "two in the ring, one flushed snapshot, one latest");
+    assert_eq!(
+        Arc::strong_count(&probe),
+        5,
+        "two in the ring, one flushed snapshot, one latest"
+    );
     drop(m);
     assert_eq!(Arc::strong_count(&probe), 1);
 }
