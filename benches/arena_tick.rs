@@ -1,6 +1,8 @@
 //! One arena tick (inputs applied, schedule run, snapshots built for every subscriber) at
 //! 8, 64 and 512 players.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use pylon_shard::codec::InputPayload;
 use pylon_shard::games::arena::Arena;
@@ -8,19 +10,12 @@ use pylon_shard::{Auth, DynShard, MatchConfig, Shard, SubscriberKey};
 
 fn arena_with(players: usize) -> (Shard<Arena>, Vec<SubscriberKey>) {
     let params = serde_json::json!({"max_players": players, "time_limit_secs": 1_000_000, "score_limit": u32::MAX});
-    let mut shard = Shard::<Arena>::new(&MatchConfig {
-        seed: 1,
-        params,
-        record_replay: false,
-    })
-    .unwrap();
+    let mut shard =
+        Shard::<Arena>::new(&MatchConfig { seed: 1, params, record_replay: false }).unwrap();
     let keys = (0..players)
         .map(|i| {
             let sid: std::sync::Arc<str> = format!("player-{i}").into();
-            let auth = Auth {
-                user_id: sid.clone(),
-                is_admin: false,
-            };
+            let auth = Auth { user_id: sid.clone(), is_admin: false };
             shard.handle_join(sid, &auth).unwrap().key
         })
         .collect();

@@ -1,6 +1,8 @@
 //! Encoding one arena snapshot (8 players, 12 pickups) as compat JSON, MessagePack and a
 //! MessagePack delta, for one subscriber, from a fresh (not yet cached) payload.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use pylon_shard::codec::{Cached, FrameEncoder, WireMode};
 use pylon_shard::games::arena::{ArenaSnapshot, PlayerView};
@@ -17,9 +19,7 @@ fn snapshot(shift: f32) -> ArenaSnapshot {
                 score: i,
             })
             .collect(),
-        pickups: (0..12)
-            .map(|i| [37.5 * i as f32, 900.0 - 11.0 * i as f32])
-            .collect(),
+        pickups: (0..12).map(|i| [37.5 * i as f32, 900.0 - 11.0 * i as f32]).collect(),
     }
 }
 
@@ -34,10 +34,7 @@ fn frame(tick: u64, shift: f32) -> Outgoing {
 fn bench_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode_snapshot");
     let mut out = Vec::with_capacity(4096);
-    for (name, mode) in [
-        ("compat_json", WireMode::Binary),
-        ("msgpack", WireMode::MsgPack),
-    ] {
+    for (name, mode) in [("compat_json", WireMode::Binary), ("msgpack", WireMode::MsgPack)] {
         let mut encoder = FrameEncoder::new(mode);
         group.bench_function(name, |b| {
             b.iter(|| {

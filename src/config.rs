@@ -50,9 +50,7 @@ mod tests {
         let cfg = Config::from_lookup(|_| Some("3".into())).unwrap();
         assert_eq!(cfg.tick_threads, 3);
         for bad in ["0", "x", "1000"] {
-            let err = Config::from_lookup(|_| Some(bad.into()))
-                .unwrap_err()
-                .to_string();
+            let err = Config::from_lookup(|_| Some(bad.into())).unwrap_err().to_string();
             assert!(err.contains("PYLON_TICK_THREADS"), "{err}");
         }
     }

@@ -49,10 +49,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Serve(args) | Command::Dev(args)) => args,
-        None => DemoArgs {
-            matches: 500,
-            secs: 10,
-        },
+        None => DemoArgs { matches: 500, secs: 10 },
     };
     println!(
         "pylon {}: network server not built yet; running {} arena matches of 8 players at 20 Hz \

@@ -76,11 +76,7 @@ struct Player {
 /// When the pool cannot start, a match cannot be created, or joins do not complete.
 pub fn run(config: &DensityConfig) -> anyhow::Result<DensityReport> {
     let tick_config = TickConfig {
-        threads: if config.threads == 0 {
-            TickConfig::default().threads
-        } else {
-            config.threads
-        },
+        threads: if config.threads == 0 { TickConfig::default().threads } else { config.threads },
         ..TickConfig::default()
     };
     let rss_before = procfs::rss_bytes();
@@ -100,9 +96,8 @@ pub fn run(config: &DensityConfig) -> anyhow::Result<DensityReport> {
     std::thread::sleep(Duration::from_secs(config.secs));
     let end = Window::take(&pool, false);
     let rss_after = procfs::rss_bytes();
-    let rejected_by_channel = generator
-        .join()
-        .map_err(|_| anyhow::anyhow!("input generator panicked"))?;
+    let rejected_by_channel =
+        generator.join().map_err(|_| anyhow::anyhow!("input generator panicked"))?;
     drop(mailboxes);
     pool.shutdown(Duration::from_secs(5));
     Ok(report(
@@ -131,22 +126,14 @@ fn populate(pool: &TickPool, config: &DensityConfig) -> anyhow::Result<Populated
     let mut handles = Vec::with_capacity(config.matches);
     let mut pending = Vec::with_capacity(config.matches * config.players);
     for m in 0..config.matches {
-        let match_config = MatchConfig {
-            seed: m as u64,
-            params: params.clone(),
-            record_replay: false,
-        };
+        let match_config =
+            MatchConfig { seed: m as u64, params: params.clone(), record_replay: false };
         let shard = registry.create("arena", &match_config)?;
-        let handle = pool
-            .spawn(shard)
-            .context("creating a match (tick channel full?)")?;
+        let handle = pool.spawn(shard).context("creating a match (tick channel full?)")?;
         for p in 0..config.players {
             let sid: Arc<str> = format!("m{m}p{p}").into();
             let mailbox = Arc::new(Mailbox::new(DEFAULT_RELIABLE_CAPACITY));
-            let auth = Auth {
-                user_id: sid.clone(),
-                is_admin: false,
-            };
+            let auth = Auth { user_id: sid.clone(), is_admin: false };
             retry(|| handle.join(sid.clone(), auth.clone(), mailbox.clone()))?;
             pending.push((m, mailbox));
         }
@@ -169,9 +156,9 @@ fn retry(mut send: impl FnMut() -> Result<(), pylon_tick::SendError>) -> anyhow:
     }
 }
 
-fn await_joins(
-    pending: Vec<(usize, Arc<Mailbox<Outgoing>>)>,
-) -> anyhow::Result<(Vec<Player>, Vec<Arc<Mailbox<Outgoing>>>)> {
+type Outbox = Arc<Mailbox<Outgoing>>;
+
+fn await_joins(pending: Vec<(usize, Outbox)>) -> anyhow::Result<(Vec<Player>, Vec<Outbox>)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut players = Vec::with_capacity(pending.len());
     let mut mailboxes = Vec::with_capacity(pending.len());
@@ -199,36 +186,34 @@ fn spawn_generator(
     input_hz: u32,
     stop_at: Instant,
 ) -> anyhow::Result<std::thread::JoinHandle<u64>> {
-    let thread = std::thread::Builder::new()
-        .name("pylon-loadgen".into())
-        .spawn(move || {
-            let payloads: Vec<Bytes> = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.5), (0.25, -1.0)]
-                .iter()
-                .map(|(dx, dy)| Bytes::from(format!(r#"{{"dx":{dx},"dy":{dy}}}"#)))
-                .collect();
-            let per_sec = players.len() as f64 * f64::from(input_hz);
-            let started = Instant::now();
-            let (mut sent, mut rejected, mut seq) = (0_u64, 0_u64, 0_u64);
-            while Instant::now() < stop_at {
-                let target = (started.elapsed().as_secs_f64() * per_sec) as u64;
-                while sent < target {
-                    let player = &players[(sent % players.len() as u64) as usize];
-                    if sent % players.len() as u64 == 0 {
-                        seq += 1;
-                    }
-                    let payload = InputPayload::json(payloads[(seq % 4) as usize].clone());
-                    if handles[player.shard]
-                        .input(InputFrom::Key(player.key), Some(seq), payload)
-                        .is_err()
-                    {
-                        rejected += 1;
-                    }
-                    sent += 1;
+    let thread = std::thread::Builder::new().name("pylon-loadgen".into()).spawn(move || {
+        let payloads: Vec<Bytes> = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.5), (0.25, -1.0)]
+            .iter()
+            .map(|(dx, dy)| Bytes::from(format!(r#"{{"dx":{dx},"dy":{dy}}}"#)))
+            .collect();
+        let per_sec = players.len() as f64 * f64::from(input_hz);
+        let started = Instant::now();
+        let (mut sent, mut rejected, mut seq) = (0_u64, 0_u64, 0_u64);
+        while Instant::now() < stop_at {
+            let target = (started.elapsed().as_secs_f64() * per_sec) as u64;
+            while sent < target {
+                let player = &players[(sent % players.len() as u64) as usize];
+                if sent % players.len() as u64 == 0 {
+                    seq += 1;
                 }
-                std::thread::sleep(Duration::from_micros(500));
+                let payload = InputPayload::json(payloads[(seq % 4) as usize].clone());
+                if handles[player.shard]
+                    .input(InputFrom::Key(player.key), Some(seq), payload)
+                    .is_err()
+                {
+                    rejected += 1;
+                }
+                sent += 1;
             }
-            rejected
-        })?;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        rejected
+    })?;
     Ok(thread)
 }
 
@@ -269,11 +254,7 @@ impl Window {
             w.skipped += m.skipped_ticks.load(Relaxed);
             w.overruns += m.overruns.load(Relaxed);
             w.applied += m.inputs_applied.load(Relaxed);
-            w.rejected += m
-                .inputs_rejected
-                .iter()
-                .map(|c| c.load(Relaxed))
-                .sum::<u64>();
+            w.rejected += m.inputs_rejected.iter().map(|c| c.load(Relaxed)).sum::<u64>();
             w.lateness.merge(&m.lateness_us.snapshot());
             w.tick.merge(&m.tick_duration_us.snapshot());
             w.input.merge(&m.input_latency_us.snapshot());

@@ -44,20 +44,9 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
-        Scenario::Density {
-            matches,
-            players,
-            hz,
-            input_hz,
-            secs,
-            warmup,
-            threads,
-        } => {
+        Scenario::Density { matches, players, hz, input_hz, secs, warmup, threads } => {
             anyhow::ensure!((1..=128).contains(&hz), "--hz must be 1 to 128");
-            anyhow::ensure!(
-                players > 0 && matches > 0,
-                "--matches and --players must be positive"
-            );
+            anyhow::ensure!(players > 0 && matches > 0, "--matches and --players must be positive");
             let config = DensityConfig {
                 matches,
                 players,

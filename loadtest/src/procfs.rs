@@ -12,11 +12,7 @@ pub fn rss_bytes() -> u64 {
     let Ok(statm) = fs::read_to_string("/proc/self/statm") else {
         return 0;
     };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 
@@ -49,11 +45,7 @@ fn cpu_of_stat(stat: &str) -> (String, f64) {
     let name = stat[open + 1..close].to_owned();
     // Fields after the name: state is field 3; utime and stime are fields 14 and 15.
     let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let field = |n: usize| {
-        rest.get(n - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (name, (field(14) + field(15)) / USER_HZ)
 }
 

@@ -93,15 +93,7 @@ impl Game for Tag {
     fn handle_join(world: &mut World, who: &Subscriber) -> Result<Option<Entity>, JoinRejected> {
         let rng = &mut world.resource_mut::<pylon_shard::rng::ShardRng>();
         let (x, y) = (rng.range_f32(0.0, FIELD), rng.range_f32(0.0, FIELD));
-        let entity = world
-            .spawn(Runner {
-                sid: who.sid.clone(),
-                x,
-                y,
-                dx: 0.0,
-                dy: 0.0,
-            })
-            .id();
+        let entity = world.spawn(Runner { sid: who.sid.clone(), x, y, dx: 0.0, dy: 0.0 }).id();
         let mut it = world.resource_mut::<It>();
         it.0.get_or_insert(entity);
         Ok(Some(entity))
@@ -116,29 +108,20 @@ impl Game for Tag {
     }
 
     fn snapshot(world: &mut World) -> View {
-        View {
-            it: it_sid(world),
-            visible: Vec::new(),
-        }
+        View { it: it_sid(world), visible: Vec::new() }
     }
 
     fn snapshot_for(world: &mut World, who: &Subscriber) -> Option<View> {
         let me = world.get::<Runner>(who.entity?)?;
         let (x, y) = (me.x, me.y);
         let mut near = Vec::new();
-        world
-            .resource::<Spatial>()
-            .0
-            .query_radius(x, y, VIEW_RADIUS, &mut near);
+        world.resource::<Spatial>().0.query_radius(x, y, VIEW_RADIUS, &mut near);
         let visible = near
             .into_iter()
             .filter_map(|e| world.get::<Runner>(e))
             .map(|r| (r.sid.clone(), r.x, r.y))
             .collect();
-        Some(View {
-            it: it_sid(world),
-            visible,
-        })
+        Some(View { it: it_sid(world), visible })
     }
 
     fn outcome(_: &mut World) -> Option<()> {
@@ -151,20 +134,11 @@ fn it_sid(world: &World) -> Option<Arc<str>> {
     world.get::<Runner>(entity).map(|r| r.sid.clone())
 }
 
-fn main() {
-    let mut shard = Shard::<Tag>::new(&MatchConfig {
-        seed: 11,
-        ..MatchConfig::default()
-    })
-    .expect("tag has no params");
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut shard = Shard::<Tag>::new(&MatchConfig { seed: 11, ..MatchConfig::default() })?;
     for name in ["ann", "ben", "cy"] {
-        let auth = Auth {
-            user_id: name.into(),
-            is_admin: false,
-        };
-        shard
-            .handle_join(name.into(), &auth)
-            .expect("room for three");
+        let auth = Auth { user_id: name.into(), is_admin: false };
+        shard.handle_join(name.into(), &auth).map_err(|why| format!("join refused: {why:?}"))?;
     }
     let mut out = Vec::new();
     for _ in 0..30 {
@@ -173,12 +147,10 @@ fn main() {
     shard.drain_outgoing(&mut out);
     for (key, frame) in out.iter().rev().take(3) {
         if let Outgoing::Snapshot(s) = frame {
-            let json = s
-                .body
-                .json()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
+            let json =
+                s.body.json().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             println!("tick {} subscriber {}: {json}", s.tick, key.0);
         }
     }
+    Ok(())
 }

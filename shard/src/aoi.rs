@@ -44,13 +44,7 @@ impl<K: Copy + Ord> Grid<K> {
         }
         let cols = ((width / cell_size).ceil() as usize).max(1);
         let rows = ((height / cell_size).ceil() as usize).max(1);
-        Self {
-            cell_size,
-            cols,
-            rows,
-            cells: vec![Vec::new(); cols * rows],
-            len: 0,
-        }
+        Self { cell_size, cols, rows, cells: vec![Vec::new(); cols * rows], len: 0 }
     }
 
     /// Removes every point, keeping the allocations.
@@ -173,13 +167,7 @@ mod tests {
     fn matches_brute_force() {
         let mut rng = Lcg(5);
         let points: Vec<(u32, f32, f32)> = (0..1_000)
-            .map(|i| {
-                (
-                    i,
-                    rng.unit() * 1_200.0 - 100.0,
-                    rng.unit() * 1_200.0 - 100.0,
-                )
-            })
+            .map(|i| (i, rng.unit() * 1_200.0 - 100.0, rng.unit() * 1_200.0 - 100.0))
             .collect();
         let mut grid = Grid::new(1_000.0, 1_000.0, 64.0);
         for round in 0..2 {
@@ -189,11 +177,7 @@ mod tests {
             }
             assert_eq!(grid.len(), 1_000, "round {round}");
             for _ in 0..200 {
-                let (x, y, r) = (
-                    rng.unit() * 1_000.0,
-                    rng.unit() * 1_000.0,
-                    rng.unit() * 300.0,
-                );
+                let (x, y, r) = (rng.unit() * 1_000.0, rng.unit() * 1_000.0, rng.unit() * 300.0);
                 let mut got = Vec::new();
                 grid.query_radius(x, y, r, &mut got);
                 let want: Vec<u32> = points

@@ -64,10 +64,7 @@ pub struct ShardLimits {
 
 impl Default for ShardLimits {
     fn default() -> Self {
-        Self {
-            max_subscribers: 64,
-            max_queued_inputs: 16,
-        }
+        Self { max_subscribers: 64, max_queued_inputs: 16 }
     }
 }
 

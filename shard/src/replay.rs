@@ -66,21 +66,13 @@ impl ReplayLog {
     /// An empty log.
     #[must_use]
     pub fn new(game: &str, seed: u64, params: serde_json::Value) -> Self {
-        Self {
-            game: game.to_owned(),
-            seed,
-            params,
-            events: Vec::new(),
-        }
+        Self { game: game.to_owned(), seed, params, events: Vec::new() }
     }
 
     /// How many ticks the log covers.
     #[must_use]
     pub fn ticks(&self) -> u64 {
-        self.events
-            .iter()
-            .filter(|e| matches!(e, ReplayEvent::Tick))
-            .count() as u64
+        self.events.iter().filter(|e| matches!(e, ReplayEvent::Tick)).count() as u64
     }
 }
 
@@ -94,16 +86,10 @@ pub fn replay<G: Game>(
     on_tick: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, ShardError> {
     if log.game != G::NAME {
-        return Err(ShardError::ReplayGameMismatch {
-            expected: G::NAME,
-            found: log.game.clone(),
-        });
+        return Err(ShardError::ReplayGameMismatch { expected: G::NAME, found: log.game.clone() });
     }
-    let params: G::Params =
-        serde_json::from_value(log.params.clone()).map_err(|source| ShardError::BadParams {
-            game: G::NAME,
-            source,
-        })?;
+    let params: G::Params = serde_json::from_value(log.params.clone())
+        .map_err(|source| ShardError::BadParams { game: G::NAME, source })?;
     let mut shard = Shard::<G>::with_params(&params, log.seed, None);
     let bad = |index: usize, reason: &str| ShardError::BadReplayEvent {
         index,
@@ -124,9 +110,7 @@ pub fn replay<G: Game>(
                 let sid = shard
                     .sid_of(SubscriberKey(*old))
                     .ok_or_else(|| bad(index, "resume of unknown key"))?;
-                let joined = shard
-                    .admit(sid, false)
-                    .map_err(|_| bad(index, "resume refused"))?;
+                let joined = shard.admit(sid, false).map_err(|_| bad(index, "resume refused"))?;
                 if joined.key.0 != *key {
                     return Err(bad(index, "resume produced a different key"));
                 }
@@ -154,26 +138,15 @@ fn queue_inputs<G: Game>(
     tick_index: usize,
 ) -> Result<(), ShardError> {
     for (offset, event) in after.iter().enumerate() {
-        let ReplayEvent::Input {
-            key,
-            client_seq,
-            input,
-        } = event
-        else {
+        let ReplayEvent::Input { key, client_seq, input } = event else {
             break;
         };
         let index = tick_index + 1 + offset;
-        let typed: G::Input =
-            serde_json::from_value(input.clone()).map_err(|e| ShardError::BadReplayEvent {
-                index,
-                reason: e.to_string(),
-            })?;
-        shard
-            .force_input(SubscriberKey(*key), *client_seq, typed)
-            .map_err(|_| ShardError::BadReplayEvent {
-                index,
-                reason: "input for unknown key".to_owned(),
-            })?;
+        let typed: G::Input = serde_json::from_value(input.clone())
+            .map_err(|e| ShardError::BadReplayEvent { index, reason: e.to_string() })?;
+        shard.force_input(SubscriberKey(*key), *client_seq, typed).map_err(|_| {
+            ShardError::BadReplayEvent { index, reason: "input for unknown key".to_owned() }
+        })?;
     }
     Ok(())
 }

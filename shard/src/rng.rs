@@ -18,10 +18,7 @@ impl ShardRng {
     /// A generator for `seed`; the same seed always yields the same sequence.
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        let mut rng = Self {
-            state: 0,
-            inc: (seed.rotate_left(17) << 1) | 1,
-        };
+        let mut rng = Self { state: 0, inc: (seed.rotate_left(17) << 1) | 1 };
         rng.next_u32();
         rng.state = rng.state.wrapping_add(seed);
         rng.next_u32();
@@ -65,15 +62,9 @@ mod tests {
     /// The same seed gives the same sequence and different seeds differ.
     #[test]
     fn seeded_sequences_repeat() {
-        let a: Vec<u32> = (0..8)
-            .scan(ShardRng::new(7), |r, _| Some(r.next_u32()))
-            .collect();
-        let b: Vec<u32> = (0..8)
-            .scan(ShardRng::new(7), |r, _| Some(r.next_u32()))
-            .collect();
-        let c: Vec<u32> = (0..8)
-            .scan(ShardRng::new(8), |r, _| Some(r.next_u32()))
-            .collect();
+        let a: Vec<u32> = (0..8).scan(ShardRng::new(7), |r, _| Some(r.next_u32())).collect();
+        let b: Vec<u32> = (0..8).scan(ShardRng::new(7), |r, _| Some(r.next_u32())).collect();
+        let c: Vec<u32> = (0..8).scan(ShardRng::new(8), |r, _| Some(r.next_u32())).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

@@ -166,12 +166,8 @@ impl<G: Game> Shard<G> {
         let params: G::Params = if config.params.is_null() {
             G::Params::default()
         } else {
-            serde_json::from_value(config.params.clone()).map_err(|source| {
-                crate::ShardError::BadParams {
-                    game: G::NAME,
-                    source,
-                }
-            })?
+            serde_json::from_value(config.params.clone())
+                .map_err(|source| crate::ShardError::BadParams { game: G::NAME, source })?
         };
         let replay = config.record_replay.then(|| {
             Box::new(ReplayLog::new(
@@ -192,11 +188,7 @@ impl<G: Game> Shard<G> {
         let mut world = World::new();
         world.insert_resource(MatchClock {
             tick: 0,
-            dt_secs: if rate_hz == 0 {
-                0.0
-            } else {
-                1.0 / rate_hz as f32
-            },
+            dt_secs: if rate_hz == 0 { 0.0 } else { 1.0 / rate_hz as f32 },
         });
         world.insert_resource(ShardRng::new(seed));
         let mut schedule = Schedule::default();
@@ -246,12 +238,7 @@ impl<G: Game> Shard<G> {
             return Err(InputRejected::QueueFull);
         }
         slot.queued += 1;
-        self.pending.push(Pending {
-            key,
-            client_seq,
-            input,
-            stamp,
-        });
+        self.pending.push(Pending { key, client_seq, input, stamp });
         Ok(())
     }
 
@@ -267,14 +254,8 @@ impl<G: Game> Shard<G> {
         client_seq: Option<u64>,
         input: G::Input,
     ) -> Result<(), InputRejected> {
-        self.slot_index(key)
-            .ok_or(InputRejected::UnknownSubscriber)?;
-        self.pending.push(Pending {
-            key,
-            client_seq,
-            input,
-            stamp: 0,
-        });
+        self.slot_index(key).ok_or(InputRejected::UnknownSubscriber)?;
+        self.pending.push(Pending { key, client_seq, input, stamp: 0 });
         Ok(())
     }
 
@@ -316,41 +297,19 @@ impl<G: Game> Shard<G> {
             }
             self.slots.push(slot);
             self.next_key += 1;
-            self.record(|| ReplayEvent::Resume {
-                old: old.0,
-                key: key.0,
-            });
-            return Ok(Joined {
-                key,
-                replaced: Some(old),
-            });
+            self.record(|| ReplayEvent::Resume { old: old.0, key: key.0 });
+            return Ok(Joined { key, replaced: Some(old) });
         }
         if self.slots.len() >= self.limits.max_subscribers {
             return Err(JoinRejected::Full);
         }
-        let mut sub = Subscriber {
-            key,
-            sid: sid.clone(),
-            is_admin,
-            entity: None,
-        };
+        let mut sub = Subscriber { key, sid: sid.clone(), is_admin, entity: None };
         sub.entity = G::handle_join(&mut self.world, &sub)?;
-        self.slots.push(Slot {
-            sub,
-            last_seq: None,
-            queued: 0,
-        });
+        self.slots.push(Slot { sub, last_seq: None, queued: 0 });
         self.next_key += 1;
         self.membership_changed = true;
-        self.record(|| ReplayEvent::Join {
-            key: key.0,
-            sid: sid.to_string(),
-            is_admin,
-        });
-        Ok(Joined {
-            key,
-            replaced: None,
-        })
+        self.record(|| ReplayEvent::Join { key: key.0, sid: sid.to_string(), is_admin });
+        Ok(Joined { key, replaced: None })
     }
 
     pub(crate) fn leave(&mut self, key: SubscriberKey) -> bool {
@@ -412,13 +371,9 @@ impl<G: Game> Shard<G> {
         if let Some(outcome) = G::outcome(&mut self.world) {
             self.finished = true;
             report.finished = true;
-            let end = MatchEnd {
-                tick: self.tick,
-                outcome: Cached::payload(outcome, None),
-            };
+            let end = MatchEnd { tick: self.tick, outcome: Cached::payload(outcome, None) };
             for slot in &self.slots {
-                self.outgoing
-                    .push((slot.sub.key, Outgoing::MatchEnd(end.clone())));
+                self.outgoing.push((slot.sub.key, Outgoing::MatchEnd(end.clone())));
             }
         }
         report
@@ -437,13 +392,8 @@ impl<G: Game> Shard<G> {
                     .clone(),
             };
             let slot = &self.slots[index];
-            let frame = SnapshotFrame {
-                tick: self.tick,
-                ack: slot.last_seq,
-                body,
-            };
-            self.outgoing
-                .push((slot.sub.key, Outgoing::Snapshot(frame)));
+            let frame = SnapshotFrame { tick: self.tick, ack: slot.last_seq, body };
+            self.outgoing.push((slot.sub.key, Outgoing::Snapshot(frame)));
         }
     }
 }
@@ -503,10 +453,7 @@ impl<G: Game> DynShard for Shard<G> {
     }
 
     fn find_subscriber(&self, sid: &str) -> Option<SubscriberKey> {
-        self.slots
-            .iter()
-            .find(|s| &*s.sub.sid == sid)
-            .map(|s| s.sub.key)
+        self.slots.iter().find(|s| &*s.sub.sid == sid).map(|s| s.sub.key)
     }
 
     fn step(&mut self) -> StepReport {
@@ -520,8 +467,7 @@ impl<G: Game> DynShard for Shard<G> {
         self.finished = true;
         self.pending.clear();
         for slot in &self.slots {
-            self.outgoing
-                .push((slot.sub.key, Outgoing::Stopped(reason)));
+            self.outgoing.push((slot.sub.key, Outgoing::Stopped(reason)));
         }
     }
 

@@ -1,15 +1,13 @@
 //! Wire frames: compat binary and text layouts, MessagePack envelopes and deltas.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+
 use pylon_shard::codec::delta::{Patch, apply};
 use pylon_shard::codec::{Cached, FrameEncoder, FrameType, WireMode};
 use pylon_shard::outgoing::{MatchEnd, Outgoing, SnapshotFrame, StopReason};
 
 fn frame(tick: u64, ack: Option<u64>, value: serde_json::Value) -> Outgoing {
-    Outgoing::Snapshot(SnapshotFrame {
-        tick,
-        ack,
-        body: Cached::payload(value, Some("ack")),
-    })
+    Outgoing::Snapshot(SnapshotFrame { tick, ack, body: Cached::payload(value, Some("ack")) })
 }
 
 /// Compat binary: 8-byte big-endian tick, then the snapshot JSON with the ack spliced in.
@@ -17,25 +15,14 @@ fn frame(tick: u64, ack: Option<u64>, value: serde_json::Value) -> Outgoing {
 fn compat_binary_layout() {
     let mut enc = FrameEncoder::new(WireMode::Binary);
     let mut out = Vec::new();
-    let kind = enc
-        .encode(&frame(258, Some(7), serde_json::json!({"x": 1})), &mut out)
-        .unwrap();
+    let kind = enc.encode(&frame(258, Some(7), serde_json::json!({"x": 1})), &mut out).unwrap();
     assert_eq!(kind, Some(FrameType::Binary));
     assert_eq!(&out[..8], &258_u64.to_be_bytes());
-    assert_eq!(
-        std::str::from_utf8(&out[8..]).unwrap(),
-        r#"{"ack":7,"x":1}"#
-    );
-    enc.encode(&frame(1, None, serde_json::json!({})), &mut out)
-        .unwrap();
+    assert_eq!(std::str::from_utf8(&out[8..]).unwrap(), r#"{"ack":7,"x":1}"#);
+    enc.encode(&frame(1, None, serde_json::json!({})), &mut out).unwrap();
     assert_eq!(&out[8..], br#"{"ack":null}"#);
-    enc.encode(&frame(1, Some(1), serde_json::json!([1, 2])), &mut out)
-        .unwrap();
-    assert_eq!(
-        &out[8..],
-        b"[1,2]",
-        "non-object snapshots are sent untouched"
-    );
+    enc.encode(&frame(1, Some(1), serde_json::json!([1, 2])), &mut out).unwrap();
+    assert_eq!(&out[8..], b"[1,2]", "non-object snapshots are sent untouched");
 }
 
 /// Compat text: `{"tick":N,"snapshot":…}`; compat modes do not send match end or stops.
@@ -44,20 +31,12 @@ fn compat_text_layout() {
     let mut enc = FrameEncoder::new(WireMode::Text);
     let mut out = Vec::new();
     assert_eq!(
-        enc.encode(&frame(3, Some(2), serde_json::json!({"a": true})), &mut out)
-            .unwrap(),
+        enc.encode(&frame(3, Some(2), serde_json::json!({"a": true})), &mut out).unwrap(),
         Some(FrameType::Text)
     );
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!({"tick": 3, "snapshot": {"ack": 2, "a": true}})
-    );
-    assert_eq!(
-        enc.encode(&Outgoing::Stopped(StopReason::Stopped), &mut out)
-            .unwrap(),
-        None
-    );
+    assert_eq!(v, serde_json::json!({"tick": 3, "snapshot": {"ack": 2, "a": true}}));
+    assert_eq!(enc.encode(&Outgoing::Stopped(StopReason::Stopped), &mut out).unwrap(), None);
 }
 
 fn decode(out: &[u8]) -> (u8, u64, Option<u64>, Option<u64>, serde_json::Value) {
@@ -69,15 +48,8 @@ fn decode(out: &[u8]) -> (u8, u64, Option<u64>, Option<u64>, serde_json::Value) 
 fn msgpack_envelope() {
     let mut enc = FrameEncoder::new(WireMode::MsgPack);
     let mut out = Vec::new();
-    enc.encode(
-        &frame(9, Some(4), serde_json::json!({"p": [1, 2]})),
-        &mut out,
-    )
-    .unwrap();
-    assert_eq!(
-        decode(&out),
-        (1, 9, Some(4), None, serde_json::json!({"p": [1, 2]}))
-    );
+    enc.encode(&frame(9, Some(4), serde_json::json!({"p": [1, 2]})), &mut out).unwrap();
+    assert_eq!(decode(&out), (1, 9, Some(4), None, serde_json::json!({"p": [1, 2]})));
     let end = Outgoing::MatchEnd(MatchEnd {
         tick: 10,
         outcome: Cached::payload(serde_json::json!({"w": "a"}), None),
@@ -102,24 +74,13 @@ fn delta_frames_rebuild_snapshots() {
     let full_len = out.len();
     assert_eq!(decode(&out).0, 1, "no base acknowledged yet: full");
     enc.handle_base_ack(1);
-    enc.encode(&frame(2, Some(1), players(5.0)), &mut out)
-        .unwrap();
+    enc.encode(&frame(2, Some(1), players(5.0)), &mut out).unwrap();
     let (kind, tick, _, base, body) = decode(&out);
     assert_eq!((kind, tick, base), (2, 2, Some(1)));
     let patch: Patch = serde_json::from_value(body).unwrap();
     assert_eq!(apply(&players(0.0), &patch).unwrap(), players(5.0));
-    assert!(
-        out.len() * 5 <= full_len,
-        "delta {} vs full {}",
-        out.len(),
-        full_len
-    );
+    assert!(out.len() * 5 <= full_len, "delta {} vs full {}", out.len(), full_len);
     enc.handle_base_ack(999);
-    enc.encode(&frame(3, Some(1), players(5.0)), &mut out)
-        .unwrap();
-    assert_eq!(
-        decode(&out).0,
-        2,
-        "an unknown base ack is ignored; the old base still serves"
-    );
+    enc.encode(&frame(3, Some(1), players(5.0)), &mut out).unwrap();
+    assert_eq!(decode(&out).0, 2, "an unknown base ack is ignored; the old base still serves");
 }

@@ -1,5 +1,7 @@
 //! Replay: a recorded arena match re-simulates bit for bit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+
 use pylon_shard::codec::InputPayload;
 use pylon_shard::games::arena::Arena;
 use pylon_shard::replay::{ReplayEvent, ReplayLog, replay};
@@ -9,11 +11,8 @@ use pylon_shard::{Auth, DynShard, GameRegistry, MatchConfig, Shard, SubscriberKe
 /// Plays a 600-tick arena match with joins, a leave, a reconnect and random inputs, and
 /// returns its replay log and the state hash after every tick.
 fn record_match() -> (ReplayLog, Vec<u64>) {
-    let config = MatchConfig {
-        seed: 7,
-        params: serde_json::json!({"pickups": 30}),
-        record_replay: true,
-    };
+    let config =
+        MatchConfig { seed: 7, params: serde_json::json!({"pickups": 30}), record_replay: true };
     let mut shard = Shard::<Arena>::new(&config).unwrap();
     let mut rng = ShardRng::new(99);
     let mut keys: Vec<(String, SubscriberKey)> = Vec::new();
@@ -24,10 +23,7 @@ fn record_match() -> (ReplayLog, Vec<u64>) {
         if tick % 50 == 0 && keys.len() < 8 {
             let sid = format!("p{joined}");
             joined += 1;
-            let auth = Auth {
-                user_id: sid.as_str().into(),
-                is_admin: false,
-            };
+            let auth = Auth { user_id: sid.as_str().into(), is_admin: false };
             let key = shard.handle_join(sid.as_str().into(), &auth).unwrap().key;
             keys.push((sid, key));
         }
@@ -37,10 +33,7 @@ fn record_match() -> (ReplayLog, Vec<u64>) {
         }
         if tick == 400 {
             let (sid, _) = keys[0].clone();
-            let auth = Auth {
-                user_id: sid.as_str().into(),
-                is_admin: false,
-            };
+            let auth = Auth { user_id: sid.as_str().into(), is_admin: false };
             keys[0].1 = shard.handle_join(sid.as_str().into(), &auth).unwrap().key;
         }
         for (seq, (_, key)) in keys.iter().enumerate() {
@@ -72,9 +65,7 @@ fn replay_reproduces_every_tick() {
     assert_eq!(replayed.len(), live.len());
     assert_eq!(replayed, live);
     assert_eq!(Some(&last), live.last());
-    let by_name = GameRegistry::builtin()
-        .replay(&log, &mut |_, _| {})
-        .unwrap();
+    let by_name = GameRegistry::builtin().replay(&log, &mut |_, _| {}).unwrap();
     assert_eq!(by_name, last);
 }
 

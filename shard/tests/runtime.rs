@@ -1,5 +1,7 @@
 //! Shard runtime behaviour through the public API: joins, inputs, acks, limits, rules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+
 use std::sync::Arc;
 
 use pylon_shard::codec::InputPayload;
@@ -10,19 +12,11 @@ use pylon_shard::{
 };
 
 fn auth(user: &str) -> Auth {
-    Auth {
-        user_id: user.into(),
-        is_admin: false,
-    }
+    Auth { user_id: user.into(), is_admin: false }
 }
 
 fn arena(params: serde_json::Value) -> Shard<Arena> {
-    Shard::<Arena>::new(&MatchConfig {
-        seed: 42,
-        params,
-        record_replay: false,
-    })
-    .unwrap()
+    Shard::<Arena>::new(&MatchConfig { seed: 42, params, record_replay: false }).unwrap()
 }
 
 fn join(shard: &mut dyn DynShard, sid: &str) -> SubscriberKey {
@@ -63,9 +57,7 @@ fn inputs_apply_next_tick_with_per_subscriber_acks() {
     assert!(before.iter().all(|(_, _, ack, _)| ack.is_none()));
 
     shard.handle_input(a, Some(5), &input(1.0, 0.0), 0).unwrap();
-    shard
-        .handle_input(a, Some(6), &input(-1.0, 0.0), 0)
-        .unwrap();
+    shard.handle_input(a, Some(6), &input(-1.0, 0.0), 0).unwrap();
     shard.handle_input(b, Some(9), &input(0.0, 1.0), 0).unwrap();
     assert_eq!(shard.queued_inputs(), 3);
     let report = shard.step();
@@ -83,21 +75,14 @@ fn arena_players_move() {
     let mut shard = arena(serde_json::json!({"speed": 100.0, "pickups": 0}));
     let a = join(&mut shard, "a");
     shard.step();
-    let x0 = snapshots(&drain(&mut shard))[0].3["players"][0]["x"]
-        .as_f64()
-        .unwrap();
+    let x0 = snapshots(&drain(&mut shard))[0].3["players"][0]["x"].as_f64().unwrap();
     shard.handle_input(a, Some(1), &input(1.0, 0.0), 0).unwrap();
     for _ in 0..10 {
         shard.step();
     }
-    let x1 = snapshots(&drain(&mut shard)).last().unwrap().3["players"][0]["x"]
-        .as_f64()
-        .unwrap();
+    let x1 = snapshots(&drain(&mut shard)).last().unwrap().3["players"][0]["x"].as_f64().unwrap();
     let expected = (x0 + 100.0 * 10.0 / 20.0).min(1000.0);
-    assert!(
-        (x1 - expected).abs() < 1e-3,
-        "{x0} -> {x1}, expected {expected}"
-    );
+    assert!((x1 - expected).abs() < 1e-3, "{x0} -> {x1}, expected {expected}");
 }
 
 /// Subscribers without their own view share one snapshot allocation (encoded once).
@@ -127,19 +112,10 @@ fn per_subscriber_input_queue_is_bounded() {
     let a = join(&mut shard, "a");
     let b = join(&mut shard, "b");
     for seq in 0..16 {
-        shard
-            .handle_input(a, Some(seq), &input(0.0, 0.0), 0)
-            .unwrap();
+        shard.handle_input(a, Some(seq), &input(0.0, 0.0), 0).unwrap();
     }
-    assert_eq!(
-        shard.handle_input(a, Some(99), &input(0.0, 0.0), 0),
-        Err(InputRejected::QueueFull)
-    );
-    assert_eq!(
-        shard.handle_input(b, Some(1), &input(0.0, 0.0), 0),
-        Ok(()),
-        "others unaffected"
-    );
+    assert_eq!(shard.handle_input(a, Some(99), &input(0.0, 0.0), 0), Err(InputRejected::QueueFull));
+    assert_eq!(shard.handle_input(b, Some(1), &input(0.0, 0.0), 0), Ok(()), "others unaffected");
     shard.step();
     assert_eq!(
         shard.handle_input(a, Some(100), &input(0.0, 0.0), 0),
@@ -153,12 +129,7 @@ fn per_subscriber_input_queue_is_bounded() {
 fn undecodable_input_is_rejected() {
     let mut shard = arena(serde_json::Value::Null);
     let a = join(&mut shard, "a");
-    for bad in [
-        &b"{\"dx\":\"fast\"}"[..],
-        b"[1,2,3]",
-        b"not json",
-        b"{\"dx\":1e999}",
-    ] {
+    for bad in [&b"{\"dx\":\"fast\"}"[..], b"[1,2,3]", b"not json", b"{\"dx\":1e999}"] {
         let payload = InputPayload::json(bad.to_vec());
         assert_eq!(
             shard.handle_input(a, Some(1), &payload, 0),
@@ -175,20 +146,11 @@ fn undecodable_input_is_rejected() {
 #[test]
 fn subscribe_rule_and_limit() {
     let mut shard = arena(serde_json::json!({"max_players": 2}));
-    assert_eq!(
-        shard.handle_join("bob".into(), &auth("eve")).unwrap_err(),
-        JoinRejected::Forbidden
-    );
-    let admin = Auth {
-        user_id: "root".into(),
-        is_admin: true,
-    };
+    assert_eq!(shard.handle_join("bob".into(), &auth("eve")).unwrap_err(), JoinRejected::Forbidden);
+    let admin = Auth { user_id: "root".into(), is_admin: true };
     assert!(shard.handle_join("bob".into(), &admin).is_ok());
     join(&mut shard, "amy");
-    assert_eq!(
-        shard.handle_join("cat".into(), &auth("cat")).unwrap_err(),
-        JoinRejected::Full
-    );
+    assert_eq!(shard.handle_join("cat".into(), &auth("cat")).unwrap_err(), JoinRejected::Full);
 }
 
 /// A reconnect with the same sid resumes the subscriber under a new key; the old key is dead.
@@ -211,11 +173,8 @@ fn rejoin_resumes_under_new_key() {
 /// The arena ends at its time limit with an outcome sent to every subscriber.
 #[test]
 fn arena_ends_at_time_limit() {
-    let params = serde_json::to_value(ArenaParams {
-        time_limit_secs: 1,
-        ..ArenaParams::default()
-    })
-    .unwrap();
+    let params =
+        serde_json::to_value(ArenaParams { time_limit_secs: 1, ..ArenaParams::default() }).unwrap();
     let mut shard = arena(params);
     join(&mut shard, "a");
     let mut ticks = 0;
@@ -230,11 +189,7 @@ fn arena_ends_at_time_limit() {
         _ => None,
     });
     assert_eq!(end.unwrap()["reason"], "time_limit");
-    assert_eq!(
-        shard.step().inputs_applied,
-        0,
-        "a finished match does not step"
-    );
+    assert_eq!(shard.step().inputs_applied, 0, "a finished match does not step");
     assert_eq!(shard.tick(), 20);
 }
 

@@ -1,3 +1,5 @@
 //! End-to-end tests of the `pylon` workspace. One binary, a module per area.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+
 mod tidy;

@@ -3,15 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const IO_CRATES: [&str; 7] = [
-    "tokio",
-    "axum",
-    "hyper",
-    "tungstenite",
-    "sqlx",
-    "rusqlite",
-    "redis",
-];
+const IO_CRATES: [&str; 7] = ["tokio", "axum", "hyper", "tungstenite", "sqlx", "rusqlite", "redis"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,10 +40,7 @@ fn normal_deps(package: &str) -> String {
 fn shard_and_tick_do_no_io() {
     for package in ["pylon-shard", "pylon-tick"] {
         let tree = normal_deps(package);
-        assert!(
-            tree.contains(package),
-            "cargo tree printed nothing useful for {package}"
-        );
+        assert!(tree.contains(package), "cargo tree printed nothing useful for {package}");
         for line in tree.lines() {
             let name = line.split_whitespace().next().unwrap_or("");
             for banned in IO_CRATES {
@@ -88,39 +77,25 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_file_opens_with_a_doc_comment() {
     let mut files = Vec::new();
-    for dir in [
-        "src", "shard", "tick", "api", "sync", "storage", "loadtest", "benches", "tests", "fuzz",
-    ] {
+    for dir in
+        ["src", "shard", "tick", "api", "sync", "storage", "loadtest", "benches", "tests", "fuzz"]
+    {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 20, "found only {} files", files.len());
     let missing: Vec<_> = files
         .iter()
-        .filter(|f| {
-            !std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .starts_with("//!")
-        })
+        .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().starts_with("//!"))
         .map(|f| f.strip_prefix(root()).unwrap_or(f).display().to_string())
         .collect();
-    assert!(
-        missing.is_empty(),
-        "files without a leading //! doc: {missing:?}"
-    );
+    assert!(missing.is_empty(), "files without a leading //! doc: {missing:?}");
 }
 
 /// Only `src/config.rs` reads the environment (tests and the loadtest CLI aside).
 #[test]
 fn only_config_reads_the_environment() {
     let mut files = Vec::new();
-    for dir in [
-        "src",
-        "shard/src",
-        "tick/src",
-        "api/src",
-        "sync/src",
-        "storage/src",
-    ] {
+    for dir in ["src", "shard/src", "tick/src", "api/src", "sync/src", "storage/src"] {
         rust_files(&root().join(dir), &mut files);
     }
     let offenders: Vec<_> = files
@@ -131,10 +106,7 @@ fn only_config_reads_the_environment() {
             text.contains("env::var(") || text.contains("env::vars(")
         })
         .collect();
-    assert!(
-        offenders.is_empty(),
-        "environment read outside src/config.rs: {offenders:?}"
-    );
+    assert!(offenders.is_empty(), "environment read outside src/config.rs: {offenders:?}");
 }
 
 /// `shard/clippy.toml` repeats the root settings (the nearest clippy.toml wins) and bans
@@ -144,14 +116,8 @@ fn shard_clippy_config_is_complete() {
     let shard =
         std::fs::read_to_string(root().join("shard/clippy.toml")).expect("shard/clippy.toml");
     let workspace = std::fs::read_to_string(root().join("clippy.toml")).expect("clippy.toml");
-    for line in workspace
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
-        assert!(
-            shard.contains(line.trim()),
-            "shard/clippy.toml lacks root setting `{line}`"
-        );
+    for line in workspace.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        assert!(shard.contains(line.trim()), "shard/clippy.toml lacks root setting `{line}`");
     }
     for banned in [
         "std::time::Instant::now",
@@ -160,9 +126,6 @@ fn shard_clippy_config_is_complete() {
         "std::collections::HashSet",
         "std::thread::sleep",
     ] {
-        assert!(
-            shard.contains(banned),
-            "shard/clippy.toml does not ban {banned}"
-        );
+        assert!(shard.contains(banned), "shard/clippy.toml does not ban {banned}");
     }
 }

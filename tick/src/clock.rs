@@ -22,9 +22,7 @@ impl MonotonicClock {
     /// A clock whose origin is now.
     #[must_use]
     pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
+        Self { origin: Instant::now() }
     }
 }
 
@@ -50,9 +48,7 @@ impl ManualClock {
     /// A clock at `start_ns`.
     #[must_use]
     pub fn new(start_ns: u64) -> Self {
-        Self {
-            now_ns: AtomicU64::new(start_ns),
-        }
+        Self { now_ns: AtomicU64::new(start_ns) }
     }
 
     /// Moves the clock to `ns`; a time in the past is ignored (the clock is monotonic).

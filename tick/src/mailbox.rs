@@ -166,10 +166,8 @@ impl<T: Send> Mailbox<T> {
     }
 
     fn free_slots(&self) -> usize {
-        let used = self
-            .tail
-            .load(Ordering::Relaxed)
-            .wrapping_sub(self.head.load(Ordering::Acquire));
+        let used =
+            self.tail.load(Ordering::Relaxed).wrapping_sub(self.head.load(Ordering::Acquire));
         self.ring.len().saturating_sub(used)
     }
 
@@ -188,9 +186,7 @@ impl<T: Send> Mailbox<T> {
     /// order. Consumer side.
     pub fn try_recv(&self) -> Option<T> {
         // SAFETY: `held` belongs to the single consumer.
-        let held_tail = self
-            .held
-            .with_mut(|p| unsafe { (*p).as_ref().map(|n| n.ring_tail) });
+        let held_tail = self.held.with_mut(|p| unsafe { (*p).as_ref().map(|n| n.ring_tail) });
         if let Some(ring_tail) = held_tail {
             if self.head.load(Ordering::Relaxed) < ring_tail
                 && let Some(frame) = self.pop_ring()
@@ -198,10 +194,7 @@ impl<T: Send> Mailbox<T> {
                 return Some(frame);
             }
             // SAFETY: as above.
-            return self
-                .held
-                .with_mut(|p| unsafe { (*p).take() })
-                .map(|n| n.frame);
+            return self.held.with_mut(|p| unsafe { (*p).take() }).map(|n| n.frame);
         }
         if let Some(frame) = self.pop_ring() {
             return Some(frame);

@@ -39,9 +39,7 @@ impl Inbox {
                 Ok(())
             }
             Err(TrySendError::Full(_)) => {
-                self.metrics
-                    .commands_rejected
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.commands_rejected.fetch_add(1, Ordering::Relaxed);
                 Err(SendError::Full)
             }
             Err(TrySendError::Disconnected(_)) => Err(SendError::Closed),
@@ -77,19 +75,10 @@ impl TickPool {
             let join = std::thread::Builder::new()
                 .name(format!("pylon-tick-{n}"))
                 .spawn(move || run_thread(&rx, scheduler, thread_clock.as_ref(), budget))?;
-            inboxes.push(Arc::new(Inbox {
-                tx,
-                thread: join.thread().clone(),
-                metrics,
-            }));
+            inboxes.push(Arc::new(Inbox { tx, thread: join.thread().clone(), metrics }));
             joins.push(join);
         }
-        Ok(Self {
-            inboxes,
-            joins: Mutex::new(joins),
-            clock,
-            next_id: AtomicU64::new(1),
-        })
+        Ok(Self { inboxes, joins: Mutex::new(joins), clock, next_id: AtomicU64::new(1) })
     }
 
     /// Hands `shard` to the least-loaded thread and returns its handle.
@@ -107,21 +96,12 @@ impl TickPool {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let status = Arc::new(ShardStatus::new(shard.game(), hz));
         inbox.metrics.load.fetch_add(load, Ordering::Relaxed);
-        let create = Command::Create {
-            shard: id,
-            state: shard,
-            status: status.clone(),
-        };
+        let create = Command::Create { shard: id, state: shard, status: status.clone() };
         if let Err(e) = inbox.send(create, true) {
             inbox.metrics.load.fetch_sub(load, Ordering::Relaxed);
             return Err(e);
         }
-        Ok(ShardHandle {
-            id,
-            inbox: inbox.clone(),
-            status,
-            clock: self.clock.clone(),
-        })
+        Ok(ShardHandle { id, inbox: inbox.clone(), status, clock: self.clock.clone() })
     }
 
     /// Each thread's metrics, in thread order.
@@ -221,15 +201,7 @@ impl ShardHandle {
         auth: Auth,
         mailbox: Arc<Mailbox<Outgoing>>,
     ) -> Result<(), SendError> {
-        self.inbox.send(
-            Command::Join {
-                shard: self.id,
-                sid,
-                auth,
-                mailbox,
-            },
-            true,
-        )
+        self.inbox.send(Command::Join { shard: self.id, sid, auth, mailbox }, true)
     }
 
     /// Unsubscribes.
@@ -237,13 +209,7 @@ impl ShardHandle {
     /// # Errors
     /// [`SendError`] when the thread's channel is full or the pool is down.
     pub fn leave(&self, key: SubscriberKey) -> Result<(), SendError> {
-        self.inbox.send(
-            Command::Leave {
-                shard: self.id,
-                key,
-            },
-            true,
-        )
+        self.inbox.send(Command::Leave { shard: self.id, key }, true)
     }
 
     /// Queues one input for the next tick.
@@ -259,16 +225,8 @@ impl ShardHandle {
     ) -> Result<(), SendError> {
         let urgent = self.status.tick_rate_hz() == 0;
         let sent_at_ns = self.clock.now_ns();
-        self.inbox.send(
-            Command::Input {
-                shard: self.id,
-                from,
-                client_seq,
-                payload,
-                sent_at_ns,
-            },
-            urgent,
-        )
+        self.inbox
+            .send(Command::Input { shard: self.id, from, client_seq, payload, sent_at_ns }, urgent)
     }
 
     /// Stops the match.
@@ -276,12 +234,6 @@ impl ShardHandle {
     /// # Errors
     /// [`SendError`] when the thread's channel is full or the pool is down.
     pub fn stop(&self, reason: StopReason) -> Result<(), SendError> {
-        self.inbox.send(
-            Command::Stop {
-                shard: self.id,
-                reason,
-            },
-            true,
-        )
+        self.inbox.send(Command::Stop { shard: self.id, reason }, true)
     }
 }

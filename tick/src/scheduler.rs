@@ -14,7 +14,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use pylon_shard::{DynShard, Outgoing, StopReason, SubscriberKey};
+use pylon_shard::codec::InputPayload;
+use pylon_shard::{Auth, DynShard, InputRejected, Outgoing, StopReason, SubscriberKey};
 
 use crate::clock::Clock;
 use crate::command::{Command, InputFrom, ShardId};
@@ -74,8 +75,7 @@ struct Entry {
 impl Entry {
     fn deadline(&self, k: u64) -> u64 {
         let offset = u128::from(k) * u128::from(NS_PER_SEC) / u128::from(self.hz.max(1));
-        self.start_ns
-            .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+        self.start_ns.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
     }
 
     /// The largest k whose deadline is at or before `now`.
@@ -207,43 +207,9 @@ impl Scheduler {
     /// Handles one command at time `now`.
     pub fn handle(&mut self, command: Command, now: u64) -> Flow {
         match command {
-            Command::Create {
-                shard,
-                state,
-                status,
-            } => self.create(shard, state, status, now),
-            Command::Join {
-                shard,
-                sid,
-                auth,
-                mailbox,
-            } => {
-                let Some(entry) = self.shards.get_mut(shard) else {
-                    reject_join(&mailbox);
-                    return Flow::Continue;
-                };
-                entry.last_activity_ns = now;
-                let result = guarded(&self.ctx, entry, |s| s.handle_join(sid, &auth));
-                match result {
-                    Some(Ok(joined)) => {
-                        if let Some(old) = joined.replaced.and_then(|k| entry.remove_sub(k)) {
-                            old.close();
-                        }
-                        let frame = Outgoing::Joined {
-                            key: joined.key,
-                            resumed: joined.replaced.is_some(),
-                        };
-                        // A fresh mailbox has room: the push cannot overflow.
-                        let _ = mailbox.push_reliable(frame);
-                        entry.subs.push((joined.key, mailbox));
-                    }
-                    Some(Err(why)) => {
-                        let _ = mailbox.push_reliable(Outgoing::JoinRejected(why));
-                        mailbox.close();
-                    }
-                    None => reject_join(&mailbox),
-                }
-                self.after_command(shard);
+            Command::Create { shard, state, status } => self.create(shard, state, status, now),
+            Command::Join { shard, sid, auth, mailbox } => {
+                self.join(shard, sid, &auth, mailbox, now)
             }
             Command::Leave { shard, key } => {
                 if let Some(entry) = self.shards.get_mut(shard) {
@@ -254,33 +220,8 @@ impl Scheduler {
                 }
                 self.after_command(shard);
             }
-            Command::Input {
-                shard,
-                from,
-                client_seq,
-                payload,
-                sent_at_ns,
-            } => {
-                let Some(entry) = self.shards.get_mut(shard) else {
-                    self.ctx
-                        .metrics
-                        .count_rejected(pylon_shard::InputRejected::Finished);
-                    return Flow::Continue;
-                };
-                entry.last_activity_ns = now;
-                let result = guarded(&self.ctx, entry, |s| {
-                    let key = match from {
-                        InputFrom::Key(key) => key,
-                        InputFrom::Sid(sid) => {
-                            s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX))
-                        }
-                    };
-                    s.handle_input(key, client_seq, &payload, sent_at_ns)
-                });
-                if let Some(Err(reason)) = result {
-                    self.ctx.metrics.count_rejected(reason);
-                }
-                self.after_command(shard);
+            Command::Input { shard, from, client_seq, payload, sent_at_ns } => {
+                self.input(shard, from, client_seq, &payload, sent_at_ns, now);
             }
             Command::Stop { shard, reason } => self.stop(shard, reason),
             Command::Shutdown => {
@@ -292,6 +233,59 @@ impl Scheduler {
             }
         }
         Flow::Continue
+    }
+
+    fn join(&mut self, shard: ShardId, sid: Arc<str>, auth: &Auth, mailbox: Outbox, now: u64) {
+        let Some(entry) = self.shards.get_mut(shard) else {
+            reject_join(&mailbox);
+            return;
+        };
+        entry.last_activity_ns = now;
+        match guarded(&self.ctx, entry, |s| s.handle_join(sid, auth)) {
+            Some(Ok(joined)) => {
+                if let Some(old) = joined.replaced.and_then(|k| entry.remove_sub(k)) {
+                    old.close();
+                }
+                let frame =
+                    Outgoing::Joined { key: joined.key, resumed: joined.replaced.is_some() };
+                // A fresh mailbox has room: the push cannot overflow.
+                let _ = mailbox.push_reliable(frame);
+                entry.subs.push((joined.key, mailbox));
+            }
+            Some(Err(why)) => {
+                let _ = mailbox.push_reliable(Outgoing::JoinRejected(why));
+                mailbox.close();
+            }
+            None => reject_join(&mailbox),
+        }
+        self.after_command(shard);
+    }
+
+    fn input(
+        &mut self,
+        shard: ShardId,
+        from: InputFrom,
+        client_seq: Option<u64>,
+        payload: &InputPayload,
+        sent_at_ns: u64,
+        now: u64,
+    ) {
+        let Some(entry) = self.shards.get_mut(shard) else {
+            self.ctx.metrics.count_rejected(InputRejected::Finished);
+            return;
+        };
+        entry.last_activity_ns = now;
+        let result = guarded(&self.ctx, entry, |s| {
+            let key = match from {
+                InputFrom::Key(key) => key,
+                InputFrom::Sid(sid) => s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX)),
+            };
+            s.handle_input(key, client_seq, payload, sent_at_ns)
+        });
+        if let Some(Err(reason)) = result {
+            self.ctx.metrics.count_rejected(reason);
+        }
+        self.after_command(shard);
     }
 
     fn create(
@@ -342,11 +336,8 @@ impl Scheduler {
             return;
         };
         guarded(&self.ctx, entry, |s| s.stop(reason));
-        let state = if reason == StopReason::Panicked {
-            ShardState::Panicked
-        } else {
-            ShardState::Stopped
-        };
+        let state =
+            if reason == StopReason::Panicked { ShardState::Panicked } else { ShardState::Stopped };
         self.finish(id, state);
     }
 
@@ -410,10 +401,7 @@ impl Scheduler {
             }
         }
         entry.k += due;
-        self.ctx
-            .metrics
-            .skipped_ticks
-            .fetch_add(due - run, Ordering::Relaxed);
+        self.ctx.metrics.skipped_ticks.fetch_add(due - run, Ordering::Relaxed);
         if alive {
             self.heap.push(Reverse((entry.deadline(entry.k), id)));
         }
@@ -461,9 +449,7 @@ impl Scheduler {
             return now;
         }
         let cap = now.saturating_add(self.max_park_ns).min(self.next_sweep_ns);
-        self.heap
-            .peek()
-            .map_or(cap, |Reverse((deadline, _))| (*deadline).min(cap))
+        self.heap.peek().map_or(cap, |Reverse((deadline, _))| (*deadline).min(cap))
     }
 
     /// The earliest shard deadline, if any fixed-rate shard is scheduled.
@@ -505,9 +491,7 @@ fn guarded<R>(ctx: &Ctx, entry: &mut Entry, f: impl FnOnce(&mut dyn DynShard) ->
 fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     let started = ctx.clock.now_ns();
     if let Some(deadline) = at {
-        ctx.metrics
-            .lateness_us
-            .record(started.saturating_sub(deadline) / 1_000);
+        ctx.metrics.lateness_us.record(started.saturating_sub(deadline) / 1_000);
     }
     let Some(report) = guarded(ctx, entry, |s| s.step()) else {
         return false;
@@ -520,17 +504,11 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
         metrics.overruns.fetch_add(1, Ordering::Relaxed);
     }
     metrics.ticks.fetch_add(1, Ordering::Relaxed);
-    metrics
-        .inputs_applied
-        .fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
-    metrics
-        .inputs_unauthorized
-        .fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
+    metrics.inputs_applied.fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
+    metrics.inputs_unauthorized.fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
     entry.shard.drain_applied_stamps(&mut ctx.stamps);
     for stamp in ctx.stamps.drain(..) {
-        metrics
-            .input_latency_us
-            .record(started.saturating_sub(stamp) / 1_000);
+        metrics.input_latency_us.record(started.saturating_sub(stamp) / 1_000);
     }
     deliver(ctx, entry);
     entry.publish_status();
@@ -549,22 +527,14 @@ fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
         if frame.is_droppable() {
             mailbox.publish_latest(frame);
         } else if mailbox.push_reliable(frame).is_err() {
-            ctx.metrics
-                .mailbox_overflows
-                .fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.mailbox_overflows.fetch_add(1, Ordering::Relaxed);
             ctx.gone.push(key);
         }
         if terminal {
             mailbox.close();
         }
     }
-    ctx.gone.extend(
-        entry
-            .subs
-            .iter()
-            .filter(|(_, m)| m.is_consumer_gone())
-            .map(|(k, _)| *k),
-    );
+    ctx.gone.extend(entry.subs.iter().filter(|(_, m)| m.is_consumer_gone()).map(|(k, _)| *k));
     for key in ctx.gone.drain(..) {
         if let Some(mailbox) = entry.remove_sub(key) {
             mailbox.close();

@@ -44,14 +44,9 @@ impl ShardStatus {
 
     pub(crate) fn update(&self, tick: u64, subscribers: usize, queued_inputs: usize) {
         self.tick.store(tick, Ordering::Relaxed);
-        self.subscribers.store(
-            u32::try_from(subscribers).unwrap_or(u32::MAX),
-            Ordering::Relaxed,
-        );
-        self.queued_inputs.store(
-            u32::try_from(queued_inputs).unwrap_or(u32::MAX),
-            Ordering::Relaxed,
-        );
+        self.subscribers.store(u32::try_from(subscribers).unwrap_or(u32::MAX), Ordering::Relaxed);
+        self.queued_inputs
+            .store(u32::try_from(queued_inputs).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     pub(crate) fn set_state(&self, state: ShardState) {

@@ -31,12 +31,7 @@ impl Stepper {
         let clock = Arc::new(ManualClock::new(start_ns));
         let metrics = Arc::new(ThreadMetrics::default());
         let scheduler = Scheduler::new(config, clock.clone(), metrics.clone());
-        Self {
-            clock,
-            metrics,
-            scheduler,
-            next_id: 1,
-        }
+        Self { clock, metrics, scheduler, next_id: 1 }
     }
 
     /// Places a shard now; returns its id and status.
@@ -44,27 +39,15 @@ impl Stepper {
         let id = self.next_id;
         self.next_id += 1;
         let status = Arc::new(ShardStatus::new(shard.game(), shard.tick_rate_hz()));
-        self.send(Command::Create {
-            shard: id,
-            state: shard,
-            status: status.clone(),
-        });
+        self.send(Command::Create { shard: id, state: shard, status: status.clone() });
         (id, status)
     }
 
     /// Subscribes `sid` (as that user) with a fresh mailbox and returns the mailbox.
     pub fn join(&mut self, shard: ShardId, sid: &str) -> Arc<Mailbox<Outgoing>> {
         let mailbox = Arc::new(Mailbox::new(crate::mailbox::DEFAULT_RELIABLE_CAPACITY));
-        let auth = Auth {
-            user_id: sid.into(),
-            is_admin: false,
-        };
-        self.send(Command::Join {
-            shard,
-            sid: sid.into(),
-            auth,
-            mailbox: mailbox.clone(),
-        });
+        let auth = Auth { user_id: sid.into(), is_admin: false };
+        self.send(Command::Join { shard, sid: sid.into(), auth, mailbox: mailbox.clone() });
         mailbox
     }
 

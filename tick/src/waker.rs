@@ -39,19 +39,13 @@ impl AtomicWaker {
     /// An empty slot.
     #[must_use]
     pub fn new() -> Self {
-        Self {
-            state: AtomicU8::new(IDLE),
-            waker: UnsafeCell::new(None),
-        }
+        Self { state: AtomicU8::new(IDLE), waker: UnsafeCell::new(None) }
     }
 
     /// Stores `waker` to be woken by the next [`AtomicWaker::wake`]. Consumer side: one
     /// caller at a time.
     pub fn register(&self, waker: &Waker) {
-        match self
-            .state
-            .compare_exchange(IDLE, REGISTERING, Ordering::Acquire, Ordering::Acquire)
-        {
+        match self.state.compare_exchange(IDLE, REGISTERING, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => {
                 // SAFETY: REGISTERING gives this thread exclusive access to the cell.
                 self.waker.with_mut(|slot| unsafe {

@@ -1,6 +1,7 @@
 //! The scheduler on a fake clock: exact deadlines, bounded catch-up, event-driven steps,
 //! idle removal, panic containment. No threads, no sleeps.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 #![cfg(not(loom))]
 
 mod common;
@@ -19,10 +20,8 @@ const SEC: u64 = 1_000_000_000;
 #[test]
 fn no_drift_over_ten_thousand_ticks() {
     // No subscriber here: keep the idle sweep from stopping the shard at 60 s.
-    let config = TickConfig {
-        idle_timeout: std::time::Duration::from_secs(3600),
-        ..TickConfig::default()
-    };
+    let config =
+        TickConfig { idle_timeout: std::time::Duration::from_secs(3600), ..TickConfig::default() };
     let mut stepper = Stepper::new(&config, 5 * SEC);
     let (_, status) = stepper.spawn(arena(60));
     let start = stepper.now();
@@ -32,11 +31,7 @@ fn no_drift_over_ten_thousand_ticks() {
         stepper.run_until(deadline);
         assert_eq!(status.tick(), k);
     }
-    assert_eq!(
-        stepper.now() - start,
-        166_666_666_666,
-        "10,000 / 60 s after start"
-    );
+    assert_eq!(stepper.now() - start, 166_666_666_666, "10,000 / 60 s after start");
     let lateness = stepper.metrics.lateness_us.snapshot();
     assert_eq!(lateness.max, 0, "every tick ran at its deadline");
     assert_eq!(stepper.metrics.skipped_ticks.load(Ordering::Relaxed), 0);
@@ -46,10 +41,7 @@ fn no_drift_over_ten_thousand_ticks() {
 /// counts the rest as skipped, and its next deadline is back on the original grid.
 #[test]
 fn bounded_catch_up_after_stall() {
-    let config = TickConfig {
-        max_catch_up_ticks: 3,
-        ..TickConfig::default()
-    };
+    let config = TickConfig { max_catch_up_ticks: 3, ..TickConfig::default() };
     let mut stepper = Stepper::new(&config, 0);
     let (_, status) = stepper.spawn(arena(20));
     let start = stepper.now();
@@ -89,10 +81,8 @@ fn event_driven_steps_on_input_only() {
 /// subscriber is kept.
 #[test]
 fn idle_shards_are_removed() {
-    let config = TickConfig {
-        idle_timeout: std::time::Duration::from_secs(5),
-        ..TickConfig::default()
-    };
+    let config =
+        TickConfig { idle_timeout: std::time::Duration::from_secs(5), ..TickConfig::default() };
     let mut stepper = Stepper::new(&config, 0);
     let (_, lonely) = stepper.spawn(arena(20));
     let (busy_id, busy) = stepper.spawn(arena(20));
@@ -108,9 +98,8 @@ fn idle_shards_are_removed() {
 #[test]
 fn panicking_game_stops_only_its_match() {
     let mut stepper = Stepper::new(&TickConfig::default(), 0);
-    let (bad_id, bad) = stepper.spawn(Box::new(
-        Shard::<Boom>::new(&MatchConfig::default()).unwrap(),
-    ));
+    let (bad_id, bad) =
+        stepper.spawn(Box::new(Shard::<Boom>::new(&MatchConfig::default()).unwrap()));
     let (good_id, good) = stepper.spawn(arena(20));
     let victim = stepper.join(bad_id, "v");
     let _watcher = stepper.join(good_id, "w");
@@ -122,16 +111,9 @@ fn panicking_game_stops_only_its_match() {
     assert_eq!(bad.state(), ShardState::Panicked);
     assert_eq!(stepper.metrics.panics.load(Ordering::Relaxed), 1);
     let frames = drain(&victim);
-    assert!(
-        matches!(frames.last(), Some(Outgoing::Stopped(StopReason::Panicked))),
-        "{frames:?}"
-    );
+    assert!(matches!(frames.last(), Some(Outgoing::Stopped(StopReason::Panicked))), "{frames:?}");
     assert!(victim.is_closed());
-    assert_eq!(
-        good.tick(),
-        good_before + 20,
-        "the other match kept its rate"
-    );
+    assert_eq!(good.tick(), good_before + 20, "the other match kept its rate");
     assert_eq!(good.state(), ShardState::Running);
 }
 
@@ -144,11 +126,7 @@ fn undecodable_input_is_counted() {
     let key = common::joined_key(&mailbox);
     stepper.input(id, key, 1, json(r#"{"dx":"left"}"#));
     stepper.run_until(SEC);
-    assert_eq!(
-        stepper.metrics.inputs_rejected[2].load(Ordering::Relaxed),
-        1,
-        "decode"
-    );
+    assert_eq!(stepper.metrics.inputs_rejected[2].load(Ordering::Relaxed), 1, "decode");
     assert_eq!(status.tick(), 20);
     assert_eq!(status.state(), ShardState::Running);
 }
@@ -174,14 +152,7 @@ fn finished_match_is_removed() {
     let mut stepper = Stepper::new(&TickConfig::default(), 0);
     let params = serde_json::json!({"time_limit_secs": 1});
     let shard = pylon_shard::GameRegistry::builtin()
-        .create(
-            "arena",
-            &MatchConfig {
-                seed: 1,
-                params,
-                record_replay: false,
-            },
-        )
+        .create("arena", &MatchConfig { seed: 1, params, record_replay: false })
         .unwrap();
     let (id, status) = stepper.spawn(shard);
     let mailbox = stepper.join(id, "a");

@@ -31,10 +31,7 @@ impl InputPayload {
     /// A JSON payload.
     #[must_use]
     pub fn json(bytes: impl Into<Bytes>) -> Self {
-        Self {
-            format: PayloadFormat::Json,
-            bytes: bytes.into(),
-        }
+        Self { format: PayloadFormat::Json, bytes: bytes.into() }
     }
 
     /// The JSON `null` input (a client frame without `input`).
@@ -71,11 +68,7 @@ struct JsonEnvelope<'a> {
 /// # Errors
 /// [`CodecError::Json`] or [`CodecError::MsgPack`] when the frame is not of that shape.
 pub fn decode_client_frame(frame: &Bytes, msgpack: bool) -> Result<ClientFrame, CodecError> {
-    if msgpack {
-        decode_msgpack(frame)
-    } else {
-        decode_json(frame)
-    }
+    if msgpack { decode_msgpack(frame) } else { decode_json(frame) }
 }
 
 fn decode_json(frame: &Bytes) -> Result<ClientFrame, CodecError> {
@@ -88,11 +81,7 @@ fn decode_json(frame: &Bytes) -> Result<ClientFrame, CodecError> {
         Some(raw) => InputPayload::json(frame.slice_ref(raw.get().as_bytes())),
         None => InputPayload::null(),
     };
-    Ok(ClientFrame {
-        client_seq: envelope.client_seq,
-        base_tick: envelope.base,
-        input,
-    })
+    Ok(ClientFrame { client_seq: envelope.client_seq, base_tick: envelope.base, input })
 }
 
 fn decode_msgpack(frame: &Bytes) -> Result<ClientFrame, CodecError> {
@@ -112,10 +101,7 @@ fn decode_msgpack(frame: &Bytes) -> Result<ClientFrame, CodecError> {
     Ok(ClientFrame {
         client_seq,
         base_tick,
-        input: InputPayload {
-            format: PayloadFormat::MsgPack,
-            bytes: frame.slice(start..),
-        },
+        input: InputPayload { format: PayloadFormat::MsgPack, bytes: frame.slice(start..) },
     })
 }
 
@@ -166,13 +152,7 @@ mod tests {
     /// Malformed frames are errors, not panics.
     #[test]
     fn malformed_frames_are_errors() {
-        for bad in [
-            &b"{"[..],
-            b"[1,2]",
-            b"\xff\xfe",
-            b"",
-            br#"{"client_seq":-1}"#,
-        ] {
+        for bad in [&b"{"[..], b"[1,2]", b"\xff\xfe", b"", br#"{"client_seq":-1}"#] {
             assert!(decode_client_frame(&Bytes::copy_from_slice(bad), false).is_err());
             assert!(decode_client_frame(&Bytes::copy_from_slice(bad), true).is_err());
         }

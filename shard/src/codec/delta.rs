@@ -100,17 +100,11 @@ fn diff_arrays(base: &[Value], current: &[Value], whole: &Value) -> Patch {
     }
     // Element-wise pays only when it saves something: if most elements are replaced
     // outright anyway, send the whole array.
-    let replaced = a
-        .iter()
-        .filter(|(_, p)| matches!(p, Patch::Replace { .. }))
-        .count();
+    let replaced = a.iter().filter(|(_, p)| matches!(p, Patch::Replace { .. })).count();
     if replaced * 2 > current.len() {
         return Patch::Replace { r: whole.clone() };
     }
-    Patch::Array {
-        a,
-        n: current.len(),
-    }
+    Patch::Array { a, n: current.len() }
 }
 
 /// `base` with `patch` applied.

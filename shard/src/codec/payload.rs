@@ -89,9 +89,7 @@ fn cached<V: ?Sized>(
 impl<T: Serialize + Send + Sync + 'static> PayloadValue for Cached<T> {
     fn json(&self) -> Result<&[u8], CodecError> {
         cached(&self.json, || {
-            serde_json::to_vec(&self.value)
-                .map(Vec::into_boxed_slice)
-                .map_err(|e| e.to_string())
+            serde_json::to_vec(&self.value).map(Vec::into_boxed_slice).map_err(|e| e.to_string())
         })
     }
 
@@ -104,9 +102,7 @@ impl<T: Serialize + Send + Sync + 'static> PayloadValue for Cached<T> {
     }
 
     fn tree(&self) -> Result<&serde_json::Value, CodecError> {
-        match self
-            .tree
-            .get_or_init(|| serde_json::to_value(&self.value).map_err(|e| e.to_string()))
+        match self.tree.get_or_init(|| serde_json::to_value(&self.value).map_err(|e| e.to_string()))
         {
             Ok(tree) => Ok(tree),
             Err(message) => Err(CodecError::Encode(message.clone())),

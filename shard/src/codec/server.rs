@@ -64,11 +64,7 @@ impl FrameEncoder {
     /// An encoder for `mode`.
     #[must_use]
     pub fn new(mode: WireMode) -> Self {
-        Self {
-            mode,
-            history: VecDeque::new(),
-            base: None,
-        }
+        Self { mode, history: VecDeque::new(), base: None }
     }
 
     /// The mode this encoder writes.
@@ -132,32 +128,16 @@ impl FrameEncoder {
             }
             Outgoing::Stopped(reason) => {
                 header(out, FrameKind::Stopped, 0, None, None)?;
-                write_named(
-                    out,
-                    &Code {
-                        code: reason.as_str(),
-                    },
-                )
+                write_named(out, &Code { code: reason.as_str() })
             }
             Outgoing::JoinRejected(why) => {
                 header(out, FrameKind::Stopped, 0, None, None)?;
                 let code = serde_json::to_value(why).map_err(CodecError::Json)?;
-                write_named(
-                    out,
-                    &Code {
-                        code: code.as_str().unwrap_or("rejected"),
-                    },
-                )
+                write_named(out, &Code { code: code.as_str().unwrap_or("rejected") })
             }
             Outgoing::Joined { key, resumed } => {
                 header(out, FrameKind::Joined, 0, None, None)?;
-                write_named(
-                    out,
-                    &JoinedBody {
-                        key: key.0,
-                        resumed: *resumed,
-                    },
-                )
+                write_named(out, &JoinedBody { key: key.0, resumed: *resumed })
             }
         }
     }

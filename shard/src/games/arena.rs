@@ -148,10 +148,7 @@ fn clamp_axis(v: f32) -> f32 {
 }
 
 fn random_pos(rng: &mut ShardRng) -> Pos {
-    Pos {
-        x: rng.range_f32(0.0, FIELD_SIZE),
-        y: rng.range_f32(0.0, FIELD_SIZE),
-    }
+    Pos { x: rng.range_f32(0.0, FIELD_SIZE), y: rng.range_f32(0.0, FIELD_SIZE) }
 }
 
 fn move_players(
@@ -213,10 +210,7 @@ impl Game for Arena {
     }
 
     fn limits(params: &ArenaParams) -> ShardLimits {
-        ShardLimits {
-            max_subscribers: params.max_players.max(1),
-            ..ShardLimits::default()
-        }
+        ShardLimits { max_subscribers: params.max_players.max(1), ..ShardLimits::default() }
     }
 
     fn setup(params: &ArenaParams, world: &mut World, schedule: &mut Schedule) {
@@ -224,10 +218,7 @@ impl Game for Arena {
             let pos = random_pos(&mut world.resource_mut::<ShardRng>());
             world.spawn((Pickup, pos));
         }
-        let views = Views {
-            players: world.query(),
-            pickups: world.query_filtered(),
-        };
+        let views = Views { players: world.query(), pickups: world.query_filtered() };
         world.insert_resource(views);
         world.insert_resource(Rules(params.clone()));
         world.init_resource::<Ending>();
@@ -236,23 +227,14 @@ impl Game for Arena {
 
     fn handle_join(world: &mut World, who: &Subscriber) -> Result<Option<Entity>, JoinRejected> {
         let pos = random_pos(&mut world.resource_mut::<ShardRng>());
-        let player = Player {
-            sid: who.sid.clone(),
-        };
-        Ok(Some(
-            world
-                .spawn((player, pos, Intent::default(), Score::default()))
-                .id(),
-        ))
+        let player = Player { sid: who.sid.clone() };
+        Ok(Some(world.spawn((player, pos, Intent::default(), Score::default())).id()))
     }
 
     fn apply_input(world: &mut World, who: &Subscriber, input: ArenaInput) {
         let Some(entity) = who.entity else { return };
         if let Some(mut intent) = world.get_mut::<Intent>(entity) {
-            *intent = Intent {
-                dx: clamp_axis(input.dx),
-                dy: clamp_axis(input.dy),
-            };
+            *intent = Intent { dx: clamp_axis(input.dx), dy: clamp_axis(input.dy) };
         }
     }
 
@@ -272,11 +254,7 @@ impl Game for Arena {
                 .collect();
             let pickups = views.pickups.iter(world).map(|p| [p.x, p.y]).collect();
             let elapsed = clock.tick as f32 * clock.dt_secs;
-            ArenaSnapshot {
-                time_left_secs: (limit - elapsed).max(0.0),
-                players,
-                pickups,
-            }
+            ArenaSnapshot { time_left_secs: (limit - elapsed).max(0.0), players, pickups }
         })
     }
 
@@ -293,11 +271,7 @@ impl Game for Arena {
             [first, ..] => Some(first.0.clone()),
             [] => None,
         };
-        Some(ArenaOutcome {
-            reason,
-            winner,
-            scores,
-        })
+        Some(ArenaOutcome { reason, winner, scores })
     }
 
     fn hash_state(world: &mut World, hasher: &mut StableHasher) {

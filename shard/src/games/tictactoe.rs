@@ -57,16 +57,8 @@ struct Board {
     result: Option<u8>,
 }
 
-const LINES: [[usize; 3]; 8] = [
-    [0, 1, 2],
-    [3, 4, 5],
-    [6, 7, 8],
-    [0, 3, 6],
-    [1, 4, 7],
-    [2, 5, 8],
-    [0, 4, 8],
-    [2, 4, 6],
-];
+const LINES: [[usize; 3]; 8] =
+    [[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]];
 const DRAW: u8 = 3;
 
 fn mark(m: u8) -> &'static str {
@@ -94,11 +86,7 @@ fn judge(mut board: ResMut<Board>) {
 }
 
 fn seat_of(board: &Board, sid: &str) -> Option<u8> {
-    board
-        .seats
-        .iter()
-        .position(|s| s.as_deref() == Some(sid))
-        .map(|i| if i == 0 { 1 } else { 2 })
+    board.seats.iter().position(|s| s.as_deref() == Some(sid)).map(|i| if i == 0 { 1 } else { 2 })
 }
 
 impl Game for TicTacToe {
@@ -114,10 +102,7 @@ impl Game for TicTacToe {
     }
 
     fn setup(_params: &TicTacToeParams, world: &mut World, schedule: &mut Schedule) {
-        world.insert_resource(Board {
-            to_move: 1,
-            ..Board::default()
-        });
+        world.insert_resource(Board { to_move: 1, ..Board::default() });
         schedule.add_systems(judge);
     }
 
@@ -169,9 +154,6 @@ impl Game for TicTacToe {
             1 | 2 => board.seats[usize::from(result - 1)].clone(),
             _ => None,
         };
-        Some(TicTacToeOutcome {
-            winner,
-            result: mark(result),
-        })
+        Some(TicTacToeOutcome { winner, result: mark(result) })
     }
 }

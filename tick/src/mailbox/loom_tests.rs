@@ -37,17 +37,9 @@ fn loom_latest_replace_vs_take() {
         let second = m.try_recv();
         producer.join().unwrap();
         let third = m.try_recv();
-        let seen: Vec<u32> = [first, second, third]
-            .into_iter()
-            .flatten()
-            .map(n)
-            .collect();
+        let seen: Vec<u32> = [first, second, third].into_iter().flatten().map(n).collect();
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-        assert_eq!(
-            seen.last(),
-            Some(&2),
-            "the newest snapshot is always delivered"
-        );
+        assert_eq!(seen.last(), Some(&2), "the newest snapshot is always delivered");
     });
 }
 
@@ -72,10 +64,7 @@ fn loom_order_snapshot_then_reliable() {
         }
         let order: Vec<u32> = seen.iter().copied().map(n).collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-        assert!(
-            seen.contains(&F::Rel(1)) && seen.contains(&F::Rel(3)),
-            "{seen:?}"
-        );
+        assert!(seen.contains(&F::Rel(1)) && seen.contains(&F::Rel(3)), "{seen:?}");
     });
 }
 

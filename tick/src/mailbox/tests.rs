@@ -35,10 +35,7 @@ fn production_order_is_kept() {
     m.push_reliable(F::Rel(4)).unwrap();
     m.publish_latest(F::Snap(5));
     let got: Vec<_> = std::iter::from_fn(|| m.try_recv()).collect();
-    assert_eq!(
-        got,
-        vec![F::Rel(1), F::Rel(2), F::Snap(3), F::Rel(4), F::Snap(5)]
-    );
+    assert_eq!(got, vec![F::Rel(1), F::Rel(2), F::Snap(3), F::Rel(4), F::Snap(5)]);
 }
 
 /// A snapshot the consumer takes while older reliable frames are still queued waits for
@@ -106,11 +103,7 @@ fn drop_frees_frames() {
     m.publish_latest(probe.clone());
     m.push_reliable(probe.clone()).unwrap();
     m.publish_latest(probe.clone());
-    assert_eq!(
-        Arc::strong_count(&probe),
-        5,
-        "two in the ring, one flushed snapshot, one latest"
-    );
+    assert_eq!(Arc::strong_count(&probe), 5, "two in the ring, one flushed snapshot, one latest");
     drop(m);
     assert_eq!(Arc::strong_count(&probe), 1);
 }

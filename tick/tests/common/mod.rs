@@ -1,5 +1,6 @@
 //! Shared helpers for the tick crate's tests: games, payloads, mailbox draining.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use bevy_ecs::prelude::*;
@@ -13,14 +14,7 @@ use pylon_tick::Mailbox;
 /// An arena match at `hz` that lasts far longer than any test.
 pub fn arena(hz: u32) -> Box<dyn DynShard> {
     let params = serde_json::json!({"tick_rate_hz": hz, "time_limit_secs": 100_000});
-    Box::new(
-        Shard::<Arena>::new(&MatchConfig {
-            seed: 3,
-            params,
-            record_replay: false,
-        })
-        .unwrap(),
-    )
+    Box::new(Shard::<Arena>::new(&MatchConfig { seed: 3, params, record_replay: false }).unwrap())
 }
 
 /// A JSON input payload.

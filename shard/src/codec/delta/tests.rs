@@ -7,11 +7,9 @@ use super::*;
 fn round_trip(base: &Value, current: &Value) {
     match diff(base, current) {
         None => assert_eq!(base, current),
-        Some(patch) => assert_eq!(
-            &apply(base, &patch).unwrap(),
-            current,
-            "{base} -> {current} via {patch:?}"
-        ),
+        Some(patch) => {
+            assert_eq!(&apply(base, &patch).unwrap(), current, "{base} -> {current} via {patch:?}")
+        }
     }
 }
 
@@ -20,10 +18,7 @@ fn round_trip(base: &Value, current: &Value) {
 #[test]
 fn hand_written_round_trips() {
     let cases = [
-        (
-            json!({"a": 1, "b": {"c": [1, 2, 3]}}),
-            json!({"a": 1, "b": {"c": [1, 5, 3]}}),
-        ),
+        (json!({"a": 1, "b": {"c": [1, 2, 3]}}), json!({"a": 1, "b": {"c": [1, 5, 3]}})),
         (json!({"a": 1, "b": 2}), json!({"a": 1})),
         (json!({"a": 1}), json!({"a": 1, "z": {"new": true}})),
         (json!([1, 2, 3]), json!([1, 2, 3, 4, 5])),
@@ -45,24 +40,13 @@ fn wire_shapes() {
     let replace = diff(&json!(1), &json!("x")).unwrap();
     assert_eq!(serde_json::to_string(&replace).unwrap(), r#"{"r":"x"}"#);
     let object = diff(&json!({"a": 1, "b": 2}), &json!({"a": 3})).unwrap();
-    assert_eq!(
-        serde_json::to_string(&object).unwrap(),
-        r#"{"o":{"a":{"r":3}},"d":["b"]}"#
-    );
+    assert_eq!(serde_json::to_string(&object).unwrap(), r#"{"o":{"a":{"r":3}},"d":["b"]}"#);
     let no_removal = diff(&json!({"a": 1}), &json!({"a": 2})).unwrap();
-    assert_eq!(
-        serde_json::to_string(&no_removal).unwrap(),
-        r#"{"o":{"a":{"r":2}}}"#
-    );
-    let array = diff(
-        &json!([{"x": 1}, {"x": 2}, {"x": 3}]),
-        &json!([{"x": 1}, {"x": 9}, {"x": 3}]),
-    )
-    .unwrap();
-    assert_eq!(
-        serde_json::to_string(&array).unwrap(),
-        r#"{"a":[[1,{"o":{"x":{"r":9}}}]],"n":3}"#
-    );
+    assert_eq!(serde_json::to_string(&no_removal).unwrap(), r#"{"o":{"a":{"r":2}}}"#);
+    let array =
+        diff(&json!([{"x": 1}, {"x": 2}, {"x": 3}]), &json!([{"x": 1}, {"x": 9}, {"x": 3}]))
+            .unwrap();
+    assert_eq!(serde_json::to_string(&array).unwrap(), r#"{"a":[[1,{"o":{"x":{"r":9}}}]],"n":3}"#);
     for patch in [replace, object, array] {
         let back: Patch = serde_json::from_str(&serde_json::to_string(&patch).unwrap()).unwrap();
         assert_eq!(back, patch);
@@ -72,11 +56,8 @@ fn wire_shapes() {
 /// A patch survives a MessagePack round trip (the delta frame's encoding).
 #[test]
 fn msgpack_round_trip() {
-    let patch = diff(
-        &json!({"p": [1, 2, {"q": 1}]}),
-        &json!({"p": [1, 3, {"q": 2}], "n": null}),
-    )
-    .unwrap();
+    let patch =
+        diff(&json!({"p": [1, 2, {"q": 1}]}), &json!({"p": [1, 3, {"q": 2}], "n": null})).unwrap();
     let bytes = rmp_serde::to_vec_named(&patch).unwrap();
     let back: Patch = rmp_serde::from_slice(&bytes).unwrap();
     assert_eq!(back, patch);
@@ -87,23 +68,11 @@ fn msgpack_round_trip() {
 fn mismatched_patches_are_errors() {
     let object = diff(&json!({"a": 1}), &json!({"a": 2})).unwrap();
     assert_eq!(apply(&json!([1]), &object), Err(DeltaError::NotAnObject));
-    let array = Patch::Array {
-        a: vec![(5, Patch::Replace { r: json!(1) })],
-        n: 6,
-    };
+    let array = Patch::Array { a: vec![(5, Patch::Replace { r: json!(1) })], n: 6 };
     assert_eq!(apply(&json!(3), &array), Err(DeltaError::NotAnArray));
-    assert_eq!(
-        apply(&json!([0]), &array),
-        Err(DeltaError::IndexOutOfRange(5))
-    );
-    let nested = Patch::Object {
-        o: [("k".to_owned(), object)].into(),
-        d: vec![],
-    };
-    assert_eq!(
-        apply(&json!({}), &nested),
-        Err(DeltaError::MissingKey("k".into()))
-    );
+    assert_eq!(apply(&json!([0]), &array), Err(DeltaError::IndexOutOfRange(5)));
+    let nested = Patch::Object { o: [("k".to_owned(), object)].into(), d: vec![] };
+    assert_eq!(apply(&json!({}), &nested), Err(DeltaError::MissingKey("k".into())));
 }
 
 struct XorShift(u64);
@@ -122,29 +91,16 @@ impl XorShift {
 }
 
 fn random_tree(rng: &mut XorShift, depth: u32) -> Value {
-    let kind = if depth == 0 {
-        rng.below(4)
-    } else {
-        rng.below(6)
-    };
+    let kind = if depth == 0 { rng.below(4) } else { rng.below(6) };
     match kind {
         0 => Value::Null,
         1 => json!(rng.below(3) == 0),
         2 => json!(rng.below(5)),
         3 => json!(["a", "b", "c"][rng.below(3) as usize]),
-        4 => Value::Array(
-            (0..rng.below(4))
-                .map(|_| random_tree(rng, depth - 1))
-                .collect(),
-        ),
+        4 => Value::Array((0..rng.below(4)).map(|_| random_tree(rng, depth - 1)).collect()),
         _ => Value::Object(
             (0..rng.below(4))
-                .map(|i| {
-                    (
-                        format!("k{}", (i + rng.below(3)) % 4),
-                        random_tree(rng, depth - 1),
-                    )
-                })
+                .map(|i| (format!("k{}", (i + rng.below(3)) % 4), random_tree(rng, depth - 1)))
                 .collect(),
         ),
     }
