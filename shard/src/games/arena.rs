@@ -137,11 +137,10 @@ struct Rules(ArenaParams);
 #[derive(Resource, Default)]
 struct Ending(Option<&'static str>);
 
-#[derive(Resource)]
-struct Views {
-    players: QueryState<(&'static Player, &'static Pos, &'static Score)>,
-    pickups: QueryState<&'static Pos, With<Pickup>>,
-}
+/// The snapshot of the current tick, built by the last system of the schedule (systems
+/// keep their query state cached, which a query from `&mut World` would rebuild).
+#[derive(Resource, Default)]
+struct Latest(Option<ArenaSnapshot>);
 
 fn clamp_axis(v: f32) -> f32 {
     if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
@@ -196,6 +195,24 @@ fn check_end(
     }
 }
 
+fn build_snapshot(
+    clock: Res<MatchClock>,
+    rules: Res<Rules>,
+    players: Query<(&Player, &Pos, &Score)>,
+    pickups: Query<&Pos, With<Pickup>>,
+    mut latest: ResMut<Latest>,
+) {
+    let elapsed = clock.tick as f32 * clock.dt_secs;
+    latest.0 = Some(ArenaSnapshot {
+        time_left_secs: (rules.0.time_limit_secs as f32 - elapsed).max(0.0),
+        players: players
+            .iter()
+            .map(|(p, pos, score)| PlayerView { id: p.sid.clone(), x: pos.x, y: pos.y, score: score.0 })
+            .collect(),
+        pickups: pickups.iter().map(|p| [p.x, p.y]).collect(),
+    });
+}
+
 impl Game for Arena {
     type Params = ArenaParams;
     type Input = ArenaInput;
@@ -218,11 +235,10 @@ impl Game for Arena {
             let pos = random_pos(&mut world.resource_mut::<ShardRng>());
             world.spawn((Pickup, pos));
         }
-        let views = Views { players: world.query(), pickups: world.query_filtered() };
-        world.insert_resource(views);
+        world.init_resource::<Latest>();
         world.insert_resource(Rules(params.clone()));
         world.init_resource::<Ending>();
-        schedule.add_systems((move_players, collect_pickups, check_end).chain());
+        schedule.add_systems((move_players, collect_pickups, check_end, build_snapshot).chain());
     }
 
     fn handle_join(world: &mut World, who: &Subscriber) -> Result<Option<Entity>, JoinRejected> {
@@ -239,23 +255,21 @@ impl Game for Arena {
     }
 
     fn snapshot(world: &mut World) -> ArenaSnapshot {
-        let clock = *world.resource::<MatchClock>();
+        if let Some(snapshot) = world.resource_mut::<Latest>().0.take() {
+            return snapshot;
+        }
+        // Only before the first tick (or if asked twice in one tick): build it directly.
+        let (mut players, mut pickups) = (Vec::new(), Vec::new());
+        for (p, pos, score) in world.query::<(&Player, &Pos, &Score)>().iter(world) {
+            players.push(PlayerView { id: p.sid.clone(), x: pos.x, y: pos.y, score: score.0 });
+        }
+        for pos in world.query_filtered::<&Pos, With<Pickup>>().iter(world) {
+            pickups.push([pos.x, pos.y]);
+        }
         let limit = world.resource::<Rules>().0.time_limit_secs as f32;
-        world.resource_scope(|world, mut views: Mut<Views>| {
-            let players = views
-                .players
-                .iter(world)
-                .map(|(p, pos, score)| PlayerView {
-                    id: p.sid.clone(),
-                    x: pos.x,
-                    y: pos.y,
-                    score: score.0,
-                })
-                .collect();
-            let pickups = views.pickups.iter(world).map(|p| [p.x, p.y]).collect();
-            let elapsed = clock.tick as f32 * clock.dt_secs;
-            ArenaSnapshot { time_left_secs: (limit - elapsed).max(0.0), players, pickups }
-        })
+        let clock = world.resource::<MatchClock>();
+        let time_left_secs = (limit - clock.tick as f32 * clock.dt_secs).max(0.0);
+        ArenaSnapshot { time_left_secs, players, pickups }
     }
 
     fn outcome(world: &mut World) -> Option<ArenaOutcome> {
