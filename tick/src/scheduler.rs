@@ -285,7 +285,7 @@ impl Scheduler {
         if let Some(Err(reason)) = result {
             self.ctx.metrics.count_rejected(reason);
         }
-        self.after_command(shard);
+        self.after(shard, false);
     }
 
     fn create(
@@ -317,6 +317,12 @@ impl Scheduler {
     /// After a command: publish status, queue event-driven shards that now want a step,
     /// and drop shards that died while handling it.
     fn after_command(&mut self, id: ShardId) {
+        self.after(id, true);
+    }
+
+    /// `publish`: refresh the status block (inputs skip it: the queue length there is
+    /// refreshed every tick, and a store per input would cost a cache miss per input).
+    fn after(&mut self, id: ShardId, publish: bool) {
         let Some(entry) = self.shards.get_mut(id) else {
             return;
         };
@@ -325,7 +331,9 @@ impl Scheduler {
             self.finish(id, ShardState::Panicked);
             return;
         }
-        entry.publish_status();
+        if publish {
+            entry.publish_status();
+        }
         if entry.hz == 0 && entry.shard.wants_step() && !self.ready.contains(&id) {
             self.ready.push(id);
         }

@@ -131,16 +131,17 @@ pub struct Score(pub u32);
 #[derive(Debug, Clone, Copy, Component)]
 pub struct Pickup;
 
+/// All of the arena's match-wide state in one resource: bevy gives every resource its own
+/// storage (a 64-slot sparse set), so one resource instead of three saves memory per match.
 #[derive(Resource)]
-struct Rules(ArenaParams);
-
-#[derive(Resource, Default)]
-struct Ending(Option<&'static str>);
-
-/// The snapshot of the current tick, built by the last system of the schedule (systems
-/// keep their query state cached, which a query from `&mut World` would rebuild).
-#[derive(Resource, Default)]
-struct Latest(Option<ArenaSnapshot>);
+struct MatchState {
+    rules: ArenaParams,
+    /// Why the match ended, once it has.
+    ending: Option<&'static str>,
+    /// The snapshot of the current tick, built by the last system of the schedule
+    /// (systems keep their query state cached, which a query from `&mut World` rebuilds).
+    latest: Option<ArenaSnapshot>,
+}
 
 fn clamp_axis(v: f32) -> f32 {
     if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
@@ -152,10 +153,10 @@ fn random_pos(rng: &mut ShardRng) -> Pos {
 
 fn move_players(
     clock: Res<MatchClock>,
-    rules: Res<Rules>,
+    state: Res<MatchState>,
     mut players: Query<(&mut Pos, &Intent), With<Player>>,
 ) {
-    let step = rules.0.speed * clock.dt_secs;
+    let step = state.rules.speed * clock.dt_secs;
     for (mut pos, intent) in &mut players {
         pos.x = (pos.x + intent.dx * step).clamp(0.0, FIELD_SIZE);
         pos.y = (pos.y + intent.dy * step).clamp(0.0, FIELD_SIZE);
@@ -181,30 +182,29 @@ fn collect_pickups(
 
 fn check_end(
     clock: Res<MatchClock>,
-    rules: Res<Rules>,
     scores: Query<&Score>,
-    mut ending: ResMut<Ending>,
+    mut state: ResMut<MatchState>,
 ) {
-    if ending.0.is_some() {
+    if state.ending.is_some() {
         return;
     }
-    if scores.iter().any(|s| s.0 >= rules.0.score_limit) {
-        ending.0 = Some("score_limit");
-    } else if clock.tick as f64 * f64::from(clock.dt_secs) >= f64::from(rules.0.time_limit_secs) {
-        ending.0 = Some("time_limit");
+    if scores.iter().any(|s| s.0 >= state.rules.score_limit) {
+        state.ending = Some("score_limit");
+    } else if clock.tick as f64 * f64::from(clock.dt_secs) >= f64::from(state.rules.time_limit_secs) {
+        state.ending = Some("time_limit");
     }
 }
 
 fn build_snapshot(
     clock: Res<MatchClock>,
-    rules: Res<Rules>,
     players: Query<(&Player, &Pos, &Score)>,
     pickups: Query<&Pos, With<Pickup>>,
-    mut latest: ResMut<Latest>,
+    mut state: ResMut<MatchState>,
 ) {
     let elapsed = clock.tick as f32 * clock.dt_secs;
-    latest.0 = Some(ArenaSnapshot {
-        time_left_secs: (rules.0.time_limit_secs as f32 - elapsed).max(0.0),
+    let time_left_secs = (state.rules.time_limit_secs as f32 - elapsed).max(0.0);
+    state.latest = Some(ArenaSnapshot {
+        time_left_secs,
         players: players
             .iter()
             .map(|(p, pos, score)| PlayerView { id: p.sid.clone(), x: pos.x, y: pos.y, score: score.0 })
@@ -235,9 +235,7 @@ impl Game for Arena {
             let pos = random_pos(&mut world.resource_mut::<ShardRng>());
             world.spawn((Pickup, pos));
         }
-        world.init_resource::<Latest>();
-        world.insert_resource(Rules(params.clone()));
-        world.init_resource::<Ending>();
+        world.insert_resource(MatchState { rules: params.clone(), ending: None, latest: None });
         schedule.add_systems((move_players, collect_pickups, check_end, build_snapshot).chain());
     }
 
@@ -255,7 +253,7 @@ impl Game for Arena {
     }
 
     fn snapshot(world: &mut World) -> ArenaSnapshot {
-        if let Some(snapshot) = world.resource_mut::<Latest>().0.take() {
+        if let Some(snapshot) = world.resource_mut::<MatchState>().latest.take() {
             return snapshot;
         }
         // Only before the first tick (or if asked twice in one tick): build it directly.
@@ -266,14 +264,14 @@ impl Game for Arena {
         for pos in world.query_filtered::<&Pos, With<Pickup>>().iter(world) {
             pickups.push([pos.x, pos.y]);
         }
-        let limit = world.resource::<Rules>().0.time_limit_secs as f32;
+        let limit = world.resource::<MatchState>().rules.time_limit_secs as f32;
         let clock = world.resource::<MatchClock>();
         let time_left_secs = (limit - clock.tick as f32 * clock.dt_secs).max(0.0);
         ArenaSnapshot { time_left_secs, players, pickups }
     }
 
     fn outcome(world: &mut World) -> Option<ArenaOutcome> {
-        let reason = world.resource::<Ending>().0?;
+        let reason = world.resource::<MatchState>().ending?;
         let mut scores: Vec<(Arc<str>, u32)> = world
             .query::<(&Player, &Score)>()
             .iter(world)
