@@ -2,9 +2,9 @@
 //! deadlines, routes commands in and frames out. It reads time only through a [`Clock`]
 //! and never sleeps, so tests drive it exactly (see [`crate::Stepper`]).
 //!
-//! Deadlines: shard `s` created at `start` with rate `hz` is due at
-//! `start + k * 1e9 / hz` ns for k = 1, 2, … computed from `k` each time, never by adding
-//! periods, so rounding never accumulates into drift. A shard found `n` grid points late
+//! Deadlines: shard `s` with rate `hz` is due at `start + k * 1e9 / hz` ns for k = 1, 2, …
+//! computed from `k` each time, never by adding periods, so rounding never accumulates into
+//! drift. `start` is the creation time plus a phase spread by shard id (see `phase_ns`). A shard found `n` grid points late
 //! runs `min(n, max_catch_up_ticks)` steps back to back and skips (counts) the rest; its
 //! next deadline stays on the grid.
 
@@ -297,12 +297,12 @@ impl Scheduler {
     ) {
         let hz = shard.tick_rate_hz();
         let entry = Entry {
+            start_ns: now.saturating_add(phase_ns(id, hz)),
             id,
             shard,
             status,
             subs: Vec::new(),
             hz,
-            start_ns: now,
             k: 1,
             last_activity_ns: now,
         };
@@ -467,6 +467,16 @@ impl Scheduler {
     }
 }
 
+/// Where in its period a new shard's ticks fall: spread by id, so matches created in a
+/// burst (one command drain, a restore after restart) do not all fall due at one instant.
+fn phase_ns(id: ShardId, hz: u32) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    let period = NS_PER_SEC / u64::from(hz);
+    (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) % period.max(1)
+}
+
 fn reject_join(mailbox: &Outbox) {
     let _ = mailbox.push_reliable(Outgoing::JoinRejected(pylon_shard::JoinRejected::Finished));
     mailbox.close();
@@ -543,12 +553,15 @@ fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
         }
     }
     ctx.gone.extend(entry.subs.iter().filter(|(_, m)| m.is_consumer_gone()).map(|(k, _)| *k));
-    for key in ctx.gone.drain(..) {
+    let mut gone = std::mem::take(&mut ctx.gone);
+    for key in gone.drain(..) {
         if let Some(mailbox) = entry.remove_sub(key) {
             mailbox.close();
-            entry.shard.handle_leave(key);
+            // Game code: contained like every other call into the shard.
+            guarded(ctx, entry, |s| s.handle_leave(key));
         }
     }
+    ctx.gone = gone;
 }
 
 /// Stands in for a shard whose game panicked until the scheduler removes it.

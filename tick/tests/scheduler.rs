@@ -24,14 +24,16 @@ fn no_drift_over_ten_thousand_ticks() {
         TickConfig { idle_timeout: std::time::Duration::from_secs(3600), ..TickConfig::default() };
     let mut stepper = Stepper::new(&config, 5 * SEC);
     let (_, status) = stepper.spawn(arena(60));
-    let start = stepper.now();
+    // Each shard gets a phase within its period; its grid starts one period before tick 1.
+    let start = stepper.next_deadline().unwrap() - SEC / 60;
+    assert!(start >= stepper.now() && start < stepper.now() + SEC / 60);
     for k in 1..=10_000_u64 {
         let deadline = stepper.next_deadline().unwrap();
         assert_eq!(deadline, start + k * SEC / 60, "deadline of tick {k}");
         stepper.run_until(deadline);
         assert_eq!(status.tick(), k);
     }
-    assert_eq!(stepper.now() - start, 166_666_666_666, "10,000 / 60 s after start");
+    assert_eq!(stepper.now() - start, 166_666_666_666, "10,000 / 60 s after the grid start");
     let lateness = stepper.metrics.lateness_us.snapshot();
     assert_eq!(lateness.max, 0, "every tick ran at its deadline");
     assert_eq!(stepper.metrics.skipped_ticks.load(Ordering::Relaxed), 0);
@@ -44,11 +46,11 @@ fn bounded_catch_up_after_stall() {
     let config = TickConfig { max_catch_up_ticks: 3, ..TickConfig::default() };
     let mut stepper = Stepper::new(&config, 0);
     let (_, status) = stepper.spawn(arena(20));
-    let start = stepper.now();
+    let start = stepper.next_deadline().unwrap() - SEC / 20;
     stepper.run_until(start + 10 * SEC / 20);
     assert_eq!(status.tick(), 10);
     stepper.stall(SEC);
-    // Deadlines 11..=30 are all due at t = 1.5 s: 20 overdue, 3 run, 17 skipped.
+    // Deadlines 11..=30 are all due 1.5 s after the grid start: 20 overdue, 3 run, 17 skipped.
     assert_eq!(status.tick(), 13);
     assert_eq!(stepper.metrics.skipped_ticks.load(Ordering::Relaxed), 17);
     let next = stepper.next_deadline().unwrap();
@@ -122,10 +124,11 @@ fn panicking_game_stops_only_its_match() {
 fn undecodable_input_is_counted() {
     let mut stepper = Stepper::new(&TickConfig::default(), 0);
     let (id, status) = stepper.spawn(arena(20));
+    let start = stepper.next_deadline().unwrap() - SEC / 20;
     let mailbox = stepper.join(id, "a");
     let key = common::joined_key(&mailbox);
     stepper.input(id, key, 1, json(r#"{"dx":"left"}"#));
-    stepper.run_until(SEC);
+    stepper.run_until(start + SEC);
     assert_eq!(stepper.metrics.inputs_rejected[2].load(Ordering::Relaxed), 1, "decode");
     assert_eq!(status.tick(), 20);
     assert_eq!(status.state(), ShardState::Running);
@@ -137,9 +140,10 @@ fn undecodable_input_is_counted() {
 fn slow_subscriber_keeps_only_latest() {
     let mut stepper = Stepper::new(&TickConfig::default(), 0);
     let (id, _) = stepper.spawn(arena(20));
+    let start = stepper.next_deadline().unwrap() - SEC / 20;
     let slow = stepper.join(id, "slow");
     common::joined_key(&slow);
-    stepper.run_until(SEC);
+    stepper.run_until(start + SEC);
     assert_eq!(slow.replaced_count(), 19);
     let frames = drain(&slow);
     assert_eq!(frames.len(), 1);
@@ -162,5 +166,21 @@ fn finished_match_is_removed() {
     assert_eq!(stepper.shard_count(), 0);
     let frames = drain(&mailbox);
     assert!(matches!(frames.last(), Some(Outgoing::MatchEnd(_))));
+    assert!(mailbox.is_closed());
+}
+
+/// A subscriber whose writer went away is unsubscribed at the next tick.
+#[test]
+fn gone_consumer_is_unsubscribed() {
+    let mut stepper = Stepper::new(&TickConfig::default(), 0);
+    let (id, status) = stepper.spawn(arena(20));
+    let mailbox = stepper.join(id, "a");
+    let _other = stepper.join(id, "b");
+    common::joined_key(&mailbox);
+    stepper.run_until(SEC / 10);
+    assert_eq!(status.subscribers(), 2);
+    mailbox.close_consumer();
+    stepper.run_until(SEC / 5);
+    assert_eq!(status.subscribers(), 1);
     assert!(mailbox.is_closed());
 }

@@ -180,17 +180,14 @@ fn collect_pickups(
     }
 }
 
-fn check_end(
-    clock: Res<MatchClock>,
-    scores: Query<&Score>,
-    mut state: ResMut<MatchState>,
-) {
+fn check_end(clock: Res<MatchClock>, scores: Query<&Score>, mut state: ResMut<MatchState>) {
     if state.ending.is_some() {
         return;
     }
     if scores.iter().any(|s| s.0 >= state.rules.score_limit) {
         state.ending = Some("score_limit");
-    } else if clock.tick as f64 * f64::from(clock.dt_secs) >= f64::from(state.rules.time_limit_secs) {
+    } else if clock.tick as f64 * f64::from(clock.dt_secs) >= f64::from(state.rules.time_limit_secs)
+    {
         state.ending = Some("time_limit");
     }
 }
@@ -207,7 +204,12 @@ fn build_snapshot(
         time_left_secs,
         players: players
             .iter()
-            .map(|(p, pos, score)| PlayerView { id: p.sid.clone(), x: pos.x, y: pos.y, score: score.0 })
+            .map(|(p, pos, score)| PlayerView {
+                id: p.sid.clone(),
+                x: pos.x,
+                y: pos.y,
+                score: score.0,
+            })
             .collect(),
         pickups: pickups.iter().map(|p| [p.x, p.y]).collect(),
     });
