@@ -187,10 +187,14 @@ fn spawn_generator(
     stop_at: Instant,
 ) -> anyhow::Result<std::thread::JoinHandle<u64>> {
     let thread = std::thread::Builder::new().name("pylon-loadgen".into()).spawn(move || {
-        let payloads: Vec<Bytes> = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.5), (0.25, -1.0)]
-            .iter()
-            .map(|(dx, dy)| Bytes::from(format!(r#"{{"dx":{dx},"dy":{dy}}}"#)))
-            .collect();
+        // Static payloads: cloning them touches no shared reference count, as a real
+        // socket frame (owned by one connection) would not either.
+        let payloads: [Bytes; 4] = [
+            Bytes::from_static(br#"{"dx":1,"dy":0}"#),
+            Bytes::from_static(br#"{"dx":0,"dy":1}"#),
+            Bytes::from_static(br#"{"dx":-1,"dy":0.5}"#),
+            Bytes::from_static(br#"{"dx":0.25,"dy":-1}"#),
+        ];
         let per_sec = players.len() as f64 * f64::from(input_hz);
         let started = Instant::now();
         let (mut sent, mut rejected, mut seq) = (0_u64, 0_u64, 0_u64);

@@ -18,6 +18,10 @@ pub struct TickConfig {
     pub idle_timeout: Duration,
     /// Longest a tick thread sleeps with nothing due (idle sweep cadence). Default 100 ms.
     pub max_park: Duration,
+    /// How long past the next deadline a sleeping tick thread may wake, so that one wake-up
+    /// serves several shards instead of one (each wake costs a context switch). Adds up to
+    /// this much tick lateness. Default 200 us.
+    pub wake_slack: Duration,
 }
 
 impl Default for TickConfig {
@@ -28,6 +32,7 @@ impl Default for TickConfig {
             max_catch_up_ticks: 3,
             idle_timeout: Duration::from_secs(60),
             max_park: Duration::from_millis(100),
+            wake_slack: Duration::from_micros(200),
         }
     }
 }

@@ -72,9 +72,10 @@ impl TickPool {
             let scheduler = Scheduler::new(config, clock.clone(), metrics.clone());
             let thread_clock = clock.clone();
             let budget = config.command_capacity.max(1);
+            let slack = config.wake_slack;
             let join = std::thread::Builder::new()
                 .name(format!("pylon-tick-{n}"))
-                .spawn(move || run_thread(&rx, scheduler, thread_clock.as_ref(), budget))?;
+                .spawn(move || run_thread(&rx, scheduler, thread_clock.as_ref(), budget, slack))?;
             inboxes.push(Arc::new(Inbox { tx, thread: join.thread().clone(), metrics }));
             joins.push(join);
         }
@@ -142,7 +143,13 @@ impl Drop for TickPool {
     }
 }
 
-fn run_thread(rx: &Receiver<Command>, mut scheduler: Scheduler, clock: &dyn Clock, budget: usize) {
+fn run_thread(
+    rx: &Receiver<Command>,
+    mut scheduler: Scheduler,
+    clock: &dyn Clock,
+    budget: usize,
+    slack: Duration,
+) {
     loop {
         let now = clock.now_ns();
         for _ in 0..budget {
@@ -164,7 +171,7 @@ fn run_thread(rx: &Receiver<Command>, mut scheduler: Scheduler, clock: &dyn Cloc
         let now = clock.now_ns();
         let wake = scheduler.next_wake(now);
         if wake > now && rx.is_empty() {
-            std::thread::park_timeout(Duration::from_nanos(wake - now));
+            std::thread::park_timeout(Duration::from_nanos(wake - now) + slack);
         }
     }
 }
