@@ -253,7 +253,11 @@ impl Game for Arena {
             let pos = random_pos(&mut world.resource_mut::<ShardRng>());
             world.spawn((Pickup, pos));
         }
-        world.insert_resource(MatchState(Box::new(State { rules: params.clone(), ending: None, latest: None })));
+        world.insert_resource(MatchState(Box::new(State {
+            rules: params.clone(),
+            ending: None,
+            latest: None,
+        })));
         schedule.add_systems((move_players, collect_pickups, check_end, build_snapshot).chain());
     }
 
