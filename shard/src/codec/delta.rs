@@ -57,12 +57,17 @@
 //! use pylon_shard::codec::delta::{Patch, apply, diff};
 //! use serde_json::json;
 //!
-//! let base = json!({"players": [{"id": "p1", "x": 1.0}], "round": 3});
-//! let cur = json!({"players": [{"id": "p1", "x": 1.5}]});
+//! let base = json!({
+//!     "players": [{"id": "p1", "x": 1.0, "y": 2.0}, {"id": "p2", "x": 5.0, "y": 2.0}],
+//!     "round": 3,
+//! });
+//! let cur = json!({
+//!     "players": [{"id": "p1", "x": 1.0, "y": 2.0}, {"id": "p2", "x": 5.5, "y": 2.0}],
+//! });
 //! let patch = diff(&base, &cur).unwrap();
 //! assert_eq!(
 //!     serde_json::to_string(&patch).unwrap(),
-//!     r#"{"o":{"players":{"a":[[0,{"o":{"x":{"r":1.5}}}]],"n":1}},"d":["round"]}"#
+//!     r#"{"o":{"players":{"a":[[1,{"o":{"x":{"r":5.5}}}]],"n":2}},"d":["round"]}"#
 //! );
 //! assert_eq!(apply(&base, &patch), Ok(cur.clone()));
 //! assert_eq!(diff(&cur, &cur), None::<Patch>);
@@ -193,7 +198,7 @@ fn replace(value: &Value) -> Measured {
 fn diff_objects(base: &Map<String, Value>, current: &Map<String, Value>) -> Option<Measured> {
     let mut o = BTreeMap::new();
     // The outer map header and the key "o".
-    let mut size = 3;
+    let mut size: usize = 3;
     for (key, cv) in current {
         let child = match base.get(key) {
             Some(bv) => diff_sized(bv, cv),
@@ -438,7 +443,10 @@ mod tests {
     #[test]
     fn hand_written_round_trips() {
         let cases = [
-            (json!({"a": 1, "b": {"c": {"d": [1, 2, 3]}}}), json!({"a": 1, "b": {"c": {"d": [1, 5, 3]}}})),
+            (
+                json!({"a": 1, "b": {"c": {"d": [1, 2, 3]}}}),
+                json!({"a": 1, "b": {"c": {"d": [1, 5, 3]}}}),
+            ),
             (json!({"a": 1, "b": 2, "c": 3}), json!({"a": 1})),
             (json!({"a": 1}), json!({"a": 1, "z": {"new": [true, null]}})),
             (json!({"a": {"x": 1}, "b": 2}), json!({"b": 2, "c": {"x": 1}})),
@@ -472,7 +480,8 @@ mod tests {
         let v = json!({"a": [1, {"b": null}], "c": 2.5, "e": {}});
         assert_eq!(diff(&v, &v.clone()), None);
         let changed = json!({"a": [1, {"b": null}], "c": 3.5, "e": {}});
-        let expected = Patch::Object { o: [("c".to_owned(), replace(json!(3.5)))].into(), d: vec![] };
+        let expected =
+            Patch::Object { o: [("c".to_owned(), replace(json!(3.5)))].into(), d: vec![] };
         assert_eq!(diff(&v, &changed), Some(expected));
     }
 
@@ -483,11 +492,20 @@ mod tests {
             (replace(json!({"k": [1]})), r#"{"r":{"k":[1]}}"#),
             (replace(Value::Null), r#"{"r":null}"#),
             (
-                Patch::Object { o: [("b".to_owned(), replace(json!(2)))].into(), d: vec!["c".into()] },
+                Patch::Object {
+                    o: [("b".to_owned(), replace(json!(2)))].into(),
+                    d: vec!["c".into()],
+                },
                 r#"{"o":{"b":{"r":2}},"d":["c"]}"#,
             ),
-            (Patch::Object { o: [("b".to_owned(), replace(json!(2)))].into(), d: vec![] }, r#"{"o":{"b":{"r":2}}}"#),
-            (Patch::Object { o: BTreeMap::new(), d: vec!["gone".into()] }, r#"{"o":{},"d":["gone"]}"#),
+            (
+                Patch::Object { o: [("b".to_owned(), replace(json!(2)))].into(), d: vec![] },
+                r#"{"o":{"b":{"r":2}}}"#,
+            ),
+            (
+                Patch::Object { o: BTreeMap::new(), d: vec!["gone".into()] },
+                r#"{"o":{},"d":["gone"]}"#,
+            ),
             (
                 Patch::Array { a: vec![(1, replace(json!(5))), (3, replace(json!("new")))], n: 4 },
                 r#"{"a":[[1,{"r":5}],[3,{"r":"new"}]],"n":4}"#,
@@ -504,8 +522,7 @@ mod tests {
     #[test]
     fn diff_shapes() {
         let base = json!({"keep": 1, "old": 2, "list": [{"id": "a-long-id", "v": 1}, {"id": "b-long-id", "v": 2}]});
-        let current =
-            json!({"keep": 1, "list": [{"id": "a-long-id", "v": 1}, {"id": "b-long-id", "v": 3}, {"id": "c"}]});
+        let current = json!({"keep": 1, "list": [{"id": "a-long-id", "v": 1}, {"id": "b-long-id", "v": 3}, {"id": "c"}]});
         assert_eq!(
             json_text(&diff(&base, &current).unwrap()),
             r#"{"o":{"list":{"a":[[1,{"o":{"v":{"r":3}}}],[2,{"r":{"id":"c"}}]],"n":3}},"d":["old"]}"#
@@ -519,7 +536,8 @@ mod tests {
     fn arrays_replace_when_cheaper() {
         let patch = diff(&json!([1, 2, 3]), &json!([4, 5, 6])).unwrap();
         assert_eq!(patch, replace(json!([4, 5, 6])));
-        let base: Vec<Value> = (0..40).map(|i| json!({"id": format!("item-{i}"), "hp": 100})).collect();
+        let base: Vec<Value> =
+            (0..40).map(|i| json!({"id": format!("item-{i}"), "hp": 100})).collect();
         let mut current = base.clone();
         current[7]["hp"] = json!(90);
         let patch = diff(&Value::Array(base), &Value::Array(current)).unwrap();
@@ -531,7 +549,13 @@ mod tests {
     fn msgpack_round_trip() {
         let patch = Patch::Object {
             o: [
-                ("a".to_owned(), Patch::Array { a: vec![(0, replace(json!(-7))), (2, replace(json!(1.5)))], n: 3 }),
+                (
+                    "a".to_owned(),
+                    Patch::Array {
+                        a: vec![(0, replace(json!(-7))), (2, replace(json!(1.5)))],
+                        n: 3,
+                    },
+                ),
                 ("n".to_owned(), replace(Value::Null)),
                 ("o".to_owned(), Patch::Object { o: BTreeMap::new(), d: vec!["x".into()] }),
                 ("r".to_owned(), replace(json!({"deep": [u64::MAX, i64::MIN, "s", true]}))),
@@ -554,16 +578,44 @@ mod tests {
         let cases = [
             (json!([1]), object.clone(), DeltaError::NotAnObject),
             (json!(3), array(vec![], 0), DeltaError::NotAnArray),
-            (json!({}), Patch::Object { o: [("k".to_owned(), object.clone())].into(), d: vec![] }, DeltaError::NotAnObject),
-            (json!({"k": {}}), Patch::Object { o: [("k".to_owned(), object.clone())].into(), d: vec!["k".into()] }, DeltaError::NotAnObject),
-            (json!([0]), array(vec![(5, replace(json!(1)))], 6), DeltaError::IndexOutOfRange { index: 5, len: 1 }),
-            (json!([0, 1, 2]), array(vec![(2, replace(json!(1)))], 2), DeltaError::IndexOutOfRange { index: 2, len: 2 }),
-            (json!([0, 1]), array(vec![(1, replace(json!(1))), (1, replace(json!(2)))], 2), DeltaError::IndexNotIncreasing { index: 1 }),
+            (
+                json!({}),
+                Patch::Object { o: [("k".to_owned(), object.clone())].into(), d: vec![] },
+                DeltaError::NotAnObject,
+            ),
+            (
+                json!({"k": {}}),
+                Patch::Object { o: [("k".to_owned(), object.clone())].into(), d: vec!["k".into()] },
+                DeltaError::NotAnObject,
+            ),
+            (
+                json!([0]),
+                array(vec![(5, replace(json!(1)))], 6),
+                DeltaError::IndexOutOfRange { index: 5, len: 1 },
+            ),
+            (
+                json!([0, 1, 2]),
+                array(vec![(2, replace(json!(1)))], 2),
+                DeltaError::IndexOutOfRange { index: 2, len: 2 },
+            ),
+            (
+                json!([0, 1]),
+                array(vec![(1, replace(json!(1))), (1, replace(json!(2)))], 2),
+                DeltaError::IndexNotIncreasing { index: 1 },
+            ),
             (json!([0]), array(vec![], 3), DeltaError::LengthMismatch { expected: 3, actual: 1 }),
             (json!([0]), array(vec![(0, array(vec![], 0))], 1), DeltaError::NotAnArray),
             (json!([0]), array(vec![(1, object.clone())], 2), DeltaError::NotAnObject),
-            (json!([]), array(vec![], usize::MAX), DeltaError::LengthMismatch { expected: usize::MAX, actual: 0 }),
-            (json!([]), array(vec![(usize::MAX, replace(json!(1)))], usize::MAX), DeltaError::IndexOutOfRange { index: usize::MAX, len: 0 }),
+            (
+                json!([]),
+                array(vec![], usize::MAX),
+                DeltaError::LengthMismatch { expected: usize::MAX, actual: 0 },
+            ),
+            (
+                json!([]),
+                array(vec![(usize::MAX, replace(json!(1)))], usize::MAX),
+                DeltaError::IndexOutOfRange { index: usize::MAX, len: 0 },
+            ),
         ];
         for (base, patch, error) in cases {
             assert_eq!(apply(&base, &patch), Err(error.clone()), "{base} with {patch:?}");
@@ -613,7 +665,9 @@ mod tests {
         if rng.below(2) == 0 {
             Value::Array((0..len).map(|_| random_value(rng, depth - 1)).collect())
         } else {
-            let key = |rng: &mut XorShift| ["a", "b", "c", "d", "e", "f"][rng.below(6) as usize].to_owned();
+            let key = |rng: &mut XorShift| {
+                ["a", "b", "c", "d", "e", "f"][rng.below(6) as usize].to_owned()
+            };
             Value::Object((0..len).map(|_| (key(rng), random_value(rng, depth - 1))).collect())
         }
     }
@@ -623,7 +677,16 @@ mod tests {
         match (value, rng.below(6)) {
             (_, 0) => random_value(rng, depth),
             (Value::Array(items), _) => {
-                let mut items: Vec<Value> = items.iter().map(|v| if rng.below(3) == 0 { mutate(rng, v, depth.saturating_sub(1)) } else { v.clone() }).collect();
+                let mut items: Vec<Value> = items
+                    .iter()
+                    .map(|v| {
+                        if rng.below(3) == 0 {
+                            mutate(rng, v, depth.saturating_sub(1))
+                        } else {
+                            v.clone()
+                        }
+                    })
+                    .collect();
                 match rng.below(4) {
                     0 => items.truncate(rng.below(items.len() as u64 + 1) as usize),
                     1 => items.push(random_value(rng, depth.saturating_sub(1))),
@@ -650,7 +713,13 @@ mod tests {
                 }
                 Value::Object(map)
             }
-            (v, _) => if rng.below(2) == 0 { v.clone() } else { random_scalar(rng) },
+            (v, _) => {
+                if rng.below(2) == 0 {
+                    v.clone()
+                } else {
+                    random_scalar(rng)
+                }
+            }
         }
     }
 
@@ -662,7 +731,8 @@ mod tests {
         let mut patched = 0;
         for i in 0..2_000 {
             let base = random_value(&mut rng, 4);
-            let current = if i % 4 == 0 { random_value(&mut rng, 4) } else { mutate(&mut rng, &base, 4) };
+            let current =
+                if i % 4 == 0 { random_value(&mut rng, 4) } else { mutate(&mut rng, &base, 4) };
             assert_eq!(diff(&base, &base), None);
             assert_eq!(diff(&current, &current), None);
             assert_round_trip(&base, &current);
