@@ -44,7 +44,7 @@ fn hostile(rng: &mut Rng) -> Bytes {
     let mut out = Vec::with_capacity(len * 2);
     for _ in 0..len {
         let r = rng.next();
-        if r % 3 == 0 {
+        if r.is_multiple_of(3) {
             out.extend_from_slice(PIECES[(r >> 8) as usize % PIECES.len()]);
         } else {
             out.push((r >> 16) as u8);
