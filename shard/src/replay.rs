@@ -50,9 +50,14 @@ pub enum ReplayEvent {
         key: u32,
     },
     /// A step began.
-    Tick,
+    Tick {
+        /// The tick this step produced (1 for the first step).
+        tick: u64,
+    },
     /// An input applied at the start of the current step.
     Input {
+        /// The tick it was applied on.
+        tick: u64,
         /// The sender's key.
         key: u32,
         /// The sender's sequence number.
@@ -72,7 +77,7 @@ impl ReplayLog {
     /// How many ticks the log covers.
     #[must_use]
     pub fn ticks(&self) -> u64 {
-        self.events.iter().filter(|e| matches!(e, ReplayEvent::Tick)).count() as u64
+        self.events.iter().filter(|e| matches!(e, ReplayEvent::Tick { .. })).count() as u64
     }
 }
 
@@ -118,7 +123,10 @@ pub fn replay<G: Game>(
             ReplayEvent::Leave { key } => {
                 shard.leave(SubscriberKey(*key));
             }
-            ReplayEvent::Tick => {
+            ReplayEvent::Tick { tick } => {
+                if *tick != shard.tick() + 1 {
+                    return Err(bad(index, "tick out of sequence"));
+                }
                 queue_inputs::<G>(&mut shard, &log.events[index + 1..], index)?;
                 shard.run_tick();
                 let mut drained = Vec::new();
@@ -138,7 +146,7 @@ fn queue_inputs<G: Game>(
     tick_index: usize,
 ) -> Result<(), ShardError> {
     for (offset, event) in after.iter().enumerate() {
-        let ReplayEvent::Input { key, client_seq, input } = event else {
+        let ReplayEvent::Input { key, client_seq, input, .. } = event else {
             break;
         };
         let index = tick_index + 1 + offset;

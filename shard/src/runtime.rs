@@ -343,6 +343,7 @@ impl<G: Game> Shard<G> {
             if let Some(log) = self.replay.as_mut() {
                 let input = serde_json::to_value(&p.input).unwrap_or_default();
                 log.events.push(ReplayEvent::Input {
+                    tick: self.tick,
                     key: p.key.0,
                     client_seq: p.client_seq,
                     input,
@@ -362,7 +363,8 @@ impl<G: Game> Shard<G> {
             return report;
         }
         self.tick += 1;
-        self.record(|| ReplayEvent::Tick);
+        let tick = self.tick;
+        self.record(|| ReplayEvent::Tick { tick });
         self.world.resource_mut::<MatchClock>().tick = self.tick;
         self.apply_pending(&mut report);
         self.membership_changed = false;
