@@ -40,14 +40,25 @@ struct DemoArgs {
     secs: u64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, naming what is wrong (config errors name the variable).
+            eprintln!("pylon: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Version) = cli.command {
+        println!("pylon {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
     let settings = config::Config::from_env()?;
     let demo = match cli.command {
-        Some(Command::Version) => {
-            println!("pylon {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
-        }
+        Some(Command::Version) => return Ok(()),
         Some(Command::Serve(args) | Command::Dev(args)) => args,
         None => DemoArgs { matches: 500, secs: 10 },
     };

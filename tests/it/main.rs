@@ -2,4 +2,5 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 
+mod cli;
 mod tidy;
