@@ -98,42 +98,24 @@ pub struct ArenaOutcome {
     pub scores: Vec<(Arc<str>, u32)>,
 }
 
-/// A player entity's identity.
+/// A player: the arena's only component. Position, intent and score live together because
+/// every system reads them together, and because each component type costs every match
+/// world about 300 bytes of registry and its own archetype bookkeeping.
 #[derive(Debug, Clone, Component)]
 pub struct Player {
     /// The player's sid.
     pub sid: Arc<str>,
+    /// Position, each axis in [0, FIELD_SIZE].
+    pub pos: [f32; 2],
+    /// The latest direction asked for, each axis in [-1, 1].
+    pub intent: [f32; 2],
+    /// Pickups collected.
+    pub score: u32,
 }
-
-/// A position on the field.
-#[derive(Debug, Clone, Copy, Component, PartialEq)]
-pub struct Pos {
-    /// x in [0, FIELD_SIZE].
-    pub x: f32,
-    /// y in [0, FIELD_SIZE].
-    pub y: f32,
-}
-
-/// The latest direction a player asked for.
-#[derive(Debug, Clone, Copy, Default, Component)]
-pub struct Intent {
-    /// Horizontal direction in [-1, 1].
-    pub dx: f32,
-    /// Vertical direction in [-1, 1].
-    pub dy: f32,
-}
-
-/// Pickups collected.
-#[derive(Debug, Clone, Copy, Default, Component)]
-pub struct Score(pub u32);
-
-/// Marks a pickup entity.
-#[derive(Debug, Clone, Copy, Component)]
-pub struct Pickup;
 
 /// All of the arena's match-wide state in one resource. bevy gives every resource its own
 /// storage, sized for 64 values of its type: one small resource (the state is boxed, so the
-/// resource is one pointer) instead of three inline ones saves about 8 KiB per match.
+/// resource is one pointer) instead of several inline ones saves kilobytes per match.
 #[derive(Resource)]
 struct MatchState(Box<State>);
 
@@ -152,6 +134,8 @@ impl std::ops::DerefMut for MatchState {
 
 struct State {
     rules: ArenaParams,
+    /// Pickup positions (plain data: pickups have no behaviour of their own).
+    pickups: Vec<[f32; 2]>,
     /// Why the match ended, once it has.
     ending: Option<&'static str>,
     /// The snapshot of the current tick, built by the last system of the schedule
@@ -163,72 +147,65 @@ fn clamp_axis(v: f32) -> f32 {
     if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
 }
 
-fn random_pos(rng: &mut ShardRng) -> Pos {
-    Pos { x: rng.range_f32(0.0, FIELD_SIZE), y: rng.range_f32(0.0, FIELD_SIZE) }
+fn random_pos(rng: &mut ShardRng) -> [f32; 2] {
+    [rng.range_f32(0.0, FIELD_SIZE), rng.range_f32(0.0, FIELD_SIZE)]
 }
 
-fn move_players(
-    clock: Res<MatchClock>,
-    state: Res<MatchState>,
-    mut players: Query<(&mut Pos, &Intent), With<Player>>,
-) {
+fn move_players(clock: Res<MatchClock>, state: Res<MatchState>, mut players: Query<&mut Player>) {
     let step = state.rules.speed * clock.dt_secs;
-    for (mut pos, intent) in &mut players {
-        pos.x = (pos.x + intent.dx * step).clamp(0.0, FIELD_SIZE);
-        pos.y = (pos.y + intent.dy * step).clamp(0.0, FIELD_SIZE);
+    for mut p in &mut players {
+        let [dx, dy] = p.intent;
+        p.pos = [
+            (p.pos[0] + dx * step).clamp(0.0, FIELD_SIZE),
+            (p.pos[1] + dy * step).clamp(0.0, FIELD_SIZE),
+        ];
     }
 }
 
 fn collect_pickups(
     mut rng: ResMut<ShardRng>,
-    mut players: Query<(&Pos, &mut Score), With<Player>>,
-    mut pickups: Query<&mut Pos, (With<Pickup>, Without<Player>)>,
+    mut state: ResMut<MatchState>,
+    mut players: Query<&mut Player>,
 ) {
     const R2: f32 = PICKUP_RADIUS * PICKUP_RADIUS;
-    for (player, mut score) in &mut players {
-        for mut pickup in &mut pickups {
-            let (dx, dy) = (pickup.x - player.x, pickup.y - player.y);
+    for mut player in &mut players {
+        for pickup in &mut state.pickups {
+            let (dx, dy) = (pickup[0] - player.pos[0], pickup[1] - player.pos[1]);
             if dx * dx + dy * dy <= R2 {
-                score.0 += 1;
+                player.score += 1;
                 *pickup = random_pos(&mut rng);
             }
         }
     }
 }
 
-fn check_end(clock: Res<MatchClock>, scores: Query<&Score>, mut state: ResMut<MatchState>) {
-    if state.ending.is_some() {
-        return;
+/// Ends the match when due, then builds this tick's snapshot.
+fn finish_tick(clock: Res<MatchClock>, players: Query<&Player>, mut state: ResMut<MatchState>) {
+    let elapsed = f64::from(clock.dt_secs) * clock.tick as f64;
+    if state.ending.is_none() {
+        if players.iter().any(|p| p.score >= state.rules.score_limit) {
+            state.ending = Some("score_limit");
+        } else if elapsed >= f64::from(state.rules.time_limit_secs) {
+            state.ending = Some("time_limit");
+        }
     }
-    if scores.iter().any(|s| s.0 >= state.rules.score_limit) {
-        state.ending = Some("score_limit");
-    } else if clock.tick as f64 * f64::from(clock.dt_secs) >= f64::from(state.rules.time_limit_secs)
-    {
-        state.ending = Some("time_limit");
-    }
+    let snapshot = snapshot_of(&state, players.iter(), elapsed);
+    state.latest = Some(snapshot);
 }
 
-fn build_snapshot(
-    clock: Res<MatchClock>,
-    players: Query<(&Player, &Pos, &Score)>,
-    pickups: Query<&Pos, With<Pickup>>,
-    mut state: ResMut<MatchState>,
-) {
-    let elapsed = clock.tick as f32 * clock.dt_secs;
-    let time_left_secs = (state.rules.time_limit_secs as f32 - elapsed).max(0.0);
-    state.latest = Some(ArenaSnapshot {
-        time_left_secs,
+fn snapshot_of<'a>(
+    state: &State,
+    players: impl Iterator<Item = &'a Player>,
+    elapsed_secs: f64,
+) -> ArenaSnapshot {
+    let left = (f64::from(state.rules.time_limit_secs) - elapsed_secs).max(0.0);
+    ArenaSnapshot {
+        time_left_secs: left as f32,
         players: players
-            .iter()
-            .map(|(p, pos, score)| PlayerView {
-                id: p.sid.clone(),
-                x: pos.x,
-                y: pos.y,
-                score: score.0,
-            })
+            .map(|p| PlayerView { id: p.sid.clone(), x: p.pos[0], y: p.pos[1], score: p.score })
             .collect(),
-        pickups: pickups.iter().map(|p| [p.x, p.y]).collect(),
-    });
+        pickups: state.pickups.clone(),
+    }
 }
 
 impl Game for Arena {
@@ -249,28 +226,23 @@ impl Game for Arena {
     }
 
     fn setup(params: &ArenaParams, world: &mut World, schedule: &mut Schedule) {
-        for _ in 0..params.pickups {
-            let pos = random_pos(&mut world.resource_mut::<ShardRng>());
-            world.spawn((Pickup, pos));
-        }
-        world.insert_resource(MatchState(Box::new(State {
-            rules: params.clone(),
-            ending: None,
-            latest: None,
-        })));
-        schedule.add_systems((move_players, collect_pickups, check_end, build_snapshot).chain());
+        let mut rng = world.resource_mut::<ShardRng>();
+        let pickups = (0..params.pickups).map(|_| random_pos(&mut rng)).collect();
+        let state = State { rules: params.clone(), pickups, ending: None, latest: None };
+        world.insert_resource(MatchState(Box::new(state)));
+        schedule.add_systems((move_players, collect_pickups, finish_tick).chain());
     }
 
     fn handle_join(world: &mut World, who: &Subscriber) -> Result<Option<Entity>, JoinRejected> {
         let pos = random_pos(&mut world.resource_mut::<ShardRng>());
-        let player = Player { sid: who.sid.clone() };
-        Ok(Some(world.spawn((player, pos, Intent::default(), Score::default())).id()))
+        let player = Player { sid: who.sid.clone(), pos, intent: [0.0, 0.0], score: 0 };
+        Ok(Some(world.spawn(player).id()))
     }
 
     fn apply_input(world: &mut World, who: &Subscriber, input: ArenaInput) {
         let Some(entity) = who.entity else { return };
-        if let Some(mut intent) = world.get_mut::<Intent>(entity) {
-            *intent = Intent { dx: clamp_axis(input.dx), dy: clamp_axis(input.dy) };
+        if let Some(mut player) = world.get_mut::<Player>(entity) {
+            player.intent = [clamp_axis(input.dx), clamp_axis(input.dy)];
         }
     }
 
@@ -279,26 +251,17 @@ impl Game for Arena {
             return snapshot;
         }
         // Only before the first tick (or if asked twice in one tick): build it directly.
-        let (mut players, mut pickups) = (Vec::new(), Vec::new());
-        for (p, pos, score) in world.query::<(&Player, &Pos, &Score)>().iter(world) {
-            players.push(PlayerView { id: p.sid.clone(), x: pos.x, y: pos.y, score: score.0 });
-        }
-        for pos in world.query_filtered::<&Pos, With<Pickup>>().iter(world) {
-            pickups.push([pos.x, pos.y]);
-        }
-        let limit = world.resource::<MatchState>().rules.time_limit_secs as f32;
-        let clock = world.resource::<MatchClock>();
-        let time_left_secs = (limit - clock.tick as f32 * clock.dt_secs).max(0.0);
-        ArenaSnapshot { time_left_secs, players, pickups }
+        let clock = *world.resource::<MatchClock>();
+        let elapsed = f64::from(clock.dt_secs) * clock.tick as f64;
+        let mut players = world.query::<&Player>();
+        let state = world.resource::<MatchState>();
+        snapshot_of(state, players.iter(world), elapsed)
     }
 
     fn outcome(world: &mut World) -> Option<ArenaOutcome> {
         let reason = world.resource::<MatchState>().ending?;
-        let mut scores: Vec<(Arc<str>, u32)> = world
-            .query::<(&Player, &Score)>()
-            .iter(world)
-            .map(|(p, s)| (p.sid.clone(), s.0))
-            .collect();
+        let mut scores: Vec<(Arc<str>, u32)> =
+            world.query::<&Player>().iter(world).map(|p| (p.sid.clone(), p.score)).collect();
         scores.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let winner = match scores.as_slice() {
             [first, second, ..] if first.1 == second.1 => None,
@@ -310,16 +273,16 @@ impl Game for Arena {
 
     fn hash_state(world: &mut World, hasher: &mut StableHasher) {
         use std::hash::Hasher;
-        let mut entities = world.query::<(Entity, &Pos, Option<&Score>, Option<&Intent>)>();
-        for (entity, pos, score, intent) in entities.iter(world) {
+        for (entity, p) in world.query::<(Entity, &Player)>().iter(world) {
             hasher.write_u64(entity.to_bits());
-            hasher.write_f32_bits(pos.x);
-            hasher.write_f32_bits(pos.y);
-            hasher.write_u32(score.map_or(u32::MAX, |s| s.0));
-            if let Some(i) = intent {
-                hasher.write_f32_bits(i.dx);
-                hasher.write_f32_bits(i.dy);
+            for v in p.pos.iter().chain(&p.intent) {
+                hasher.write_f32_bits(*v);
             }
+            hasher.write_u32(p.score);
+        }
+        for pickup in &world.resource::<MatchState>().pickups {
+            hasher.write_f32_bits(pickup[0]);
+            hasher.write_f32_bits(pickup[1]);
         }
     }
 }
