@@ -71,7 +71,7 @@ impl TickPool {
             let metrics = Arc::new(ThreadMetrics::default());
             let scheduler = Scheduler::new(config, clock.clone(), metrics.clone());
             let thread_clock = clock.clone();
-            let budget = config.command_capacity.max(1);
+            let budget = config.command_batch.max(1);
             let slack = config.wake_slack;
             let join = std::thread::Builder::new()
                 .name(format!("pylon-tick-{n}"))

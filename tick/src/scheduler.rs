@@ -528,8 +528,9 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     for stamp in ctx.stamps.drain(..) {
         metrics.input_latency_us.record(started.saturating_sub(stamp) / 1_000);
     }
-    deliver(ctx, entry);
+    // Status first: a subscriber that sees tick N in its mailbox then sees status >= N.
     entry.publish_status();
+    deliver(ctx, entry);
     true
 }
 
