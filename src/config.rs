@@ -1,13 +1,68 @@
-//! Configuration from the environment. The only module in pylon that reads environment
-//! variables (DESIGN.md section 6); everything else receives typed config.
+//! Configuration from the environment (DESIGN.md section 6). The only module in pylon
+//! that reads environment variables; everything else receives typed config.
+//!
+//! Every refusal is one line that names the variable. Variables beyond DESIGN.md's list
+//! (the limits, `PYLON_HOST`, `PYLON_SHUTDOWN_GRACE_SECS`) are documented in the README.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use pylon_api::{Limits, Regions};
 
-/// Settings the binary understands so far.
+/// Which command is starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `pylon serve`: production defaults.
+    Serve,
+    /// `pylon dev`: dev defaults (permissive CORS, generated admin token, pretty logs).
+    Dev,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (`serve`).
+    Json,
+    /// Human-readable (`dev`).
+    Pretty,
+}
+
+/// Everything the binary needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Dev mode (`pylon dev`, or `PYLON_DEV_MODE=true`).
+    pub dev_mode: bool,
+    /// `PYLON_HOST`: address to listen on (default 0.0.0.0).
+    pub host: IpAddr,
+    /// `PYLON_PORT`: the HTTP port (default 4321); shard sockets listen on `+3`.
+    pub port: u16,
     /// `PYLON_TICK_THREADS`: tick threads (default: available cores; 1 to 256).
     pub tick_threads: usize,
+    /// `PYLON_ADMIN_TOKEN`, or the one `pylon dev` generated.
+    pub admin_token: String,
+    /// Whether `admin_token` was generated here (print it).
+    pub admin_token_generated: bool,
+    /// `PYLON_CORS_ORIGIN`: allowed origins, comma separated.
+    pub cors_origins: Vec<String>,
+    /// `PYLON_SESSION_DB`: the session database file (default `.pylon/sessions.db`;
+    /// `:memory:` keeps sessions in memory).
+    pub session_db: PathBuf,
+    /// `DATABASE_URL`, when it names Postgres (used by the storage issue's backend).
+    pub database_url: Option<String>,
+    /// `PYLON_REGION` and `PYLON_REGIONS`.
+    pub regions: Regions,
+    /// `PYLON_CLUSTER_BUS` (`redis://…`), checked reachable at start.
+    pub cluster_bus: Option<String>,
+    /// Socket and HTTP limits.
+    pub limits: Limits,
+    /// `PYLON_SHUTDOWN_GRACE_SECS`: cap on in-flight work at shutdown (default 30).
+    pub shutdown_grace: Duration,
+    /// `PYLON_LOG`: log filter (default `info`).
+    pub log_filter: String,
+    /// `PYLON_LOG_FORMAT`: `json` (serve default) or `pretty` (dev default).
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -15,43 +70,260 @@ impl Config {
     ///
     /// # Errors
     /// One line naming the variable and what is wrong with it.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env(mode: Mode) -> anyhow::Result<Self> {
+        Self::from_lookup(mode, |name| std::env::var(name).ok())
     }
 
     /// Same as [`Config::from_env`] over any lookup (tests pass a map).
     ///
     /// # Errors
     /// One line naming the variable and what is wrong with it.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let tick_threads = match get("PYLON_TICK_THREADS") {
-            None => pylon_tick::TickConfig::default().threads,
-            Some(raw) => {
-                let n: usize = raw.trim().parse().with_context(|| {
-                    format!("PYLON_TICK_THREADS must be a whole number, got {raw:?}")
-                })?;
-                if !(1..=256).contains(&n) {
-                    bail!("PYLON_TICK_THREADS must be between 1 and 256, got {n}");
-                }
-                n
-            }
+    pub fn from_lookup(mode: Mode, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let dev_flag = match get("PYLON_DEV_MODE").as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => bail!("PYLON_DEV_MODE must be true or false, got {other:?}"),
         };
-        Ok(Self { tick_threads })
+        let dev_mode = mode == Mode::Dev || dev_flag;
+
+        let tick_threads = number(&get, "PYLON_TICK_THREADS", 1, 256)?
+            .map_or_else(|| pylon_tick::TickConfig::default().threads, |n| n as usize);
+        let port = number(&get, "PYLON_PORT", 1, 65_532)?.map_or(4321, |p| p as u16);
+        let host = match get("PYLON_HOST") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(raw) => raw
+                .parse()
+                .with_context(|| format!("PYLON_HOST must be an IP address, got {raw:?}"))?,
+        };
+
+        let cors_origins: Vec<String> = get("PYLON_CORS_ORIGIN")
+            .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+            .unwrap_or_default();
+        if !dev_mode && cors_origins.iter().any(|o| o == "*") {
+            bail!("PYLON_CORS_ORIGIN=* is only allowed in dev mode; list the allowed origins instead");
+        }
+
+        let (admin_token, admin_token_generated) = match get("PYLON_ADMIN_TOKEN") {
+            Some(token) if token.len() < 16 => {
+                bail!("PYLON_ADMIN_TOKEN must be at least 16 characters")
+            }
+            Some(token) => (token, false),
+            None if mode == Mode::Serve && dev_flag => bail!(
+                "PYLON_DEV_MODE=true under `pylon serve` needs PYLON_ADMIN_TOKEN (or run `pylon dev`, which generates one)"
+            ),
+            None if mode == Mode::Serve => {
+                bail!("PYLON_ADMIN_TOKEN is required outside dev mode (set a random secret of 16+ characters)")
+            }
+            None => (
+                pylon_storage::sessions::random_token()
+                    .context("PYLON_ADMIN_TOKEN: cannot generate one (no OS randomness)")?,
+                true,
+            ),
+        };
+
+        let session_db = get("PYLON_SESSION_DB")
+            .map_or_else(|| PathBuf::from(".pylon/sessions.db"), PathBuf::from);
+        let database_url = match get("DATABASE_URL") {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(url),
+            Some(url) if url.starts_with("sqlite:") => None,
+            Some(_) => bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:"),
+        };
+
+        let regions = regions(&get)?;
+        let cluster_bus = match get("PYLON_CLUSTER_BUS") {
+            None => None,
+            Some(url) if url.starts_with("redis://") => Some(url),
+            Some(url) => bail!("PYLON_CLUSTER_BUS must be a redis:// URL, got {url:?}"),
+        };
+
+        let defaults = Limits::default();
+        let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
+            Ok(number(&get, name, 1, max)?.map_or(default, Duration::from_secs))
+        };
+        let limits = Limits {
+            max_frame_bytes: number(&get, "PYLON_MAX_FRAME_BYTES", 256, 16 << 20)?
+                .map_or(defaults.max_frame_bytes, |n| n as usize),
+            max_inputs_per_sec: number(&get, "PYLON_MAX_INPUTS_PER_SEC", 1, 100_000)?
+                .map_or(defaults.max_inputs_per_sec, |n| n as u32),
+            max_conns_per_ip: number(&get, "PYLON_MAX_CONNS_PER_IP", 1, 1_000_000)?
+                .map_or(defaults.max_conns_per_ip, |n| n as u32),
+            handshake_timeout: secs("PYLON_HANDSHAKE_TIMEOUT_SECS", defaults.handshake_timeout, 300)?,
+            idle_timeout: secs("PYLON_IDLE_TIMEOUT_SECS", defaults.idle_timeout, 3600)?,
+            ping_interval: secs("PYLON_PING_INTERVAL_SECS", defaults.ping_interval, 3600)?,
+            max_body_bytes: number(&get, "PYLON_MAX_BODY_BYTES", 1024, 1 << 30)?
+                .map_or(defaults.max_body_bytes, |n| n as usize),
+            sse_heartbeat: defaults.sse_heartbeat,
+        };
+        if limits.ping_interval >= limits.idle_timeout {
+            bail!(
+                "PYLON_PING_INTERVAL_SECS ({}) must be shorter than PYLON_IDLE_TIMEOUT_SECS ({})",
+                limits.ping_interval.as_secs(),
+                limits.idle_timeout.as_secs()
+            );
+        }
+        let shutdown_grace = secs("PYLON_SHUTDOWN_GRACE_SECS", Duration::from_secs(30), 3600)?;
+
+        let log_filter = get("PYLON_LOG").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            bail!("PYLON_LOG is not a valid log filter (try info, debug or pylon_api=debug), got {log_filter:?}");
+        }
+        let log_format = match get("PYLON_LOG_FORMAT").as_deref() {
+            None if dev_mode => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => bail!("PYLON_LOG_FORMAT must be json or pretty, got {other:?}"),
+        };
+
+        Ok(Self {
+            dev_mode,
+            host,
+            port,
+            tick_threads,
+            admin_token,
+            admin_token_generated,
+            cors_origins,
+            session_db,
+            database_url,
+            regions,
+            cluster_bus,
+            limits,
+            shutdown_grace,
+            log_filter,
+            log_format,
+        })
+    }
+}
+
+/// An optional whole number in `[min, max]`.
+fn number(get: &impl Fn(&str) -> Option<String>, name: &str, min: u64, max: u64) -> anyhow::Result<Option<u64>> {
+    let Some(raw) = get(name) else { return Ok(None) };
+    let n: u64 = raw.parse().with_context(|| format!("{name} must be a whole number, got {raw:?}"))?;
+    if !(min..=max).contains(&n) {
+        bail!("{name} must be between {min} and {max}, got {n}");
+    }
+    Ok(Some(n))
+}
+
+fn region_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn regions(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Regions> {
+    let local = get("PYLON_REGION").unwrap_or_else(|| "local".into());
+    if !region_name_ok(&local) {
+        bail!("PYLON_REGION must be 1 to 32 lowercase letters or digits, got {local:?}");
+    }
+    let mut urls = Vec::new();
+    if let Some(raw) = get("PYLON_REGIONS") {
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, url)) = part.split_once('=') else {
+                bail!("PYLON_REGIONS entries are region=url, got {part:?}");
+            };
+            let (name, url) = (name.trim(), url.trim());
+            if !region_name_ok(name) {
+                bail!("PYLON_REGIONS: region names are lowercase letters or digits, got {name:?}");
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("PYLON_REGIONS: the URL of {name} must start with http:// or https://, got {url:?}");
+            }
+            urls.push((name.to_owned(), url.trim_end_matches('/').to_owned()));
+        }
+    }
+    Ok(Regions { local, urls })
+}
+
+/// Refuses to start when `PYLON_CLUSTER_BUS` is set but does not answer a Redis `PING`
+/// within two seconds.
+///
+/// # Errors
+/// One line naming the variable.
+pub fn check_cluster_bus(url: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let rest = url.trim_start_matches("redis://");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let hostport = authority.rsplit('@').next().unwrap_or(authority);
+    let hostport = if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:6379") };
+    let fail = |why: String| anyhow::anyhow!("PYLON_CLUSTER_BUS={url} is unreachable: {why}");
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))?;
+    let timeout = Duration::from_secs(2);
+    let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(e.to_string()))?;
+    conn.set_read_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
+    conn.write_all(b"PING\r\n").map_err(|e| fail(e.to_string()))?;
+    let mut reply = [0u8; 64];
+    let n = conn.read(&mut reply).map_err(|e| fail(e.to_string()))?;
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    // `-NOAUTH` still proves a Redis is there; the bus itself authenticates later.
+    if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
+        Ok(())
+    } else {
+        Err(fail(format!("unexpected reply {:?}", reply.trim())))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
-    /// A valid thread count is taken, and bad ones are refused naming the variable.
+    fn with(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    const TOKEN: (&str, &str) = ("PYLON_ADMIN_TOKEN", "0123456789abcdef0123");
+
+    /// Defaults: port 4321, JSON logs in serve, pretty and a generated token in dev.
     #[test]
-    fn tick_threads() {
-        let cfg = Config::from_lookup(|_| Some("3".into())).unwrap();
-        assert_eq!(cfg.tick_threads, 3);
-        for bad in ["0", "x", "1000"] {
-            let err = Config::from_lookup(|_| Some(bad.into())).unwrap_err().to_string();
-            assert!(err.contains("PYLON_TICK_THREADS"), "{err}");
+    fn defaults() {
+        let serve = Config::from_lookup(Mode::Serve, with(&[TOKEN])).unwrap();
+        assert_eq!(serve.port, 4321);
+        assert!(!serve.dev_mode);
+        assert_eq!(serve.log_format, LogFormat::Json);
+        let dev = Config::from_lookup(Mode::Dev, with(&[])).unwrap();
+        assert!(dev.dev_mode && dev.admin_token_generated);
+        assert_eq!(dev.admin_token.len(), 64);
+        assert_eq!(dev.log_format, LogFormat::Pretty);
+    }
+
+    /// Each refusal names its variable.
+    #[test]
+    fn refusals_name_the_variable() {
+        let cases: &[(Mode, &[(&str, &str)], &str)] = &[
+            (Mode::Serve, &[], "PYLON_ADMIN_TOKEN"),
+            (Mode::Serve, &[("PYLON_DEV_MODE", "true")], "PYLON_DEV_MODE"),
+            (Mode::Serve, &[TOKEN, ("PYLON_CORS_ORIGIN", "*")], "PYLON_CORS_ORIGIN"),
+            (Mode::Serve, &[TOKEN, ("PYLON_TICK_THREADS", "0")], "PYLON_TICK_THREADS"),
+            (Mode::Serve, &[TOKEN, ("PYLON_PORT", "70000")], "PYLON_PORT"),
+            (Mode::Serve, &[TOKEN, ("PYLON_LOG_FORMAT", "xml")], "PYLON_LOG_FORMAT"),
+            (Mode::Serve, &[TOKEN, ("PYLON_REGIONS", "eu")], "PYLON_REGIONS"),
+            (Mode::Serve, &[TOKEN, ("PYLON_CLUSTER_BUS", "http://x")], "PYLON_CLUSTER_BUS"),
+            (Mode::Serve, &[("PYLON_ADMIN_TOKEN", "short")], "PYLON_ADMIN_TOKEN"),
+            (Mode::Dev, &[("PYLON_IDLE_TIMEOUT_SECS", "5"), ("PYLON_PING_INTERVAL_SECS", "9")], "PYLON_PING_INTERVAL_SECS"),
+        ];
+        for (mode, env, var) in cases {
+            let err = Config::from_lookup(*mode, with(env)).unwrap_err().to_string();
+            assert!(err.contains(var), "{env:?}: {err}");
         }
+        // `*` is fine in dev mode.
+        assert!(Config::from_lookup(Mode::Dev, with(&[("PYLON_CORS_ORIGIN", "*")])).is_ok());
+    }
+
+    /// A closed port is refused as unreachable, naming the variable.
+    #[test]
+    fn unreachable_cluster_bus() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = check_cluster_bus(&format!("redis://127.0.0.1:{port}")).unwrap_err().to_string();
+        assert!(err.contains("PYLON_CLUSTER_BUS"), "{err}");
     }
 }

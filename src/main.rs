@@ -1,14 +1,21 @@
 //! `pylon`: the server binary. `src/main.rs` is the CLI; `src/config.rs` reads the
 //! environment; wiring of the crates happens here and only here.
 //!
-//! Until the network server lands (the server issue), `pylon serve` and `pylon dev` run
-//! the simulation core in-process: arena matches with synthetic players on the real tick
-//! threads, printing what the tick threads achieve.
+//! `pylon serve` runs the server with production defaults, `pylon dev` with development
+//! defaults (a generated admin token printed at start, permissive CORS, pretty logs,
+//! SQLite under `./.pylon/`), `pylon version` prints the version.
 
 mod config;
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pylon_loadtest::density::{self, DensityConfig};
+use config::{Config, LogFormat, Mode};
+use pylon_api::{ApiConfig, Listeners, Matches, Server};
+use pylon_shard::GameRegistry;
+use pylon_storage::{SessionStore, SqliteSessionStore};
+use pylon_tick::{MonotonicClock, TickConfig, TickPool};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,22 +29,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run (today: the in-process simulation demo; the network server comes next).
-    Serve(DemoArgs),
-    /// Development mode (same as serve for now).
-    Dev(DemoArgs),
+    /// Run the server (production defaults; configuration from the environment).
+    Serve,
+    /// Run the server with development defaults.
+    Dev,
     /// Print the version.
     Version,
-}
-
-#[derive(clap::Args, Clone)]
-struct DemoArgs {
-    /// Arena matches to run.
-    #[arg(long, default_value_t = 500)]
-    matches: usize,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 10)]
-    secs: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,34 +49,101 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Version) = cli.command {
-        println!("pylon {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
+    let mode = match cli.command {
+        Some(Command::Version) => {
+            println!("pylon {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Some(Command::Dev) => Mode::Dev,
+        Some(Command::Serve) | None => Mode::Serve,
+    };
+    let config = Config::from_env(mode)?;
+    if let Some(url) = &config.cluster_bus {
+        config::check_cluster_bus(url)?;
     }
-    let settings = config::Config::from_env()?;
-    let demo = match cli.command {
-        Some(Command::Version) => return Ok(()),
-        Some(Command::Serve(args) | Command::Dev(args)) => args,
-        None => DemoArgs { matches: 500, secs: 10 },
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pylon-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log_filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // `try_init` fails only if a subscriber is already set, which cannot happen here.
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
     };
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        tracing::warn!(
+            "DATABASE_URL names Postgres; sessions stay in the SQLite session store (PYLON_SESSION_DB) until the Postgres backend lands"
+        );
+    }
+    let sessions: Arc<dyn SessionStore> = if config.session_db.as_os_str() == ":memory:" {
+        Arc::new(SqliteSessionStore::in_memory().context("PYLON_SESSION_DB")?)
+    } else {
+        let path = config.session_db.clone();
+        Arc::new(SqliteSessionStore::open(&path).with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?)
+    };
+    let listeners = Listeners::bind(config.host, config.port).await.context("PYLON_PORT")?;
+
+    let tick_config = TickConfig { threads: config.tick_threads, ..TickConfig::default() };
+    let pool = TickPool::start(&tick_config, Arc::new(MonotonicClock::new()))
+        .context("cannot start the tick threads")?;
+    let matches = Matches::new(pool, GameRegistry::builtin(), config.regions.local.clone());
+    let api = ApiConfig {
+        dev_mode: config.dev_mode,
+        admin_token: Some(config.admin_token.clone()),
+        cors_origins: config.cors_origins.clone(),
+        regions: config.regions.clone(),
+        limits: config.limits.clone(),
+        ..ApiConfig::default()
+    };
+    let server = Server::new(api, matches, sessions, env!("CARGO_PKG_VERSION"));
+
+    if config.admin_token_generated {
+        println!("pylon dev: admin token (generated for this run): {}", config.admin_token);
+    }
+    let main_addr = listeners.main.local_addr().context("PYLON_PORT")?;
+    let shard_addr = listeners.shard.local_addr().context("PYLON_PORT")?;
     println!(
-        "pylon {}: network server not built yet; running {} arena matches of 8 players at 20 Hz \
-         on {} tick threads for {} s",
+        "pylon {} listening: http://{main_addr} (API, /shard), ws://{shard_addr} (shard sockets); {} tick threads{}",
         env!("CARGO_PKG_VERSION"),
-        demo.matches,
-        settings.tick_threads,
-        demo.secs
+        config.tick_threads,
+        if config.dev_mode { "; dev mode" } else { "" }
     );
-    let config = DensityConfig {
-        matches: demo.matches,
-        players: 8,
-        hz: 20,
-        input_hz: 20,
-        secs: demo.secs,
-        warmup_secs: 2,
-        threads: settings.tick_threads,
-    };
-    let report = density::run(&config)?;
-    println!("{}", report.summary());
+    tracing::info!(%main_addr, %shard_addr, tick_threads = config.tick_threads, dev = config.dev_mode, "listening");
+    server.run(listeners, shutdown_signal(), config.shutdown_grace).await;
     Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
 }

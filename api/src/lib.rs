@@ -1,13 +1,140 @@
 //! pylon-api: the async I/O edge of pylon (axum routers, shard sockets, SSE, HTTP API).
 //!
 //! Owns: everything that speaks HTTP, WebSocket or SSE. It talks to tick threads only
-//! through `pylon_tick::TickPool` handles (bounded commands in, mailboxes out), and to
-//! storage through `pylon_storage`.
+//! through `pylon_tick` handles (bounded commands in, mailboxes out), and to storage
+//! through `pylon_storage`.
 //!
 //! Must never: block a tick thread, or hold a lock across an `.await` on a shard path.
 //!
-//! Status: reserved. The server arrives with the server issue; until then this crate only
-//! fixes its place in the dependency graph (`api -> tick, shard, storage, sync`).
+//! Layout:
+//! - [`shard_ws`]: the shard socket (compat binary/text frames, MessagePack and delta
+//!   modes, auth paths, close codes, limits).
+//! - [`shard_http`]: shard list/info/create/input/stop and the SSE fallback.
+//! - [`auth`]: bearer tokens (header, `bearer.` subprotocol, `?token=`), admin token,
+//!   guest sessions.
+//! - [`ops`], [`metrics`]: health, readiness, Prometheus text.
+//! - [`server`]: listeners, the accept loop, graceful shutdown.
 
-pub use pylon_shard as shard;
-pub use pylon_tick as tick;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod matches;
+pub mod metrics;
+pub mod ops;
+pub mod server;
+pub mod shard_http;
+pub mod shard_ws;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use pylon_storage::SessionStore;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+pub use config::{ApiConfig, Limits, Regions};
+pub use error::ApiError;
+pub use matches::Matches;
+pub use metrics::ApiMetrics;
+pub use server::{Listeners, Server};
+
+/// Everything a request handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<ApiConfig>,
+    /// The matches of this process.
+    pub matches: Arc<Matches>,
+    /// The session store.
+    pub sessions: Arc<dyn SessionStore>,
+    /// I/O-side counters.
+    pub metrics: Arc<ApiMetrics>,
+    /// Open sockets per client address.
+    pub conns: Arc<limits::ConnLimiter>,
+    /// Becomes `true` when shutdown starts.
+    pub shutdown: watch::Receiver<bool>,
+    /// Socket tasks (shutdown waits for them to send their close frames).
+    pub tasks: TaskTracker,
+    /// Process start.
+    pub started: Instant,
+    /// The binary's version (`/health`).
+    pub version: &'static str,
+}
+
+/// The main port's router: HTTP API, ops endpoints and `/shard`.
+pub fn main_router(state: AppState) -> Router {
+    let cors = cors_layer(&state.config);
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/auth/guest", post(auth::guest))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/shards", get(shard_http::list).post(shard_http::create))
+        .route("/api/shards/{id}", get(shard_http::info).delete(shard_http::stop))
+        .route("/api/shards/{id}/input", post(shard_http::input))
+        .route("/api/shards/{id}/connect", get(shard_http::connect))
+        .route("/shard", get(shard_ws::handler))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// The shard port's router: the socket handler on every path (stock clients connect to
+/// `/?shard=…`), plus `/health` for probes.
+pub fn shard_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(ops::health))
+        .fallback(get(shard_ws::handler))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    state.metrics.count_http(&route, response.status().as_u16());
+    response
+}
+
+fn cors_layer(config: &ApiConfig) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")]);
+    if config.dev_mode && (config.cors_origins.is_empty() || config.cors_origins.iter().any(|o| o == "*")) {
+        return base.allow_origin(AllowOrigin::mirror_request());
+    }
+    let origins: Vec<HeaderValue> =
+        config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    base.allow_origin(origins)
+}
+
+/// Resolves once shutdown has started (the guard of `wait_for` is dropped inside, so the
+/// future stays `Send`).
+pub(crate) async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|down| *down).await.map(|_| ());
+}

@@ -1,0 +1,241 @@
+//! Who is calling: bearer tokens from the `Authorization` header, the `bearer.` WebSocket
+//! subprotocol or the deprecated `?token=` query, resolved against the admin token
+//! (constant-time) and the session store. Also the guest, logout and `me` endpoints.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use percent_encoding::percent_decode_str;
+use pylon_shard::Auth;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The user id the admin token authenticates as.
+pub const ADMIN_USER: &str = "admin";
+
+/// Where a token came from (logged, and the subprotocol entry is echoed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer …`.
+    Header,
+    /// `Sec-WebSocket-Protocol: bearer.<percent-encoded>`; holds the exact entry to echo.
+    Subprotocol(String),
+    /// `?token=` (deprecated).
+    Query,
+}
+
+/// The bearer token of `Authorization: Bearer <token>`, if any.
+#[must_use]
+pub fn header_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// The first `bearer.` entry of `Sec-WebSocket-Protocol`: (exact entry, decoded token).
+#[must_use]
+pub fn subprotocol_token(headers: &HeaderMap) -> Option<(String, String)> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|entry| {
+            let encoded = entry.strip_prefix("bearer.")?;
+            let token = percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
+            (!token.is_empty()).then(|| (entry.to_owned(), token))
+        })
+}
+
+/// The token a socket request carries, first found wins: header, subprotocol, query.
+#[must_use]
+pub fn socket_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<(String, TokenSource)> {
+    if let Some(token) = header_token(headers) {
+        return Some((token, TokenSource::Header));
+    }
+    if let Some((entry, token)) = subprotocol_token(headers) {
+        return Some((token, TokenSource::Subprotocol(entry)));
+    }
+    query_token.filter(|t| !t.is_empty()).map(|t| (t.to_owned(), TokenSource::Query))
+}
+
+/// Why a token was not accepted.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// The session store failed.
+    Store(String),
+}
+
+/// Resolves a token: the admin token (compared in constant time) or a live session.
+///
+/// # Errors
+/// [`AuthFailure`].
+pub async fn resolve(state: &AppState, token: &str) -> Result<Auth, AuthFailure> {
+    if let Some(admin) = state.config.admin_token.as_deref() {
+        let same: bool = admin.as_bytes().ct_eq(token.as_bytes()).into();
+        if same {
+            return Ok(Auth { user_id: Arc::from(ADMIN_USER), is_admin: true });
+        }
+    }
+    let sessions = Arc::clone(&state.sessions);
+    let token = token.to_owned();
+    let now = unix_now();
+    let found = tokio::task::spawn_blocking(move || sessions.resolve(&token, now))
+        .await
+        .map_err(|e| AuthFailure::Store(e.to_string()))?
+        .map_err(|e| AuthFailure::Store(e.to_string()))?;
+    match found {
+        Some(session) => Ok(Auth { user_id: Arc::from(session.user_id), is_admin: false }),
+        None => Err(AuthFailure::Invalid),
+    }
+}
+
+/// The caller of an HTTP request from its `Authorization` header (or `?token=` where
+/// EventSource cannot send headers). `Ok(None)`: no token at all.
+///
+/// # Errors
+/// 401 for a token that resolves to nothing; 500 when the store fails.
+pub async fn http_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<Option<Auth>, ApiError> {
+    let Some(token) = header_token(headers).or_else(|| query_token.map(str::to_owned)) else {
+        return Ok(None);
+    };
+    match resolve(state, &token).await {
+        Ok(auth) => Ok(Some(auth)),
+        Err(AuthFailure::Invalid) => Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+            "the token is unknown or expired",
+        )),
+        Err(AuthFailure::Store(e)) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// Like [`http_caller`] but a missing token is 401.
+///
+/// # Errors
+/// 401 without a valid token.
+pub async fn require_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<Auth, ApiError> {
+    http_caller(state, headers, query_token).await?.ok_or_else(ApiError::auth_required)
+}
+
+/// Like [`require_caller`] but only the admin token passes.
+///
+/// # Errors
+/// 401 without a token, 403 for a non-admin.
+pub async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiError> {
+    let auth = require_caller(state, headers, None).await?;
+    if auth.is_admin {
+        Ok(auth)
+    } else {
+        Err(ApiError::forbidden("this endpoint needs the admin token"))
+    }
+}
+
+/// Seconds since the Unix epoch (session expiry is wall-clock by nature).
+#[must_use]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[derive(Serialize)]
+pub(crate) struct GuestReply {
+    token: String,
+    user_id: String,
+    expires_at: i64,
+}
+
+/// `POST /api/auth/guest`: a new anonymous user and its session token.
+pub(crate) async fn guest(State(state): State<AppState>) -> Result<Json<GuestReply>, ApiError> {
+    let sessions = Arc::clone(&state.sessions);
+    let ttl = i64::try_from(state.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
+    let now = unix_now();
+    let new = tokio::task::spawn_blocking(move || sessions.create_guest(now, ttl))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(GuestReply {
+        token: new.token,
+        user_id: new.session.user_id,
+        expires_at: new.session.expires_at,
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct LogoutReply {
+    ok: bool,
+}
+
+/// `POST /api/auth/logout`: revokes the calling session.
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<LogoutReply>, ApiError> {
+    let token = header_token(&headers).ok_or_else(ApiError::auth_required)?;
+    let sessions = Arc::clone(&state.sessions);
+    let revoked = tokio::task::spawn_blocking(move || sessions.revoke(&token))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))?;
+    if revoked { Ok(Json(LogoutReply { ok: true })) } else { Err(ApiError::auth_required()) }
+}
+
+#[derive(Serialize)]
+pub(crate) struct MeReply {
+    user_id: String,
+    is_admin: bool,
+}
+
+/// `GET /api/auth/me`: who the token authenticates.
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<MeReply>, ApiError> {
+    let auth = require_caller(&state, &headers, None).await?;
+    Ok(Json(MeReply { user_id: auth.user_id.to_string(), is_admin: auth.is_admin }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    /// Header beats subprotocol beats query; the subprotocol entry is kept verbatim for
+    /// the echo and its token percent-decoded.
+    #[test]
+    fn token_sources_in_order() {
+        let mut h = HeaderMap::new();
+        h.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("json, bearer.a%20b%2Fc, bearer.x"));
+        let (token, source) = socket_token(&h, Some("q")).unwrap();
+        assert_eq!(token, "a b/c");
+        assert_eq!(source, TokenSource::Subprotocol("bearer.a%20b%2Fc".into()));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer hdr"));
+        assert_eq!(socket_token(&h, Some("q")).unwrap(), ("hdr".into(), TokenSource::Header));
+        let empty = HeaderMap::new();
+        assert_eq!(socket_token(&empty, Some("q")).unwrap(), ("q".into(), TokenSource::Query));
+        assert!(socket_token(&empty, Some("")).is_none());
+        let mut basic = HeaderMap::new();
+        basic.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(header_token(&basic).is_none());
+    }
+}

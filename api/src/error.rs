@@ -1,0 +1,116 @@
+//! The HTTP error shape of DESIGN.md section 4:
+//! `{"error":{"code":"SHARD_NOT_FOUND","message":"…","hint"?:"…"}}` with an UPPER_SNAKE
+//! code, and the WebSocket close codes the shard socket uses.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable UPPER_SNAKE code clients switch on.
+    pub code: &'static str,
+    /// What went wrong, for a human.
+    pub message: String,
+    /// What to do about it, when we know.
+    pub hint: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), hint: None }
+    }
+
+    /// Adds a hint.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// 401 `AUTH_REQUIRED`.
+    pub fn auth_required() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_REQUIRED", "a valid session or admin token is required")
+            .with_hint("send Authorization: Bearer <token>; POST /api/auth/guest gives a guest token")
+    }
+
+    /// 403 `FORBIDDEN`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 404 `SHARD_NOT_FOUND`.
+    pub fn shard_not_found(id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "SHARD_NOT_FOUND", format!("shard \"{id}\" not found"))
+    }
+
+    /// 400 `INVALID_JSON`.
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_JSON", message)
+    }
+
+    /// 503 `OVERLOADED`: a tick thread's command queue is full.
+    pub fn overloaded() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", "the server is overloaded")
+            .with_hint("retry after a short delay")
+    }
+
+    /// 500 `INTERNAL`, logging the cause (never sent to the client).
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal server error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner { code: self.code, message: &self.message, hint: self.hint.as_deref() },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// WebSocket close codes of the shard socket (DESIGN.md section 4, docs/PROTOCOL.md).
+pub mod close {
+    /// The match finished normally.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Unauthenticated or forbidden.
+    pub const POLICY: u16 = 1008;
+    /// A frame over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server failed (a game system panicked, an encoding failed).
+    pub const INTERNAL: u16 = 1011;
+    /// Try again later: shard full, stopped, server overloaded.
+    pub const TRY_AGAIN: u16 = 1013;
+    /// Malformed request or frame.
+    pub const BAD_REQUEST: u16 = 4400;
+    /// No such shard.
+    pub const UNKNOWN_SHARD: u16 = 4404;
+    /// No frame (not even a pong) within the idle timeout.
+    pub const IDLE: u16 = 4408;
+    /// The match lives in another region; the reason carries its URL.
+    pub const WRONG_REGION: u16 = 4421;
+    /// Too many inputs per second, or too many sockets from one address.
+    pub const RATE_LIMITED: u16 = 4429;
+}

@@ -1,0 +1,235 @@
+//! The running matches of this process by match id: the map from the public id in URLs to
+//! the tick pool's [`ShardHandle`]. Finished and stopped matches stay visible (as
+//! `running: false`) for a grace period, then a sweep forgets them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use pylon_shard::{GameRegistry, MatchConfig, ShardError};
+use pylon_tick::{SendError, ShardHandle, ShardState, TickPool};
+use serde::Serialize;
+
+/// One match as the API knows it.
+#[derive(Clone)]
+pub struct MatchEntry {
+    /// The public id (`<region>-<random>`).
+    pub id: Arc<str>,
+    /// The tick pool's handle.
+    pub handle: ShardHandle,
+    /// When it was first seen not running (for the sweep).
+    ended_at: Option<Instant>,
+}
+
+/// The info object of `GET /api/shards/:id` (pylon's keys first, then ours).
+#[derive(Debug, Serialize)]
+pub struct MatchInfo {
+    /// Match id.
+    pub id: String,
+    /// Whether it is ticking.
+    pub running: bool,
+    /// Last completed tick.
+    pub tick: u64,
+    /// Connected subscribers.
+    pub subscribers: u32,
+    /// Inputs waiting for the next tick.
+    pub input_queue: u32,
+    /// Game type.
+    pub game: &'static str,
+    /// Tick rate (0 = event-driven).
+    pub tick_rate_hz: u32,
+    /// `starting`, `running`, `finished`, `stopped` or `panicked`.
+    pub state: &'static str,
+}
+
+impl MatchEntry {
+    /// Its info object.
+    #[must_use]
+    pub fn info(&self) -> MatchInfo {
+        let status = self.handle.status();
+        MatchInfo {
+            id: self.id.to_string(),
+            running: status.is_running(),
+            tick: status.tick(),
+            subscribers: status.subscribers(),
+            input_queue: status.queued_inputs(),
+            game: status.game(),
+            tick_rate_hz: status.tick_rate_hz(),
+            state: state_name(status.state()),
+        }
+    }
+}
+
+/// Lowercase name of a shard state.
+#[must_use]
+pub fn state_name(state: ShardState) -> &'static str {
+    match state {
+        ShardState::Starting => "starting",
+        ShardState::Running => "running",
+        ShardState::Finished => "finished",
+        ShardState::Stopped => "stopped",
+        ShardState::Panicked => "panicked",
+        _ => "unknown",
+    }
+}
+
+/// Why a match could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Unknown game or bad parameters.
+    #[error(transparent)]
+    Game(#[from] ShardError),
+    /// The tick threads refused (overloaded or shut down).
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// A match with that id exists.
+    #[error("a match with id {0:?} already exists")]
+    Exists(String),
+    /// The id has characters outside `[A-Za-z0-9_-]` or is too long.
+    #[error("match ids are 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")]
+    BadId,
+    /// No randomness for the id or seed.
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
+
+/// The match table.
+pub struct Matches {
+    pool: TickPool,
+    games: GameRegistry,
+    region: String,
+    by_id: RwLock<HashMap<Arc<str>, MatchEntry>>,
+}
+
+impl Matches {
+    /// A table over `pool` creating games from `games`; ids start with `region`.
+    #[must_use]
+    pub fn new(pool: TickPool, games: GameRegistry, region: String) -> Self {
+        Self { pool, games, region, by_id: RwLock::new(HashMap::new()) }
+    }
+
+    /// The tick pool.
+    #[must_use]
+    pub fn pool(&self) -> &TickPool {
+        &self.pool
+    }
+
+    /// The registered game names.
+    pub fn game_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.games.names()
+    }
+
+    /// Creates a match of `game` with `params` (JSON; null = defaults), optionally with a
+    /// chosen id and seed.
+    ///
+    /// # Errors
+    /// [`CreateError`].
+    pub fn create(
+        &self,
+        game: &str,
+        params: serde_json::Value,
+        id: Option<&str>,
+        seed: Option<u64>,
+    ) -> Result<MatchEntry, CreateError> {
+        let id: Arc<str> = match id {
+            Some(id) if valid_id(id) => Arc::from(id),
+            Some(_) => return Err(CreateError::BadId),
+            None => Arc::from(format!("{}-{}", self.region, random_suffix()?)),
+        };
+        if self.read().contains_key(&id) {
+            return Err(CreateError::Exists(id.to_string()));
+        }
+        let seed = match seed {
+            Some(seed) => seed,
+            None => random_u64()?,
+        };
+        let shard =
+            self.games.create(game, &MatchConfig { seed, params, record_replay: false })?;
+        let handle = self.pool.spawn(shard)?;
+        let entry = MatchEntry { id: Arc::clone(&id), handle, ended_at: None };
+        let mut map = self.write();
+        if map.contains_key(&id) {
+            // Lost a race for a caller-chosen id: stop the one we just made.
+            let _ = entry.handle.stop(pylon_shard::StopReason::Stopped);
+            return Err(CreateError::Exists(id.to_string()));
+        }
+        map.insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    /// The match `id`.
+    #[must_use]
+    pub fn get(&self, id: &str) -> Option<MatchEntry> {
+        self.read().get(id).cloned()
+    }
+
+    /// Every match, sorted by id.
+    #[must_use]
+    pub fn list(&self) -> Vec<MatchEntry> {
+        let mut all: Vec<MatchEntry> = self.read().values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Forgets matches that stopped running more than `grace` ago; how many.
+    pub fn sweep(&self, now: Instant, grace: Duration) -> usize {
+        let mut map = self.write();
+        let before = map.len();
+        map.retain(|_, entry| {
+            let status = entry.handle.status();
+            if status.is_running() || status.state() == ShardState::Starting {
+                return true;
+            }
+            let ended = *entry.ended_at.get_or_insert(now);
+            now.duration_since(ended) < grace
+        });
+        before - map.len()
+    }
+
+    /// Number of matches per game among those running.
+    #[must_use]
+    pub fn running_by_game(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: Vec<(&'static str, u64)> = self.games.names().map(|n| (n, 0)).collect();
+        for entry in self.read().values() {
+            let status = entry.handle.status();
+            if status.is_running() {
+                if let Some(slot) = counts.iter_mut().find(|(n, _)| *n == status.game()) {
+                    slot.1 += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, MatchEntry>> {
+        // Poisoning cannot leave the map half-updated: every write is one insert/retain.
+        self.by_id.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, MatchEntry>> {
+        self.by_id.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn random_u64() -> Result<u64, CreateError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| CreateError::Random(e.to_string()))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// 12 characters of lowercase base32 (60 random bits).
+fn random_suffix() -> Result<String, CreateError> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut n = random_u64()?;
+    let mut out = String::with_capacity(12);
+    for _ in 0..12 {
+        out.push(char::from(ALPHABET[(n & 31) as usize]));
+        n >>= 5;
+    }
+    Ok(out)
+}

@@ -1,0 +1,548 @@
+//! The shard socket (DESIGN.md section 4): `ws://HOST:PORT+3/?shard=<id>&sid=<sid>` and
+//! `/shard?…` on the main port.
+//!
+//! Everything that can be decided before the upgrade is (address cap, query, region,
+//! token, shard lookup), but a refusal is still sent as a close frame after the upgrade,
+//! because browsers never show a client the status of a failed handshake. The `bearer.`
+//! subprotocol entry is echoed in every case, or browsers drop the socket unread.
+//!
+//! After the join, one socket is two tasks: a reader (frames in, rate limit, decode,
+//! hand-off to the tick thread; never waits on the writer) and a writer (mailbox out,
+//! encode, pings, close). A client that stops reading blocks only its own writer, while
+//! its mailbox keeps only the newest snapshot.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use pylon_shard::codec::{FrameEncoder, FrameType, WireMode, decode_client_frame};
+use pylon_shard::{Auth, JoinRejected, Outgoing, StopReason, SubscriberKey};
+use pylon_tick::{InputFrom, Mailbox, SendError, ShardHandle};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::auth::{self, AuthFailure, TokenSource};
+use crate::error::{ApiError, close};
+use crate::limits::{ConnSlot, InputBucket};
+use crate::matches::MatchEntry;
+use crate::AppState;
+
+/// Reliable frames a subscriber may have unsent (join answer, match end, stop).
+const RELIABLE_FRAMES: usize = 8;
+/// How long a close frame may take to go out before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The parsed socket query.
+#[derive(Debug, Default)]
+struct SocketQuery {
+    shard: Option<String>,
+    sid: Option<String>,
+    token: Option<String>,
+    format: Option<String>,
+    delta: bool,
+}
+
+fn parse_query(raw: Option<&str>) -> SocketQuery {
+    let mut q = SocketQuery::default();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match &*key {
+            "shard" => q.shard = Some(value.into_owned()),
+            "sid" => q.sid = Some(value.into_owned()),
+            "token" => q.token = Some(value.into_owned()),
+            "format" => q.format = Some(value.into_owned()),
+            "delta" => q.delta = matches!(&*value, "1" | "true"),
+            _ => {}
+        }
+    }
+    q
+}
+
+/// A close frame reason: at most 123 bytes of UTF-8 (the WebSocket limit), cut on a
+/// character boundary.
+fn reason(text: &str) -> Utf8Bytes {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Utf8Bytes::from(&text[..end])
+}
+
+fn close_message(code: u16, why: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason(why) }))
+}
+
+/// What the handler decided before the upgrade.
+enum Plan {
+    Refuse(u16, String),
+    Join(Box<Joining>),
+}
+
+struct Joining {
+    entry: MatchEntry,
+    sid: Arc<str>,
+    auth: Auth,
+    mode: WireMode,
+    _slot: ConnSlot,
+}
+
+/// The upgrade handler shared by the shard port and `/shard` on the main port.
+pub(crate) async fn handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                "WEBSOCKET_REQUIRED",
+                format!("this endpoint speaks WebSocket: {rejection}"),
+            )
+            .into_response();
+        }
+    };
+    let query = parse_query(raw.as_deref());
+    let token = auth::socket_token(&headers, query.token.as_deref());
+    let echo = match &token {
+        Some((_, TokenSource::Subprotocol(entry))) => Some(entry.clone()),
+        _ => None,
+    };
+    let plan = plan(&state, peer, query, token).await;
+    let limit = state.config.limits.max_frame_bytes;
+    let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
+    if let Some(entry) = echo {
+        upgrade = upgrade.protocols([entry]);
+    }
+    let tasks = state.tasks.clone();
+    upgrade
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                match plan {
+                    Plan::Refuse(code, why) => refuse(socket, &state, code, &why).await,
+                    Plan::Join(joining) => {
+                        let span = tracing::info_span!(
+                            "shard_socket",
+                            shard = %joining.entry.id,
+                            sid = %joining.sid,
+                            peer = %peer,
+                        );
+                        run(socket, state, *joining).instrument(span).await;
+                    }
+                }
+            })
+        })
+}
+
+async fn plan(
+    state: &AppState,
+    peer: SocketAddr,
+    query: SocketQuery,
+    token: Option<(String, TokenSource)>,
+) -> Plan {
+    let max = state.config.limits.max_conns_per_ip;
+    let Some(slot) = state.conns.acquire(peer.ip(), max) else {
+        return Plan::Refuse(
+            close::RATE_LIMITED,
+            format!("too many connections from this address (limit {max})"),
+        );
+    };
+    let Some(shard_id) = query.shard.filter(|s| !s.is_empty()) else {
+        return Plan::Refuse(close::BAD_REQUEST, "missing query parameter: shard".into());
+    };
+    let Some(mode) = WireMode::from_query(query.format.as_deref(), query.delta) else {
+        return Plan::Refuse(
+            close::BAD_REQUEST,
+            "unknown format: use binary, json, or msgpack (delta=1 needs msgpack)".into(),
+        );
+    };
+    if let Some(url) = state.config.regions.elsewhere(&shard_id) {
+        return Plan::Refuse(close::WRONG_REGION, url.to_owned());
+    }
+    let Some((token, _)) = token else {
+        return Plan::Refuse(close::POLICY, "authentication required".into());
+    };
+    let auth = match auth::resolve(state, &token).await {
+        Ok(auth) => auth,
+        Err(AuthFailure::Invalid) => {
+            return Plan::Refuse(close::POLICY, "invalid or expired token".into());
+        }
+        Err(AuthFailure::Store(e)) => {
+            tracing::error!(error = %e, "session store failed");
+            return Plan::Refuse(close::INTERNAL, "session store unavailable".into());
+        }
+    };
+    let Some(entry) = state.matches.get(&shard_id) else {
+        return Plan::Refuse(close::UNKNOWN_SHARD, format!("unknown shard {shard_id}"));
+    };
+    let sid: Arc<str> = match query.sid.filter(|s| !s.is_empty()) {
+        Some(sid) => Arc::from(sid),
+        None => Arc::clone(&auth.user_id),
+    };
+    Plan::Join(Box::new(Joining { entry, sid, auth, mode, _slot: slot }))
+}
+
+async fn refuse(mut socket: WebSocket, state: &AppState, code: u16, why: &str) {
+    tracing::info!(code, reason = why, "shard socket refused");
+    state.metrics.count_close(code);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close_message(code, why))).await;
+    // Give the client a moment to answer the close, then drop.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(msg)) = socket.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// From the reader to the writer.
+enum Control {
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+    /// The client closed or vanished.
+    Gone,
+}
+
+/// Close code and reason for a frame that ends the subscription, if `frame` is one.
+fn ending(frame: &Outgoing, sid: &str) -> Option<(u16, String)> {
+    match frame {
+        Outgoing::MatchEnd(_) => Some((close::NORMAL, "match finished".into())),
+        Outgoing::Stopped(why) => Some(match why {
+            StopReason::Shutdown => (close::GOING_AWAY, "server shutting down".into()),
+            StopReason::Panicked => (close::INTERNAL, "match stopped: game error".into()),
+            StopReason::Idle => (close::TRY_AGAIN, "match stopped: idle".into()),
+            _ => (close::TRY_AGAIN, "match stopped".into()),
+        }),
+        Outgoing::JoinRejected(why) => Some(match why {
+            JoinRejected::Forbidden => (close::POLICY, format!("forbidden: cannot subscribe as {sid}")),
+            JoinRejected::Full => (close::TRY_AGAIN, "shard full".into()),
+            JoinRejected::Finished => (close::TRY_AGAIN, "match finished".into()),
+            _ => (close::TRY_AGAIN, "join refused".into()),
+        }),
+        _ => None,
+    }
+}
+
+/// Unsubscribes on every exit path: the leave command, and the mailbox marked so the
+/// tick thread drops the subscriber even if the command queue was full.
+struct Subscription {
+    handle: ShardHandle,
+    key: Option<SubscriberKey>,
+    mailbox: Arc<Mailbox<Outgoing>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.mailbox.close_consumer();
+        if let Some(key) = self.key {
+            let _ = self.handle.leave(key);
+        }
+    }
+}
+
+async fn run(socket: WebSocket, state: AppState, joining: Joining) {
+    let Joining { entry, sid, auth, mode, _slot } = joining;
+    state.metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
+    state.metrics.sockets_total.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, stream) = socket.split();
+    let mailbox = Arc::new(Mailbox::new(RELIABLE_FRAMES));
+    let mut sub = Subscription { handle: entry.handle.clone(), key: None, mailbox: Arc::clone(&mailbox) };
+    let mut encoder = FrameEncoder::new(mode);
+
+    let outcome = join(&state, &entry, &sid, auth, &mailbox, &mut encoder).await;
+    let (key, first) = match outcome {
+        Ok(joined) => joined,
+        Err((code, why)) => {
+            finish(&mut sink, stream, &state, code, &why).await;
+            state.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    sub.key = Some(key);
+    tracing::info!(resumed = first.is_some(), ?mode, "subscribed");
+    if let Some(bytes) = first {
+        let _ = send_encoded(&mut sink, &state, bytes, FrameType::Binary).await;
+    }
+
+    let (ctl_tx, ctl_rx) = mpsc::channel(4);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let base_ack = Arc::new(AtomicU64::new(0));
+    let reader = Reader {
+        state: state.clone(),
+        handle: entry.handle.clone(),
+        key,
+        mode,
+        base_ack: Arc::clone(&base_ack),
+        ctl: ctl_tx,
+    };
+    let reader = tokio::spawn(reader.run(stream, stop_rx).in_current_span());
+    let writer = Writer { state: &state, mailbox: &mailbox, base_ack: &base_ack, sid: &sid };
+    let end = writer.run(&mut sink, &mut encoder, ctl_rx).await;
+    let _ = stop_tx.send(());
+    let stream = match tokio::time::timeout(CLOSE_TIMEOUT, reader).await {
+        Ok(Ok(stream)) => Some(stream),
+        _ => None,
+    };
+    drop(sub);
+    let Some((code, why)) = end else {
+        // The client closed; tungstenite answered its close frame.
+        tracing::info!("client closed the shard socket");
+        state.metrics.count_close(close::NORMAL);
+        state.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    match stream {
+        Some(stream) => finish(&mut sink, stream, &state, code, &why).await,
+        None => {
+            // The reader is stuck or gone; send the close without waiting for its answer.
+            state.metrics.count_close(code);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_message(code, &why))).await;
+        }
+    }
+    tracing::info!(code, reason = %why, "shard socket closed");
+    state.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+/// Sends the join, waits for the shard's answer. `Ok((key, frame))`: the msgpack
+/// `Joined` frame to send first, if this mode carries it.
+async fn join(
+    state: &AppState,
+    entry: &MatchEntry,
+    sid: &Arc<str>,
+    auth: Auth,
+    mailbox: &Arc<Mailbox<Outgoing>>,
+    encoder: &mut FrameEncoder,
+) -> Result<(SubscriberKey, Option<Vec<u8>>), (u16, String)> {
+    match entry.handle.join(Arc::clone(sid), auth, Arc::clone(mailbox)) {
+        Ok(()) => {}
+        Err(SendError::Full) => return Err((close::TRY_AGAIN, "server busy, try again".into())),
+        Err(_) => return Err((close::GOING_AWAY, "server shutting down".into())),
+    }
+    let answer = tokio::time::timeout(
+        state.config.limits.handshake_timeout,
+        poll_fn(|cx| mailbox.poll_recv(cx)),
+    )
+    .await;
+    let frame = match answer {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Err((close::TRY_AGAIN, "match stopped".into())),
+        Err(_) => return Err((close::TRY_AGAIN, "server busy, try again".into())),
+    };
+    match &frame {
+        Outgoing::Joined { key, .. } => {
+            let mut out = Vec::new();
+            let carried = encoder.encode(&frame, &mut out).ok().flatten().is_some();
+            Ok((*key, carried.then_some(out)))
+        }
+        other => Err(ending(other, sid).unwrap_or((close::TRY_AGAIN, "join refused".into()))),
+    }
+}
+
+async fn send_encoded(
+    sink: &mut Sink,
+    state: &AppState,
+    bytes: Vec<u8>,
+    kind: FrameType,
+) -> Result<(), ()> {
+    let len = bytes.len() as u64;
+    let message = match kind {
+        FrameType::Binary => Message::Binary(Bytes::from(bytes)),
+        FrameType::Text => match String::from_utf8(bytes) {
+            Ok(text) => Message::Text(Utf8Bytes::from(text)),
+            Err(_) => return Err(()),
+        },
+    };
+    sink.send(message).await.map_err(|_| ())?;
+    state.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+    state.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+struct Writer<'a> {
+    state: &'a AppState,
+    mailbox: &'a Mailbox<Outgoing>,
+    base_ack: &'a AtomicU64,
+    sid: &'a str,
+}
+
+impl Writer<'_> {
+    /// Sends frames until something ends the subscription; returns the close to send, or
+    /// `None` when the client closed first.
+    async fn run(
+        self,
+        sink: &mut Sink,
+        encoder: &mut FrameEncoder,
+        mut ctl: mpsc::Receiver<Control>,
+    ) -> Option<(u16, String)> {
+        let mut shutdown = self.state.shutdown.clone();
+        let period = self.state.config.limits.ping_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut applied_base = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                _ = crate::shutting_down(&mut shutdown) => {
+                    return Some((close::GOING_AWAY, "server shutting down".to_owned()));
+                }
+                msg = ctl.recv() => match msg {
+                    Some(Control::Close(code, why)) => return Some((code, why)),
+                    Some(Control::Gone) | None => return None,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return Some((close::GOING_AWAY, "send failed".into()));
+                    }
+                }
+                frame = poll_fn(|cx| self.mailbox.poll_recv(cx)) => {
+                    let Some(frame) = frame else {
+                        let why = if self.mailbox.is_overflowed() {
+                            "too slow: frames dropped"
+                        } else {
+                            "match gone"
+                        };
+                        return Some((close::TRY_AGAIN, why.into()));
+                    };
+                    let base = self.base_ack.load(Ordering::Relaxed);
+                    if base > applied_base {
+                        applied_base = base;
+                        encoder.handle_base_ack(base);
+                    }
+                    let mut out = Vec::new();
+                    match encoder.encode(&frame, &mut out) {
+                        Ok(Some(kind)) => {
+                            if send_encoded(sink, self.state, out, kind).await.is_err() {
+                                return Some((close::GOING_AWAY, "send failed".into()));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "encoding a frame failed");
+                            return Some((close::INTERNAL, "encoding failed".into()));
+                        }
+                    }
+                    if let Some(end) = ending(&frame, self.sid) {
+                        return Some(end);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the close frame and waits (bounded) for the client's answer.
+async fn finish(sink: &mut Sink, mut stream: Stream, state: &AppState, code: u16, why: &str) {
+    state.metrics.count_close(code);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_message(code, why))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+struct Reader {
+    state: AppState,
+    handle: ShardHandle,
+    key: SubscriberKey,
+    mode: WireMode,
+    base_ack: Arc<AtomicU64>,
+    ctl: mpsc::Sender<Control>,
+}
+
+impl Reader {
+    /// Reads client frames until the client leaves, breaks a rule, or the writer says
+    /// stop; hands the stream back so the close handshake can finish on it.
+    async fn run(self, mut stream: Stream, mut stop: tokio::sync::oneshot::Receiver<()>) -> Stream {
+        let limits = &self.state.config.limits;
+        let mut bucket = InputBucket::new(limits.max_inputs_per_sec, Instant::now());
+        let verdict = loop {
+            let next = tokio::select! {
+                _ = &mut stop => return stream,
+                next = tokio::time::timeout(limits.idle_timeout, stream.next()) => next,
+            };
+            let msg = match next {
+                Err(_) => break Control::Close(close::IDLE, "idle timeout".into()),
+                Ok(None) => break Control::Gone,
+                Ok(Some(Err(e))) => {
+                    let text = e.to_string();
+                    if text.contains("Space limit exceeded") || text.contains("too long") {
+                        break Control::Close(
+                            close::TOO_BIG,
+                            format!("frame too large (limit {} bytes)", limits.max_frame_bytes),
+                        );
+                    }
+                    tracing::debug!(error = %text, "socket read failed");
+                    break Control::Gone;
+                }
+                Ok(Some(Ok(msg))) => msg,
+            };
+            let bytes = match msg {
+                Message::Text(text) => Bytes::from(text),
+                Message::Binary(bytes) => bytes,
+                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Close(_) => break Control::Gone,
+            };
+            if let Some(verdict) = self.frame(&bytes, &mut bucket) {
+                break verdict;
+            }
+        };
+        let _ = self.ctl.send(verdict).await;
+        stream
+    }
+
+    /// Handles one data frame; `Some` ends the connection.
+    fn frame(&self, bytes: &Bytes, bucket: &mut InputBucket) -> Option<Control> {
+        let metrics = &self.state.metrics;
+        metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+        metrics.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if !bucket.take(Instant::now()) {
+            metrics.count_socket_reject(0);
+            return Some(Control::Close(close::RATE_LIMITED, "too many inputs per second".into()));
+        }
+        let frame = match decode_client_frame(bytes, self.mode.is_msgpack()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                metrics.count_socket_reject(2);
+                return Some(Control::Close(close::BAD_REQUEST, format!("malformed frame: {e}")));
+            }
+        };
+        if let Some(base) = frame.base_tick {
+            self.base_ack.fetch_max(base, Ordering::Relaxed);
+            if frame.client_seq.is_none() && is_nil(&frame.input) {
+                return None; // a pure base acknowledgement
+            }
+        }
+        match self.handle.input(InputFrom::Key(self.key), frame.client_seq, frame.input) {
+            Ok(()) => None,
+            Err(SendError::Full) => {
+                metrics.count_socket_reject(1);
+                None
+            }
+            Err(_) => Some(Control::Close(close::GOING_AWAY, "server shutting down".into())),
+        }
+    }
+}
+
+fn is_nil(input: &pylon_shard::codec::InputPayload) -> bool {
+    matches!(input.bytes.as_ref(), b"null" | [0xc0])
+}
