@@ -101,7 +101,9 @@ impl Config {
             .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
             .unwrap_or_default();
         if !dev_mode && cors_origins.iter().any(|o| o == "*") {
-            bail!("PYLON_CORS_ORIGIN=* is only allowed in dev mode; list the allowed origins instead");
+            bail!(
+                "PYLON_CORS_ORIGIN=* is only allowed in dev mode; list the allowed origins instead"
+            );
         }
 
         let (admin_token, admin_token_generated) = match get("PYLON_ADMIN_TOKEN") {
@@ -113,7 +115,9 @@ impl Config {
                 "PYLON_DEV_MODE=true under `pylon serve` needs PYLON_ADMIN_TOKEN (or run `pylon dev`, which generates one)"
             ),
             None if mode == Mode::Serve => {
-                bail!("PYLON_ADMIN_TOKEN is required outside dev mode (set a random secret of 16+ characters)")
+                bail!(
+                    "PYLON_ADMIN_TOKEN is required outside dev mode (set a random secret of 16+ characters)"
+                )
             }
             None => (
                 pylon_storage::sessions::random_token()
@@ -126,7 +130,9 @@ impl Config {
             .map_or_else(|| PathBuf::from(".pylon/sessions.db"), PathBuf::from);
         let database_url = match get("DATABASE_URL") {
             None => None,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(url),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(url)
+            }
             Some(url) if url.starts_with("sqlite:") => None,
             Some(_) => bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:"),
         };
@@ -149,7 +155,11 @@ impl Config {
                 .map_or(defaults.max_inputs_per_sec, |n| n as u32),
             max_conns_per_ip: number(&get, "PYLON_MAX_CONNS_PER_IP", 1, 1_000_000)?
                 .map_or(defaults.max_conns_per_ip, |n| n as u32),
-            handshake_timeout: secs("PYLON_HANDSHAKE_TIMEOUT_SECS", defaults.handshake_timeout, 300)?,
+            handshake_timeout: secs(
+                "PYLON_HANDSHAKE_TIMEOUT_SECS",
+                defaults.handshake_timeout,
+                300,
+            )?,
             idle_timeout: secs("PYLON_IDLE_TIMEOUT_SECS", defaults.idle_timeout, 3600)?,
             ping_interval: secs("PYLON_PING_INTERVAL_SECS", defaults.ping_interval, 3600)?,
             max_body_bytes: number(&get, "PYLON_MAX_BODY_BYTES", 1024, 1 << 30)?
@@ -167,7 +177,9 @@ impl Config {
 
         let log_filter = get("PYLON_LOG").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
-            bail!("PYLON_LOG is not a valid log filter (try info, debug or pylon_api=debug), got {log_filter:?}");
+            bail!(
+                "PYLON_LOG is not a valid log filter (try info, debug or pylon_api=debug), got {log_filter:?}"
+            );
         }
         let log_format = match get("PYLON_LOG_FORMAT").as_deref() {
             None if dev_mode => LogFormat::Pretty,
@@ -198,9 +210,15 @@ impl Config {
 }
 
 /// An optional whole number in `[min, max]`.
-fn number(get: &impl Fn(&str) -> Option<String>, name: &str, min: u64, max: u64) -> anyhow::Result<Option<u64>> {
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> anyhow::Result<Option<u64>> {
     let Some(raw) = get(name) else { return Ok(None) };
-    let n: u64 = raw.parse().with_context(|| format!("{name} must be a whole number, got {raw:?}"))?;
+    let n: u64 =
+        raw.parse().with_context(|| format!("{name} must be a whole number, got {raw:?}"))?;
     if !(min..=max).contains(&n) {
         bail!("{name} must be between {min} and {max}, got {n}");
     }
@@ -208,7 +226,9 @@ fn number(get: &impl Fn(&str) -> Option<String>, name: &str, min: u64, max: u64)
 }
 
 fn region_name_ok(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn regions(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Regions> {
@@ -227,7 +247,9 @@ fn regions(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Regions> {
                 bail!("PYLON_REGIONS: region names are lowercase letters or digits, got {name:?}");
             }
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("PYLON_REGIONS: the URL of {name} must start with http:// or https://, got {url:?}");
+                bail!(
+                    "PYLON_REGIONS: the URL of {name} must start with http:// or https://, got {url:?}"
+                );
             }
             urls.push((name.to_owned(), url.trim_end_matches('/').to_owned()));
         }
@@ -246,7 +268,8 @@ pub fn check_cluster_bus(url: &str) -> anyhow::Result<()> {
     let rest = url.trim_start_matches("redis://");
     let authority = rest.split('/').next().unwrap_or(rest);
     let hostport = authority.rsplit('@').next().unwrap_or(authority);
-    let hostport = if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:6379") };
+    let hostport =
+        if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:6379") };
     let fail = |why: String| anyhow::anyhow!("PYLON_CLUSTER_BUS={url} is unreachable: {why}");
     let addr = hostport
         .to_socket_addrs()
@@ -307,7 +330,11 @@ mod tests {
             (Mode::Serve, &[TOKEN, ("PYLON_REGIONS", "eu")], "PYLON_REGIONS"),
             (Mode::Serve, &[TOKEN, ("PYLON_CLUSTER_BUS", "http://x")], "PYLON_CLUSTER_BUS"),
             (Mode::Serve, &[("PYLON_ADMIN_TOKEN", "short")], "PYLON_ADMIN_TOKEN"),
-            (Mode::Dev, &[("PYLON_IDLE_TIMEOUT_SECS", "5"), ("PYLON_PING_INTERVAL_SECS", "9")], "PYLON_PING_INTERVAL_SECS"),
+            (
+                Mode::Dev,
+                &[("PYLON_IDLE_TIMEOUT_SECS", "5"), ("PYLON_PING_INTERVAL_SECS", "9")],
+                "PYLON_PING_INTERVAL_SECS",
+            ),
         ];
         for (mode, env, var) in cases {
             let err = Config::from_lookup(*mode, with(env)).unwrap_err().to_string();

@@ -90,7 +90,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(SqliteSessionStore::in_memory().context("PYLON_SESSION_DB")?)
     } else {
         let path = config.session_db.clone();
-        Arc::new(SqliteSessionStore::open(&path).with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?)
+        Arc::new(
+            SqliteSessionStore::open(&path)
+                .with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?,
+        )
     };
     let listeners = Listeners::bind(config.host, config.port).await.context("PYLON_PORT")?;
 

@@ -57,7 +57,10 @@ pub fn subprotocol_token(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// The token a socket request carries, first found wins: header, subprotocol, query.
 #[must_use]
-pub fn socket_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<(String, TokenSource)> {
+pub fn socket_token(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Option<(String, TokenSource)> {
     if let Some(token) = header_token(headers) {
         return Some((token, TokenSource::Header));
     }
@@ -225,7 +228,10 @@ mod tests {
     #[test]
     fn token_sources_in_order() {
         let mut h = HeaderMap::new();
-        h.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("json, bearer.a%20b%2Fc, bearer.x"));
+        h.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("json, bearer.a%20b%2Fc, bearer.x"),
+        );
         let (token, source) = socket_token(&h, Some("q")).unwrap();
         assert_eq!(token, "a b/c");
         assert_eq!(source, TokenSource::Subprotocol("bearer.a%20b%2Fc".into()));

@@ -48,8 +48,12 @@ impl ApiError {
 
     /// 401 `AUTH_REQUIRED`.
     pub fn auth_required() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "AUTH_REQUIRED", "a valid session or admin token is required")
-            .with_hint("send Authorization: Bearer <token>; POST /api/auth/guest gives a guest token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+            "a valid session or admin token is required",
+        )
+        .with_hint("send Authorization: Bearer <token>; POST /api/auth/guest gives a guest token")
     }
 
     /// 403 `FORBIDDEN`.
@@ -109,6 +113,8 @@ pub mod close {
     pub const UNKNOWN_SHARD: u16 = 4404;
     /// No frame (not even a pong) within the idle timeout.
     pub const IDLE: u16 = 4408;
+    /// The same sid connected again on another socket, which took over the subscription.
+    pub const REPLACED: u16 = 4409;
     /// The match lives in another region; the reason carries its URL.
     pub const WRONG_REGION: u16 = 4421;
     /// Too many inputs per second, or too many sockets from one address.

@@ -106,7 +106,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -124,8 +128,14 @@ fn cors_layer(config: &ApiConfig) -> tower_http::cors::CorsLayer {
     use tower_http::cors::{AllowOrigin, CorsLayer};
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")]);
-    if config.dev_mode && (config.cors_origins.is_empty() || config.cors_origins.iter().any(|o| o == "*")) {
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("last-event-id"),
+        ]);
+    if config.dev_mode
+        && (config.cors_origins.is_empty() || config.cors_origins.iter().any(|o| o == "*"))
+    {
         return base.allow_origin(AllowOrigin::mirror_request());
     }
     let origins: Vec<HeaderValue> =

@@ -143,8 +143,7 @@ impl Matches {
             Some(seed) => seed,
             None => random_u64()?,
         };
-        let shard =
-            self.games.create(game, &MatchConfig { seed, params, record_replay: false })?;
+        let shard = self.games.create(game, &MatchConfig { seed, params, record_replay: false })?;
         let handle = self.pool.spawn(shard)?;
         let entry = MatchEntry { id: Arc::clone(&id), handle, ended_at: None };
         let mut map = self.write();

@@ -30,6 +30,9 @@ pub struct ApiMetrics {
     pub frames_in: AtomicU64,
     /// Bytes received from clients (payloads).
     pub bytes_in: AtomicU64,
+    /// Snapshots replaced in a subscriber's mailbox before they were sent (slow readers),
+    /// added when the subscription ends.
+    pub snapshots_replaced: AtomicU64,
     /// Inputs refused by the socket layer, by [`SOCKET_REJECT_REASONS`].
     pub inputs_rejected: [AtomicU64; 3],
     /// Sockets closed, by close code.
@@ -114,7 +117,12 @@ pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
         "From an input's hand-off to its application in a tick.",
         &merged(&|t| t.input_latency_us.snapshot()),
     );
-    counter(&mut out, "pylon_ticks_total", "Shard steps run.", sum(&|t| t.ticks.load(Ordering::Relaxed)));
+    counter(
+        &mut out,
+        "pylon_ticks_total",
+        "Shard steps run.",
+        sum(&|t| t.ticks.load(Ordering::Relaxed)),
+    );
     counter(
         &mut out,
         "pylon_tick_overruns_total",
@@ -160,7 +168,8 @@ pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
 
     header(&mut out, "pylon_shards", "Shards per tick thread.", "gauge");
     for (i, t) in src.threads.iter().enumerate() {
-        let _ = writeln!(out, "pylon_shards{{thread=\"{i}\"}} {}", t.shards.load(Ordering::Relaxed));
+        let _ =
+            writeln!(out, "pylon_shards{{thread=\"{i}\"}} {}", t.shards.load(Ordering::Relaxed));
     }
     header(&mut out, "pylon_matches", "Running matches by game.", "gauge");
     for (game, n) in src.matches_by_game {
@@ -179,20 +188,57 @@ pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
         "Shard sockets accepted.",
         api.sockets_total.load(Ordering::Relaxed),
     );
-    gauge(&mut out, "pylon_sse_streams", "SSE snapshot streams open.", api.sse_open.load(Ordering::Relaxed));
-    counter(&mut out, "pylon_frames_out_total", "Frames sent.", api.frames_out.load(Ordering::Relaxed));
-    counter(&mut out, "pylon_bytes_out_total", "Payload bytes sent.", api.bytes_out.load(Ordering::Relaxed));
-    counter(&mut out, "pylon_frames_in_total", "Frames received.", api.frames_in.load(Ordering::Relaxed));
-    counter(&mut out, "pylon_bytes_in_total", "Payload bytes received.", api.bytes_in.load(Ordering::Relaxed));
+    gauge(
+        &mut out,
+        "pylon_sse_streams",
+        "SSE snapshot streams open.",
+        api.sse_open.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "pylon_frames_out_total",
+        "Frames sent.",
+        api.frames_out.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "pylon_bytes_out_total",
+        "Payload bytes sent.",
+        api.bytes_out.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "pylon_frames_in_total",
+        "Frames received.",
+        api.frames_in.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "pylon_bytes_in_total",
+        "Payload bytes received.",
+        api.bytes_in.load(Ordering::Relaxed),
+    );
 
-    header(&mut out, "pylon_socket_closes_total", "Shard sockets closed, by close code.", "counter");
+    counter(
+        &mut out,
+        "pylon_snapshots_replaced_total",
+        "Snapshots replaced unsent in a slow subscriber's mailbox (counted when it leaves).",
+        api.snapshots_replaced.load(Ordering::Relaxed),
+    );
+    header(
+        &mut out,
+        "pylon_socket_closes_total",
+        "Shard sockets closed, by close code.",
+        "counter",
+    );
     for (code, n) in lock(&api.closes).iter() {
         let _ = writeln!(out, "pylon_socket_closes_total{{code=\"{code}\"}} {n}");
     }
     header(&mut out, "pylon_http_requests_total", "HTTP requests by route and status.", "counter");
     for ((route, status), n) in lock(&api.http).iter() {
         let route = route.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(out, "pylon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        let _ =
+            writeln!(out, "pylon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
     }
     out
 }

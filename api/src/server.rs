@@ -47,9 +47,9 @@ impl Listeners {
         })?;
         let bind = |port: u16| async move {
             let addr = SocketAddr::new(host, port);
-            TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
         };
         Ok(Self { main: bind(port).await?, shard: bind(shard_port).await? })
     }
@@ -92,10 +92,21 @@ impl Server {
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully within `grace`.
-    pub async fn run(self, listeners: Listeners, signal: impl Future<Output = ()>, grace: Duration) {
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        signal: impl Future<Output = ()>,
+        grace: Duration,
+    ) {
         let connections = TaskTracker::new();
-        let main = accept_loop(listeners.main, main_router(self.state.clone()), &self.state, &connections);
-        let shard = accept_loop(listeners.shard, shard_router(self.state.clone()), &self.state, &connections);
+        let main =
+            accept_loop(listeners.main, main_router(self.state.clone()), &self.state, &connections);
+        let shard = accept_loop(
+            listeners.shard,
+            shard_router(self.state.clone()),
+            &self.state,
+            &connections,
+        );
         let sweeper = tokio::spawn(sweep_loop(self.state.clone()));
         let main = tokio::spawn(main);
         let shard = tokio::spawn(shard);
@@ -120,7 +131,10 @@ impl Server {
             self.state.tasks.wait().await;
         };
         if tokio::time::timeout(grace, wait).await.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "shutdown: grace period over, dropping what is left");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "shutdown: grace period over, dropping what is left"
+            );
         }
         self.state.matches.pool().shutdown(Duration::from_secs(5));
         let sessions = Arc::clone(&self.state.sessions);
@@ -156,7 +170,13 @@ fn accept_loop(
             };
             match accepted {
                 Ok((stream, remote)) => {
-                    let conn = serve_connection(stream, remote, router.clone(), shutdown.clone(), handshake);
+                    let conn = serve_connection(
+                        stream,
+                        remote,
+                        router.clone(),
+                        shutdown.clone(),
+                        handshake,
+                    );
                     connections.spawn(conn);
                 }
                 Err(e) => {

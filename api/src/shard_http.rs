@@ -35,7 +35,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "request body too large",
+                )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", rejection.body_text())
             }
@@ -108,8 +112,12 @@ pub(crate) async fn create(
         }
         Err(CreateError::Game(pylon_shard::ShardError::UnknownGame(name))) => {
             let known: Vec<&str> = state.matches.game_names().collect();
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "UNKNOWN_GAME", format!("no game named {name:?}"))
-                .with_hint(format!("registered games: {}", known.join(", "))))
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNKNOWN_GAME",
+                format!("no game named {name:?}"),
+            )
+            .with_hint(format!("registered games: {}", known.join(", "))))
         }
         Err(CreateError::Game(e)) => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMS", e.to_string()))
@@ -158,7 +166,11 @@ pub(crate) async fn input(
         return Err(ApiError::forbidden(format!("cannot send inputs as {sid}")));
     }
     if !entry.handle.status().is_running() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "INPUT_REJECTED", "the match is not running"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "INPUT_REJECTED",
+            "the match is not running",
+        ));
     }
     let payload = match parsed.input {
         Some(raw) => InputPayload::json(body.slice_ref(raw.get().as_bytes())),
@@ -253,7 +265,11 @@ async fn connect_inner(
             return Err(ApiError::forbidden(format!("cannot subscribe as {sid}")));
         }
         Ok(Some(Outgoing::JoinRejected(_))) => {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SHARD_UNAVAILABLE", "the shard is full or finished"));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SHARD_UNAVAILABLE",
+                "the shard is full or finished",
+            ));
         }
         _ => return Err(ApiError::overloaded()),
     };
@@ -276,56 +292,68 @@ struct SseGuard {
 impl Drop for SseGuard {
     fn drop(&mut self) {
         self.mailbox.close_consumer();
+        self.state
+            .metrics
+            .snapshots_replaced
+            .fetch_add(self.mailbox.replaced_count(), Ordering::Relaxed);
         let _ = self.handle.leave(self.key);
         self.state.metrics.sse_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 fn events(guard: SseGuard, last_seen: u64) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(Some((guard, FrameEncoder::new(WireMode::Binary))), move |state| async move {
-        let (guard, mut encoder) = state?;
-        let mut shutdown = guard.state.shutdown.clone();
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = crate::shutting_down(&mut shutdown) => {
-                    let event = Event::default().event("stopped").data("{\"code\":\"shutdown\"}");
-                    return Some((Ok(event), None));
-                }
-                frame = poll_fn(|cx| guard.mailbox.poll_recv(cx)) => frame,
-            };
-            let Some(frame) = frame else {
-                let event = Event::default().event("stopped").data("{\"code\":\"gone\"}");
-                return Some((Ok(event), None));
-            };
-            match &frame {
-                Outgoing::Snapshot(s) if s.tick > last_seen => {
-                    let mut out = Vec::new();
-                    if encoder.encode(&frame, &mut out).is_err() || out.len() < 8 {
-                        continue;
+    futures_util::stream::unfold(
+        Some((guard, FrameEncoder::new(WireMode::Binary))),
+        move |state| async move {
+            let (guard, mut encoder) = state?;
+            let mut shutdown = guard.state.shutdown.clone();
+            loop {
+                let frame = tokio::select! {
+                    biased;
+                    _ = crate::shutting_down(&mut shutdown) => {
+                        let event = Event::default().event("stopped").data("{\"code\":\"shutdown\"}");
+                        return Some((Ok(event), None));
                     }
-                    let json = String::from_utf8_lossy(&out[8..]).into_owned();
-                    guard.state.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
-                    guard.state.metrics.bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
-                    let event = Event::default().id(s.tick.to_string()).data(json);
-                    return Some((Ok(event), Some((guard, encoder))));
-                }
-                Outgoing::MatchEnd(end) => {
-                    let outcome = end.outcome.json().map(|b| String::from_utf8_lossy(b).into_owned());
-                    let event = Event::default()
-                        .event("end")
-                        .id(end.tick.to_string())
-                        .data(outcome.unwrap_or_else(|_| "null".into()));
+                    frame = poll_fn(|cx| guard.mailbox.poll_recv(cx)) => frame,
+                };
+                let Some(frame) = frame else {
+                    let event = Event::default().event("stopped").data("{\"code\":\"gone\"}");
                     return Some((Ok(event), None));
+                };
+                match &frame {
+                    Outgoing::Snapshot(s) if s.tick > last_seen => {
+                        let mut out = Vec::new();
+                        if encoder.encode(&frame, &mut out).is_err() || out.len() < 8 {
+                            continue;
+                        }
+                        let json = String::from_utf8_lossy(&out[8..]).into_owned();
+                        guard.state.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+                        guard
+                            .state
+                            .metrics
+                            .bytes_out
+                            .fetch_add(json.len() as u64, Ordering::Relaxed);
+                        let event = Event::default().id(s.tick.to_string()).data(json);
+                        return Some((Ok(event), Some((guard, encoder))));
+                    }
+                    Outgoing::MatchEnd(end) => {
+                        let outcome =
+                            end.outcome.json().map(|b| String::from_utf8_lossy(b).into_owned());
+                        let event = Event::default()
+                            .event("end")
+                            .id(end.tick.to_string())
+                            .data(outcome.unwrap_or_else(|_| "null".into()));
+                        return Some((Ok(event), None));
+                    }
+                    Outgoing::Stopped(why) => {
+                        let event = Event::default()
+                            .event("stopped")
+                            .data(format!("{{\"code\":\"{}\"}}", why.as_str()));
+                        return Some((Ok(event), None));
+                    }
+                    _ => {}
                 }
-                Outgoing::Stopped(why) => {
-                    let event = Event::default()
-                        .event("stopped")
-                        .data(format!("{{\"code\":\"{}\"}}", why.as_str()));
-                    return Some((Ok(event), None));
-                }
-                _ => {}
             }
-        }
-    })
+        },
+    )
 }

@@ -30,11 +30,11 @@ use pylon_tick::{InputFrom, Mailbox, SendError, ShardHandle};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::AppState;
 use crate::auth::{self, AuthFailure, TokenSource};
 use crate::error::{ApiError, close};
 use crate::limits::{ConnSlot, InputBucket};
 use crate::matches::MatchEntry;
-use crate::AppState;
 
 /// Reliable frames a subscriber may have unsent (join answer, match end, stop).
 const RELIABLE_FRAMES: usize = 8;
@@ -228,7 +228,9 @@ fn ending(frame: &Outgoing, sid: &str) -> Option<(u16, String)> {
             _ => (close::TRY_AGAIN, "match stopped".into()),
         }),
         Outgoing::JoinRejected(why) => Some(match why {
-            JoinRejected::Forbidden => (close::POLICY, format!("forbidden: cannot subscribe as {sid}")),
+            JoinRejected::Forbidden => {
+                (close::POLICY, format!("forbidden: cannot subscribe as {sid}"))
+            }
             JoinRejected::Full => (close::TRY_AGAIN, "shard full".into()),
             JoinRejected::Finished => (close::TRY_AGAIN, "match finished".into()),
             _ => (close::TRY_AGAIN, "join refused".into()),
@@ -243,11 +245,13 @@ struct Subscription {
     handle: ShardHandle,
     key: Option<SubscriberKey>,
     mailbox: Arc<Mailbox<Outgoing>>,
+    metrics: Arc<crate::ApiMetrics>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.mailbox.close_consumer();
+        self.metrics.snapshots_replaced.fetch_add(self.mailbox.replaced_count(), Ordering::Relaxed);
         if let Some(key) = self.key {
             let _ = self.handle.leave(key);
         }
@@ -260,7 +264,12 @@ async fn run(socket: WebSocket, state: AppState, joining: Joining) {
     state.metrics.sockets_total.fetch_add(1, Ordering::Relaxed);
     let (mut sink, stream) = socket.split();
     let mailbox = Arc::new(Mailbox::new(RELIABLE_FRAMES));
-    let mut sub = Subscription { handle: entry.handle.clone(), key: None, mailbox: Arc::clone(&mailbox) };
+    let mut sub = Subscription {
+        handle: entry.handle.clone(),
+        key: None,
+        mailbox: Arc::clone(&mailbox),
+        metrics: Arc::clone(&state.metrics),
+    };
     let mut encoder = FrameEncoder::new(mode);
 
     let outcome = join(&state, &entry, &sid, auth, &mailbox, &mut encoder).await;
@@ -412,12 +421,13 @@ impl Writer<'_> {
                 }
                 frame = poll_fn(|cx| self.mailbox.poll_recv(cx)) => {
                     let Some(frame) = frame else {
-                        let why = if self.mailbox.is_overflowed() {
-                            "too slow: frames dropped"
+                        // Closed without a final frame: the reliable queue overflowed, or
+                        // a newer connection with the same sid took the subscription.
+                        return Some(if self.mailbox.is_overflowed() {
+                            (close::TRY_AGAIN, "too slow: frames dropped".into())
                         } else {
-                            "match gone"
-                        };
-                        return Some((close::TRY_AGAIN, why.into()));
+                            (close::REPLACED, "replaced by a newer connection for this sid".into())
+                        });
                     };
                     let base = self.base_ack.load(Ordering::Relaxed);
                     if base > applied_base {
@@ -489,6 +499,12 @@ impl Reader {
                         break Control::Close(
                             close::TOO_BIG,
                             format!("frame too large (limit {} bytes)", limits.max_frame_bytes),
+                        );
+                    }
+                    if text.contains("UTF-8") || text.contains("protocol error") {
+                        break Control::Close(
+                            close::BAD_REQUEST,
+                            format!("protocol error: {text}"),
                         );
                     }
                     tracing::debug!(error = %text, "socket read failed");

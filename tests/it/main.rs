@@ -3,4 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 
 mod cli;
+mod hostile;
+mod server;
+mod support;
 mod tidy;

@@ -1,0 +1,360 @@
+//! Test harness: starts the real `pylon` binary on free loopback ports and gives tests
+//! HTTP helpers, WebSocket clients (tokio-tungstenite) and a raw WebSocket client that
+//! can stay silent or stop reading (what tungstenite clients cannot do: they answer
+//! pings whenever they read).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+pub const ADMIN: &str = "integration-admin-token-0123456789";
+
+/// A running server process; killed when dropped.
+pub struct TestServer {
+    child: Child,
+    /// The HTTP port (shard sockets on `port + 3`).
+    pub port: u16,
+    pub http: reqwest::Client,
+}
+
+fn free_port_pair() -> u16 {
+    loop {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port > 65_000 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port + 3)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts `pylon serve` with the admin token, an in-memory session store and `env`.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        for _attempt in 0..5 {
+            let port = free_port_pair();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pylon"));
+            for (key, _) in std::env::vars() {
+                if key.starts_with("PYLON_") || key == "DATABASE_URL" {
+                    cmd.env_remove(key);
+                }
+            }
+            cmd.arg("serve")
+                .env("PYLON_ADMIN_TOKEN", ADMIN)
+                .env("PYLON_HOST", "127.0.0.1")
+                .env("PYLON_PORT", port.to_string())
+                .env("PYLON_SESSION_DB", ":memory:")
+                .env("PYLON_TICK_THREADS", "2")
+                .env("PYLON_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("pylon starts");
+            let http = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port raced away: try another
+                }
+                let health = http.get(format!("http://127.0.0.1:{port}/health")).send().await;
+                if health.is_ok_and(|r| r.status() == 200) {
+                    return Self { child, port, http };
+                }
+                assert!(Instant::now() < deadline, "server did not become healthy in 30 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("could not start the server on a free port after 5 attempts");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `ws://127.0.0.1:<port+3>/?<query>`.
+    pub fn shard_url(&self, query: &str) -> String {
+        format!("ws://127.0.0.1:{}/?{query}", self.port + 3)
+    }
+
+    pub fn shard_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + 3))
+    }
+
+    /// A guest session: (token, user id).
+    pub async fn guest(&self) -> (String, String) {
+        let reply: Value =
+            self.http.post(self.url("/api/auth/guest")).send().await.unwrap().json().await.unwrap();
+        (reply["token"].as_str().unwrap().to_owned(), reply["user_id"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates a match of `game` with `params` as `token`; returns its id.
+    pub async fn create(&self, token: &str, game: &str, params: Value) -> String {
+        let response = self
+            .http
+            .post(self.url("/api/shards"))
+            .bearer_auth(token)
+            .json(&json!({ "game": game, "params": params }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create {game}");
+        let info: Value = response.json().await.unwrap();
+        info["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
+    pub fn sigterm(&self) {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (polling, with a deadline) for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of metric line `name{labels}` (exact prefix match), or 0.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How a test client authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPath {
+    Header,
+    Subprotocol,
+    Query,
+}
+
+/// Connects a tungstenite client; returns the socket and the echoed subprotocol.
+pub async fn connect(url: &str, token: Option<&str>, path: AuthPath) -> (Ws, Option<String>) {
+    let url = match (token, path) {
+        (Some(t), AuthPath::Query) => format!("{url}&token={t}"),
+        _ => url.to_owned(),
+    };
+    let mut request = url.into_client_request().unwrap();
+    match (token, path) {
+        (Some(t), AuthPath::Header) => {
+            request
+                .headers_mut()
+                .insert("authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+        }
+        (Some(t), AuthPath::Subprotocol) => {
+            // What the stock web client sends: encodeURIComponent(token).
+            let entry = format!("bearer.{}", t.replace('%', "%25"));
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_str(&entry).unwrap());
+        }
+        _ => {}
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("handshake");
+    let echoed =
+        response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
+    (ws, echoed)
+}
+
+/// One frame a client saw.
+#[derive(Debug)]
+pub enum Seen {
+    /// A compat binary snapshot: tick and JSON.
+    Snapshot(u64, Value),
+    /// Any other data message.
+    Other(Message),
+    /// The close frame: code and reason.
+    Closed(u16, String),
+}
+
+/// The next data or close frame, within `within`.
+pub async fn next(ws: &mut Ws, within: Duration) -> Seen {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a frame before the deadline")
+            .expect("socket open")
+            .expect("socket ok");
+        match msg {
+            Message::Binary(b) if b.len() >= 8 => {
+                let tick = u64::from_be_bytes(b[..8].try_into().unwrap());
+                // Compat frames are tick + JSON; anything else (MessagePack) is `Other`.
+                return match serde_json::from_slice(&b[8..]) {
+                    Ok(snapshot) => Seen::Snapshot(tick, snapshot),
+                    Err(_) => Seen::Other(Message::Binary(b)),
+                };
+            }
+            Message::Close(Some(CloseFrame { code, reason })) => {
+                return Seen::Closed(code.into(), reason.to_string());
+            }
+            Message::Close(None) => return Seen::Closed(1005, String::new()),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => return Seen::Other(other),
+        }
+    }
+}
+
+/// Reads until the close frame (skipping snapshots); its code and reason.
+pub async fn close_of(ws: &mut Ws, within: Duration) -> (u16, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Seen::Closed(code, reason) = next(ws, left).await {
+            return (code, reason);
+        }
+    }
+}
+
+pub async fn send_input(ws: &mut Ws, input: Value, seq: u64) {
+    let frame = json!({ "input": input, "client_seq": seq }).to_string();
+    ws.send(Message::text(frame)).await.unwrap();
+}
+
+/// A raw WebSocket client over a blocking TCP socket: it answers nothing unless told,
+/// so it can be a client that never sends (no pongs) or never reads.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A server frame as the raw client parsed it.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawWs {
+    /// Handshakes `path_and_query` on `addr` with `Authorization: Bearer token`.
+    pub fn connect(addr: SocketAddr, path_and_query: &str, token: &str) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut this = Self { stream, buf: Vec::new() };
+        let request = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        );
+        this.stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(this.stream.try_clone().unwrap());
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains("101"), "upgrade refused: {status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+        }
+        this.buf = reader.buffer().to_vec();
+        this
+    }
+
+    /// Sends one masked client frame.
+    pub fn send(&mut self, opcode: u8, payload: &[u8]) {
+        let mut frame = vec![0x80 | opcode];
+        let mask = [1u8, 2, 3, 4];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n < 65_536 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let _ = self.stream.write_all(&frame);
+    }
+
+    fn fill(&mut self, need: usize) -> bool {
+        while self.buf.len() < need {
+            let mut chunk = [0u8; 65_536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    }
+
+    /// The next server frame (unmasked), or `None` at EOF or after the read timeout.
+    pub fn frame(&mut self) -> Option<RawFrame> {
+        if !self.fill(2) {
+            return None;
+        }
+        let opcode = self.buf[0] & 0x0f;
+        let (len, header) = match self.buf[1] & 0x7f {
+            126 => {
+                if !self.fill(4) {
+                    return None;
+                }
+                (usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4)
+            }
+            127 => {
+                if !self.fill(10) {
+                    return None;
+                }
+                (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10)
+            }
+            n => (usize::from(n), 2),
+        };
+        if !self.fill(header + len) {
+            return None;
+        }
+        let payload = self.buf[header..header + len].to_vec();
+        self.buf.drain(..header + len);
+        Some(RawFrame { opcode, payload })
+    }
+
+    /// Reads frames until the close frame; its code and reason.
+    pub fn close_code(&mut self) -> Option<(u16, String)> {
+        while let Some(frame) = self.frame() {
+            if frame.opcode == 0x8 {
+                let code = u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
+                return Some((code, String::from_utf8_lossy(&frame.payload[2..]).into_owned()));
+            }
+        }
+        None
+    }
+}
