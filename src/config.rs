@@ -106,26 +106,7 @@ impl Config {
             );
         }
 
-        let (admin_token, admin_token_generated) = match get("PYLON_ADMIN_TOKEN") {
-            Some(token) if token.len() < 16 => {
-                bail!("PYLON_ADMIN_TOKEN must be at least 16 characters")
-            }
-            Some(token) => (token, false),
-            None if mode == Mode::Serve && dev_flag => bail!(
-                "PYLON_DEV_MODE=true under `pylon serve` needs PYLON_ADMIN_TOKEN (or run `pylon dev`, which generates one)"
-            ),
-            None if mode == Mode::Serve => {
-                bail!(
-                    "PYLON_ADMIN_TOKEN is required outside dev mode (set a random secret of 16+ characters)"
-                )
-            }
-            None => (
-                pylon_storage::sessions::random_token()
-                    .context("PYLON_ADMIN_TOKEN: cannot generate one (no OS randomness)")?,
-                true,
-            ),
-        };
-
+        let (admin_token, admin_token_generated) = admin_token(mode, dev_flag, &get)?;
         let session_db = get("PYLON_SESSION_DB")
             .map_or_else(|| PathBuf::from(".pylon/sessions.db"), PathBuf::from);
         let database_url = match get("DATABASE_URL") {
@@ -144,50 +125,11 @@ impl Config {
             Some(url) => bail!("PYLON_CLUSTER_BUS must be a redis:// URL, got {url:?}"),
         };
 
-        let defaults = Limits::default();
-        let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
-            Ok(number(&get, name, 1, max)?.map_or(default, Duration::from_secs))
-        };
-        let limits = Limits {
-            max_frame_bytes: number(&get, "PYLON_MAX_FRAME_BYTES", 256, 16 << 20)?
-                .map_or(defaults.max_frame_bytes, |n| n as usize),
-            max_inputs_per_sec: number(&get, "PYLON_MAX_INPUTS_PER_SEC", 1, 100_000)?
-                .map_or(defaults.max_inputs_per_sec, |n| n as u32),
-            max_conns_per_ip: number(&get, "PYLON_MAX_CONNS_PER_IP", 1, 1_000_000)?
-                .map_or(defaults.max_conns_per_ip, |n| n as u32),
-            handshake_timeout: secs(
-                "PYLON_HANDSHAKE_TIMEOUT_SECS",
-                defaults.handshake_timeout,
-                300,
-            )?,
-            idle_timeout: secs("PYLON_IDLE_TIMEOUT_SECS", defaults.idle_timeout, 3600)?,
-            ping_interval: secs("PYLON_PING_INTERVAL_SECS", defaults.ping_interval, 3600)?,
-            max_body_bytes: number(&get, "PYLON_MAX_BODY_BYTES", 1024, 1 << 30)?
-                .map_or(defaults.max_body_bytes, |n| n as usize),
-            sse_heartbeat: defaults.sse_heartbeat,
-        };
-        if limits.ping_interval >= limits.idle_timeout {
-            bail!(
-                "PYLON_PING_INTERVAL_SECS ({}) must be shorter than PYLON_IDLE_TIMEOUT_SECS ({})",
-                limits.ping_interval.as_secs(),
-                limits.idle_timeout.as_secs()
-            );
-        }
-        let shutdown_grace = secs("PYLON_SHUTDOWN_GRACE_SECS", Duration::from_secs(30), 3600)?;
+        let limits = limits(&get)?;
+        let shutdown_grace = number(&get, "PYLON_SHUTDOWN_GRACE_SECS", 1, 3600)?
+            .map_or(Duration::from_secs(30), Duration::from_secs);
 
-        let log_filter = get("PYLON_LOG").unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
-            bail!(
-                "PYLON_LOG is not a valid log filter (try info, debug or pylon_api=debug), got {log_filter:?}"
-            );
-        }
-        let log_format = match get("PYLON_LOG_FORMAT").as_deref() {
-            None if dev_mode => LogFormat::Pretty,
-            None => LogFormat::Json,
-            Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => bail!("PYLON_LOG_FORMAT must be json or pretty, got {other:?}"),
-        };
+        let (log_filter, log_format) = logging(dev_mode, &get)?;
 
         Ok(Self {
             dev_mode,
@@ -207,6 +149,84 @@ impl Config {
             log_format,
         })
     }
+}
+
+/// `PYLON_ADMIN_TOKEN`, or a generated one in `pylon dev`: (token, generated).
+fn admin_token(
+    mode: Mode,
+    dev_flag: bool,
+    get: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, bool)> {
+    Ok(match get("PYLON_ADMIN_TOKEN") {
+        Some(token) if token.len() < 16 => {
+            bail!("PYLON_ADMIN_TOKEN must be at least 16 characters")
+        }
+        Some(token) => (token, false),
+        None if mode == Mode::Serve && dev_flag => bail!(
+            "PYLON_DEV_MODE=true under `pylon serve` needs PYLON_ADMIN_TOKEN (or run `pylon dev`, which generates one)"
+        ),
+        None if mode == Mode::Serve => {
+            bail!(
+                "PYLON_ADMIN_TOKEN is required outside dev mode (set a random secret of 16+ characters)"
+            )
+        }
+        None => (
+            pylon_storage::sessions::random_token()
+                .context("PYLON_ADMIN_TOKEN: cannot generate one (no OS randomness)")?,
+            true,
+        ),
+    })
+}
+
+/// `PYLON_LOG` and `PYLON_LOG_FORMAT`.
+fn logging(
+    dev_mode: bool,
+    get: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, LogFormat)> {
+    let log_filter = get("PYLON_LOG").unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+        bail!(
+            "PYLON_LOG is not a valid log filter (try info, debug or pylon_api=debug), got {log_filter:?}"
+        );
+    }
+    let log_format = match get("PYLON_LOG_FORMAT").as_deref() {
+        None if dev_mode => LogFormat::Pretty,
+        None => LogFormat::Json,
+        Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => bail!("PYLON_LOG_FORMAT must be json or pretty, got {other:?}"),
+    };
+    Ok((log_filter, log_format))
+}
+
+/// The socket and HTTP limits (`PYLON_MAX_*`, timeouts).
+fn limits(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Limits> {
+    let defaults = Limits::default();
+    let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
+        Ok(number(get, name, 1, max)?.map_or(default, Duration::from_secs))
+    };
+    let limits = Limits {
+        max_frame_bytes: number(get, "PYLON_MAX_FRAME_BYTES", 256, 16 << 20)?
+            .map_or(defaults.max_frame_bytes, |n| n as usize),
+        max_inputs_per_sec: number(get, "PYLON_MAX_INPUTS_PER_SEC", 1, 100_000)?
+            .map_or(defaults.max_inputs_per_sec, |n| n as u32),
+        max_conns_per_ip: number(get, "PYLON_MAX_CONNS_PER_IP", 1, 1_000_000)?
+            .map_or(defaults.max_conns_per_ip, |n| n as u32),
+        handshake_timeout: secs("PYLON_HANDSHAKE_TIMEOUT_SECS", defaults.handshake_timeout, 300)?,
+        idle_timeout: secs("PYLON_IDLE_TIMEOUT_SECS", defaults.idle_timeout, 3600)?,
+        ping_interval: secs("PYLON_PING_INTERVAL_SECS", defaults.ping_interval, 3600)?,
+        max_body_bytes: number(get, "PYLON_MAX_BODY_BYTES", 1024, 1 << 30)?
+            .map_or(defaults.max_body_bytes, |n| n as usize),
+        sse_heartbeat: defaults.sse_heartbeat,
+    };
+    if limits.ping_interval >= limits.idle_timeout {
+        bail!(
+            "PYLON_PING_INTERVAL_SECS ({}) must be shorter than PYLON_IDLE_TIMEOUT_SECS ({})",
+            limits.ping_interval.as_secs(),
+            limits.idle_timeout.as_secs()
+        );
+    }
+    Ok(limits)
 }
 
 /// An optional whole number in `[min, max]`.
@@ -320,7 +340,8 @@ mod tests {
     /// Each refusal names its variable.
     #[test]
     fn refusals_name_the_variable() {
-        let cases: &[(Mode, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (Mode, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
             (Mode::Serve, &[], "PYLON_ADMIN_TOKEN"),
             (Mode::Serve, &[("PYLON_DEV_MODE", "true")], "PYLON_DEV_MODE"),
             (Mode::Serve, &[TOKEN, ("PYLON_CORS_ORIGIN", "*")], "PYLON_CORS_ORIGIN"),

@@ -191,10 +191,10 @@ impl Matches {
         let mut counts: Vec<(&'static str, u64)> = self.games.names().map(|n| (n, 0)).collect();
         for entry in self.read().values() {
             let status = entry.handle.status();
-            if status.is_running() {
-                if let Some(slot) = counts.iter_mut().find(|(n, _)| *n == status.game()) {
-                    slot.1 += 1;
-                }
+            if status.is_running()
+                && let Some(slot) = counts.iter_mut().find(|(n, _)| *n == status.game())
+            {
+                slot.1 += 1;
             }
         }
         counts

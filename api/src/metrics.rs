@@ -88,6 +88,13 @@ pub struct Sources<'a> {
 #[must_use]
 pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
     let mut out = String::with_capacity(16 * 1024);
+    tick_section(&mut out, api, src);
+    api_section(&mut out, api, src);
+    out
+}
+
+/// The tick threads' metrics (and the inputs refused anywhere, in one family).
+fn tick_section(out: &mut String, api: &ApiMetrics, src: &Sources<'_>) {
     let sum = |f: &dyn Fn(&ThreadMetrics) -> u64| -> u64 { src.threads.iter().map(|t| f(t)).sum() };
     let merged = |f: &dyn Fn(&ThreadMetrics) -> HistogramSnapshot| -> HistogramSnapshot {
         let mut all = HistogramSnapshot::default();
@@ -97,64 +104,71 @@ pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
         all
     };
 
-    gauge(&mut out, "pylon_uptime_seconds", "Seconds since the process started.", src.uptime_secs);
-    gauge(&mut out, "pylon_tick_threads", "Tick threads.", src.threads.len() as u64);
+    gauge(out, "pylon_uptime_seconds", "Seconds since the process started.", src.uptime_secs);
+    gauge(out, "pylon_tick_threads", "Tick threads.", src.threads.len() as u64);
     histogram(
-        &mut out,
+        out,
         "pylon_tick_duration_seconds",
         "Duration of one shard step.",
         &merged(&|t| t.tick_duration_us.snapshot()),
     );
     histogram(
-        &mut out,
+        out,
         "pylon_tick_lateness_seconds",
         "How late a shard step started after its deadline.",
         &merged(&|t| t.lateness_us.snapshot()),
     );
     histogram(
-        &mut out,
+        out,
         "pylon_input_latency_seconds",
         "From an input's hand-off to its application in a tick.",
         &merged(&|t| t.input_latency_us.snapshot()),
     );
     counter(
-        &mut out,
+        out,
         "pylon_ticks_total",
         "Shard steps run.",
         sum(&|t| t.ticks.load(Ordering::Relaxed)),
     );
     counter(
-        &mut out,
+        out,
         "pylon_tick_overruns_total",
         "Steps longer than their shard's tick period.",
         sum(&|t| t.overruns.load(Ordering::Relaxed)),
     );
     counter(
-        &mut out,
+        out,
         "pylon_skipped_ticks_total",
         "Ticks skipped after a stall.",
         sum(&|t| t.skipped_ticks.load(Ordering::Relaxed)),
     );
     counter(
-        &mut out,
+        out,
         "pylon_commands_rejected_total",
         "Commands refused because a tick thread's queue was full.",
         sum(&|t| t.commands_rejected.load(Ordering::Relaxed)),
     );
     counter(
-        &mut out,
+        out,
         "pylon_inputs_applied_total",
         "Inputs applied by a tick.",
         sum(&|t| t.inputs_applied.load(Ordering::Relaxed)),
     );
     counter(
-        &mut out,
+        out,
         "pylon_shard_panics_total",
         "Matches stopped because a game system panicked.",
         sum(&|t| t.panics.load(Ordering::Relaxed)),
     );
 
-    header(&mut out, "pylon_inputs_rejected_total", "Inputs refused, by reason.", "counter");
+    inputs_section(out, api, src);
+}
+
+/// Inputs refused, by reason, from the tick threads and the socket layer; shards per
+/// thread.
+fn inputs_section(out: &mut String, api: &ApiMetrics, src: &Sources<'_>) {
+    let sum = |f: &dyn Fn(&ThreadMetrics) -> u64| -> u64 { src.threads.iter().map(|t| f(t)).sum() };
+    header(out, "pylon_inputs_rejected_total", "Inputs refused, by reason.", "counter");
     for (i, reason) in ThreadMetrics::REJECT_REASONS.iter().enumerate() {
         let n = sum(&|t| t.inputs_rejected[i].load(Ordering::Relaxed));
         let _ = writeln!(out, "pylon_inputs_rejected_total{{reason=\"{reason}\"}} {n}");
@@ -166,81 +180,74 @@ pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
         let _ = writeln!(out, "pylon_inputs_rejected_total{{reason=\"{reason}\"}} {n}");
     }
 
-    header(&mut out, "pylon_shards", "Shards per tick thread.", "gauge");
+    header(out, "pylon_shards", "Shards per tick thread.", "gauge");
     for (i, t) in src.threads.iter().enumerate() {
         let _ =
             writeln!(out, "pylon_shards{{thread=\"{i}\"}} {}", t.shards.load(Ordering::Relaxed));
     }
-    header(&mut out, "pylon_matches", "Running matches by game.", "gauge");
+}
+
+/// Matches, subscribers, sockets, frames and HTTP requests.
+fn api_section(out: &mut String, api: &ApiMetrics, src: &Sources<'_>) {
+    header(out, "pylon_matches", "Running matches by game.", "gauge");
     for (game, n) in src.matches_by_game {
         let _ = writeln!(out, "pylon_matches{{game=\"{game}\"}} {n}");
     }
-    gauge(&mut out, "pylon_subscribers", "Subscribers of running matches.", src.subscribers);
+    gauge(out, "pylon_subscribers", "Subscribers of running matches.", src.subscribers);
     gauge(
-        &mut out,
+        out,
         "pylon_socket_connections",
         "Shard sockets open.",
         api.sockets_open.load(Ordering::Relaxed),
     );
     counter(
-        &mut out,
+        out,
         "pylon_socket_connections_total",
         "Shard sockets accepted.",
         api.sockets_total.load(Ordering::Relaxed),
     );
     gauge(
-        &mut out,
+        out,
         "pylon_sse_streams",
         "SSE snapshot streams open.",
         api.sse_open.load(Ordering::Relaxed),
     );
+    counter(out, "pylon_frames_out_total", "Frames sent.", api.frames_out.load(Ordering::Relaxed));
     counter(
-        &mut out,
-        "pylon_frames_out_total",
-        "Frames sent.",
-        api.frames_out.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
+        out,
         "pylon_bytes_out_total",
         "Payload bytes sent.",
         api.bytes_out.load(Ordering::Relaxed),
     );
     counter(
-        &mut out,
+        out,
         "pylon_frames_in_total",
         "Frames received.",
         api.frames_in.load(Ordering::Relaxed),
     );
     counter(
-        &mut out,
+        out,
         "pylon_bytes_in_total",
         "Payload bytes received.",
         api.bytes_in.load(Ordering::Relaxed),
     );
 
     counter(
-        &mut out,
+        out,
         "pylon_snapshots_replaced_total",
         "Snapshots replaced unsent in a slow subscriber's mailbox (counted when it leaves).",
         api.snapshots_replaced.load(Ordering::Relaxed),
     );
-    header(
-        &mut out,
-        "pylon_socket_closes_total",
-        "Shard sockets closed, by close code.",
-        "counter",
-    );
+    header(out, "pylon_socket_closes_total", "Shard sockets closed, by close code.", "counter");
     for (code, n) in lock(&api.closes).iter() {
         let _ = writeln!(out, "pylon_socket_closes_total{{code=\"{code}\"}} {n}");
     }
-    header(&mut out, "pylon_http_requests_total", "HTTP requests by route and status.", "counter");
+    header(out, "pylon_http_requests_total", "HTTP requests by route and status.", "counter");
     for ((route, status), n) in lock(&api.http).iter() {
         let route = route.replace('\\', "\\\\").replace('"', "\\\"");
         let _ =
             writeln!(out, "pylon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
     }
-    out
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

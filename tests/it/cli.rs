@@ -48,7 +48,8 @@ fn refused_configurations() {
         l.local_addr().unwrap().port()
     };
     let bus = format!("redis://127.0.0.1:{closed_port}");
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("serve", vec![], "PYLON_ADMIN_TOKEN"),
         ("serve", vec![("PYLON_DEV_MODE", "true")], "PYLON_DEV_MODE"),
         (

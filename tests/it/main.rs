@@ -1,6 +1,7 @@
 //! End-to-end tests of the `pylon` workspace. One binary, a module per area.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
+#![allow(clippy::too_many_lines, reason = "end-to-end scenarios read top to bottom")]
 
 mod cli;
 mod hostile;

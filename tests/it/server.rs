@@ -47,10 +47,10 @@ async fn eight_clients_play_over_every_auth_path() {
     let mut first_tick = Vec::new();
     for (ws, user) in &mut clients {
         let (tick, snap) = loop {
-            if let Seen::Snapshot(tick, snap) = next(ws, SECS5).await {
-                if player(&snap, user).is_some() {
-                    break (tick, snap);
-                }
+            if let Seen::Snapshot(tick, snap) = next(ws, SECS5).await
+                && player(&snap, user).is_some()
+            {
+                break (tick, snap);
             }
         };
         assert!(snap["ack"].is_null(), "no input yet: {}", snap["ack"]);
@@ -68,13 +68,12 @@ async fn eight_clients_play_over_every_auth_path() {
         let deadline = Instant::now() + SECS5;
         let (tick, snap) = loop {
             assert!(Instant::now() < deadline, "client {i}: ack 5 never arrived");
-            if let Seen::Snapshot(tick, snap) = next(ws, SECS5).await {
-                if snap["ack"] == 5 {
-                    // One more tick so the movement shows.
-                    if let Seen::Snapshot(t2, s2) = next(ws, SECS5).await {
-                        break (t2.max(tick), s2);
-                    }
-                }
+            if let Seen::Snapshot(tick, snap) = next(ws, SECS5).await
+                && snap["ack"] == 5
+                // One more tick so the movement shows.
+                && let Seen::Snapshot(t2, s2) = next(ws, SECS5).await
+            {
+                break (t2.max(tick), s2);
             }
         };
         assert!(tick > first_tick[i], "ticks advance");
