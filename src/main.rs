@@ -21,10 +21,15 @@ use pylon_tick::{MonotonicClock, TickConfig, TickPool};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "pylon", version, about = "pylon: realtime game shards")]
+#[command(
+    name = "pylon",
+    version,
+    about = "pylon: realtime game shards",
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -50,12 +55,12 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mode = match cli.command {
-        Some(Command::Version) => {
+        Command::Version => {
             println!("pylon {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
-        Some(Command::Dev) => Mode::Dev,
-        Some(Command::Serve) | None => Mode::Serve,
+        Command::Dev => Mode::Dev,
+        Command::Serve => Mode::Serve,
     };
     let config = Config::from_env(mode)?;
     if let Some(url) = &config.cluster_bus {
