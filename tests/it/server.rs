@@ -92,6 +92,32 @@ async fn eight_clients_play_over_every_auth_path() {
         .unwrap();
     assert_eq!(info["subscribers"], 8);
     assert_eq!(info["running"], true);
+
+    // What operators see.
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let m = server.metrics().await;
+    for family in [
+        "pylon_tick_duration_seconds_bucket{le=\"+Inf\"}",
+        "pylon_tick_lateness_seconds_count",
+        "pylon_skipped_ticks_total",
+        "pylon_frames_out_total",
+        "pylon_bytes_out_total",
+        "pylon_frames_in_total",
+        "pylon_bytes_in_total",
+        "pylon_inputs_applied_total",
+    ] {
+        assert!(
+            metric(&m, family) > 0.0 || family.starts_with("pylon_skipped"),
+            "{family} in\n{m}"
+        );
+        assert!(m.contains(family), "{family} exported");
+    }
+    assert_eq!(metric(&m, "pylon_matches{game=\"arena\"}"), 1.0);
+    assert_eq!(metric(&m, "pylon_subscribers"), 8.0);
+    assert_eq!(metric(&m, "pylon_socket_connections"), 8.0);
+    assert!(metric(&m, "pylon_http_requests_total{route=\"/api/shards\",status=\"201\"}") >= 1.0);
+    assert!(m.contains("pylon_inputs_rejected_total{reason=\"rate_limited\"}"));
 }
 
 /// Text mode and the MessagePack + delta mode carry the same game.
@@ -406,6 +432,17 @@ async fn sse_fallback_and_http_input() {
         .await
         .unwrap();
     assert_eq!(huge.status(), 413);
+
+    // Logout revokes the session everywhere.
+    let me = server.http.get(server.url("/api/auth/me")).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let out =
+        server.http.post(server.url("/api/auth/logout")).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    let me = server.http.get(server.url("/api/auth/me")).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(me.status(), 401);
+    let body: Value = me.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "AUTH_REQUIRED");
 }
 
 /// Reads SSE events from a streaming response.
