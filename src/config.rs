@@ -49,6 +49,11 @@ pub struct Config {
     /// `PYLON_SESSION_DB`: the session database file (default `.pylon/sessions.db`;
     /// `:memory:` keeps sessions in memory).
     pub session_db: PathBuf,
+    /// `PYLON_DB_PATH`: the entity database (SQLite; default `.pylon/pylon.db`).
+    pub db_path: PathBuf,
+    /// `PYLON_MANIFEST`: the entity manifest (dev default: the bundled example; serve
+    /// default: no entities).
+    pub manifest: Option<PathBuf>,
     /// `DATABASE_URL`, when it names Postgres (used by the storage issue's backend).
     pub database_url: Option<String>,
     /// `PYLON_REGION` and `PYLON_REGIONS`.
@@ -109,6 +114,14 @@ impl Config {
         let (admin_token, admin_token_generated) = admin_token(mode, dev_flag, &get)?;
         let session_db = get("PYLON_SESSION_DB")
             .map_or_else(|| PathBuf::from(".pylon/sessions.db"), PathBuf::from);
+        let db_path =
+            get("PYLON_DB_PATH").map_or_else(|| PathBuf::from(".pylon/pylon.db"), PathBuf::from);
+        let manifest = get("PYLON_MANIFEST").map(PathBuf::from);
+        if let Some(path) = &manifest
+            && !path.is_file()
+        {
+            bail!("PYLON_MANIFEST={} is not a readable file", path.display());
+        }
         let database_url = match get("DATABASE_URL") {
             None => None,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -140,6 +153,8 @@ impl Config {
             admin_token_generated,
             cors_origins,
             session_db,
+            db_path,
+            manifest,
             database_url,
             regions,
             cluster_bus,

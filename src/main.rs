@@ -12,9 +12,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, LogFormat, Mode};
-use pylon_api::{ApiConfig, Listeners, Matches, Server};
+use pylon_api::{ApiConfig, Entities, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
-use pylon_storage::{SessionStore, SqliteSessionStore};
+use pylon_storage::{Manifest, SessionStore, SqliteOptions, SqliteSessionStore, SqliteStore};
+use pylon_sync::Hub;
 use pylon_tick::{MonotonicClock, TickConfig, TickPool};
 
 #[global_allocator]
@@ -100,6 +101,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?,
         )
     };
+    let store = open_store(&config)?;
+    let (policies, warnings) = Policies::compile(store.manifest(), config.dev_mode);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let listeners = Listeners::bind(config.host, config.port).await.context("PYLON_PORT")?;
 
     let tick_config = TickConfig { threads: config.tick_threads, ..TickConfig::default() };
@@ -114,7 +120,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         limits: config.limits.clone(),
         ..ApiConfig::default()
     };
-    let server = Server::new(api, matches, sessions, env!("CARGO_PKG_VERSION"));
+    let entities =
+        Entities { store, policies: Arc::new(policies), hub: Hub::new(pylon_sync::DEFAULT_BUFFER) };
+    let server =
+        Server::new(api, matches, sessions, env!("CARGO_PKG_VERSION")).with_entities(entities);
 
     if config.admin_token_generated {
         println!("pylon dev: admin token (generated for this run): {}", config.admin_token);
@@ -130,6 +139,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%main_addr, %shard_addr, tick_threads = config.tick_threads, dev = config.dev_mode, "listening");
     server.run(listeners, shutdown_signal(), config.shutdown_grace).await;
     Ok(())
+}
+
+/// The example manifest `pylon dev` loads when `PYLON_MANIFEST` is not set.
+const EXAMPLE_MANIFEST: &str = include_str!("../examples/pylon.manifest.json");
+/// What `pylon serve` runs with when `PYLON_MANIFEST` is not set: no entities.
+const EMPTY_MANIFEST: &str = r#"{"manifest_version":1,"name":"pylon","version":"0","entities":[]}"#;
+
+/// The manifest from `PYLON_MANIFEST`, or the default for the mode.
+fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
+    let (manifest, warnings) = match &config.manifest {
+        Some(path) => {
+            Manifest::load(path).with_context(|| format!("PYLON_MANIFEST={}", path.display()))?
+        }
+        None if config.dev_mode => {
+            Manifest::parse(EXAMPLE_MANIFEST).context("the bundled example manifest")?
+        }
+        None => Manifest::parse(EMPTY_MANIFEST).context("the empty manifest")?,
+    };
+    for warning in warnings {
+        tracing::warn!("manifest: {warning}");
+    }
+    Ok(manifest)
+}
+
+/// Opens the entity store (migrating it to the manifest; a refused migration stops start-up).
+fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let manifest = Arc::new(load_manifest(config)?);
+    SqliteStore::open(&config.db_path, manifest, &SqliteOptions::default())
+        .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display()))
 }
 
 /// SIGTERM or Ctrl-C.

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// What to do about it, when we know.
     pub hint: Option<String>,
+    /// Extra keys of the error object (`field`, `oldest_seq`, `operation`).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -31,18 +33,27 @@ struct Inner<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<&'a str>,
+    #[serde(flatten)]
+    details: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), hint: None }
+        Self { status, code, message: message.into(), hint: None, details: serde_json::Map::new() }
     }
 
     /// Adds a hint.
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a key to the error object.
+    #[must_use]
+    pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details.insert(key.to_owned(), value);
         self
     }
 
@@ -87,7 +98,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: Inner { code: self.code, message: &self.message, hint: self.hint.as_deref() },
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                hint: self.hint.as_deref(),
+                details: &self.details,
+            },
         };
         (self.status, Json(body)).into_response()
     }
@@ -115,6 +131,8 @@ pub mod close {
     pub const IDLE: u16 = 4408;
     /// The same sid connected again on another socket, which took over the subscription.
     pub const REPLACED: u16 = 4409;
+    /// Sync socket: the requested `since` is no longer in the change log; reload.
+    pub const RESYNC: u16 = 4410;
     /// The match lives in another region; the reason carries its URL.
     pub const WRONG_REGION: u16 = 4421;
     /// Too many inputs per second, or too many sockets from one address.

@@ -12,16 +12,21 @@
 //! - [`shard_http`]: shard list/info/create/input/stop and the SSE fallback.
 //! - [`auth`]: bearer tokens (header, `bearer.` subprotocol, `?token=`), admin token,
 //!   guest sessions.
+//! - [`entities`], [`policies`]: the entity API (CRUD, cursors, transactions) under the
+//!   manifest's policies; [`feeds`]: change pull, sync WebSocket, SSE.
 //! - [`ops`], [`metrics`]: health, readiness, Prometheus text.
 //! - [`server`]: listeners, the accept loop, graceful shutdown.
 
 pub mod auth;
 pub mod config;
+pub mod entities;
 pub mod error;
+pub mod feeds;
 pub mod limits;
 pub mod matches;
 pub mod metrics;
 pub mod ops;
+pub mod policies;
 pub mod server;
 pub mod shard_http;
 pub mod shard_ws;
@@ -40,9 +45,11 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 pub use config::{ApiConfig, Limits, Regions};
+pub use entities::Entities;
 pub use error::ApiError;
 pub use matches::Matches;
 pub use metrics::ApiMetrics;
+pub use policies::Policies;
 pub use server::{Listeners, Server};
 
 /// Everything a request handler can reach. Cheap to clone.
@@ -54,6 +61,8 @@ pub struct AppState {
     pub matches: Arc<Matches>,
     /// The session store.
     pub sessions: Arc<dyn SessionStore>,
+    /// The entity store, policies and change hub (`None`: entity API answers 503).
+    pub entities: Option<Arc<entities::Entities>>,
     /// I/O-side counters.
     pub metrics: Arc<ApiMetrics>,
     /// Open sockets per client address.
@@ -84,6 +93,16 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/shards/{id}/input", post(shard_http::input))
         .route("/api/shards/{id}/connect", get(shard_http::connect))
         .route("/shard", get(shard_ws::handler))
+        .route("/api/entities/{entity}", get(entities::list).post(entities::create))
+        .route("/api/entities/{entity}/cursor", get(entities::cursor))
+        .route(
+            "/api/entities/{entity}/{id}",
+            get(entities::get_one).patch(entities::update).delete(entities::delete),
+        )
+        .route("/api/transact", post(entities::transact))
+        .route("/api/sync/pull", get(feeds::pull))
+        .route("/ws", get(feeds::ws))
+        .route("/events", get(feeds::sse))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -141,6 +160,16 @@ fn cors_layer(config: &ApiConfig) -> tower_http::cors::CorsLayer {
     let origins: Vec<HeaderValue> =
         config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     base.allow_origin(origins)
+}
+
+/// The entity-sync socket port (`+1`): the sync WebSocket on every path.
+pub fn sync_router(state: AppState) -> Router {
+    Router::new().route("/health", get(ops::health)).fallback(get(feeds::ws)).with_state(state)
+}
+
+/// The SSE port (`+2`): the change stream on every path.
+pub fn events_router(state: AppState) -> Router {
+    Router::new().route("/health", get(ops::health)).fallback(get(feeds::sse)).with_state(state)
 }
 
 /// Resolves once shutdown has started (the guard of `wait_for` is dropped inside, so the

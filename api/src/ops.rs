@@ -30,6 +30,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let sessions = Arc::clone(&state.sessions);
     let storage = tokio::task::spawn_blocking(move || sessions.ping()).await;
     let storage_ok = matches!(storage, Ok(Ok(())));
+    let storage_ok = storage_ok
+        && match &state.entities {
+            Some(ents) => ents.store.ping().await.is_ok(),
+            None => true,
+        };
     let pool_ok = !state.matches.pool().metrics().is_empty();
     let mut failing = Vec::new();
     if !storage_ok {

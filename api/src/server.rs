@@ -26,18 +26,21 @@ use tower::ServiceExt;
 
 use crate::{ApiConfig, ApiMetrics, AppState, Matches, limits, main_router, shard_router};
 
-/// The bound sockets: the main HTTP port and the shard socket port (`PYLON_PORT + 3`).
+/// The bound sockets (DESIGN.md section 7).
 #[derive(Debug)]
 pub struct Listeners {
-    /// HTTP API, ops endpoints and `/shard`.
+    /// HTTP API, ops endpoints, `/shard`, `/ws`, `/events`.
     pub main: TcpListener,
-    /// The shard socket port.
+    /// The shard socket port (`+3`).
     pub shard: TcpListener,
+    /// The entity-sync WebSocket port (`+1`); `None` leaves it unbound.
+    pub sync: Option<TcpListener>,
+    /// The SSE change-stream port (`+2`); `None` leaves it unbound.
+    pub events: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `host:port` and `host:port+3`. Ports `+1` and `+2` are reserved for the
-    /// entity-sync socket and SSE of the entity API and are not bound yet.
+    /// Binds `host:port` through `host:port+3`.
     ///
     /// # Errors
     /// The bind error, naming the address.
@@ -51,7 +54,12 @@ impl Listeners {
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
         };
-        Ok(Self { main: bind(port).await?, shard: bind(shard_port).await? })
+        Ok(Self {
+            main: bind(port).await?,
+            sync: Some(bind(port + 1).await?),
+            events: Some(bind(port + 2).await?),
+            shard: bind(shard_port).await?,
+        })
     }
 }
 
@@ -75,6 +83,7 @@ impl Server {
             config: Arc::new(config),
             matches: Arc::new(matches),
             sessions,
+            entities: None,
             metrics: Arc::new(ApiMetrics::default()),
             conns: Arc::new(limits::ConnLimiter::default()),
             shutdown,
@@ -83,6 +92,13 @@ impl Server {
             version,
         };
         Self { state, shutdown_tx }
+    }
+
+    /// Adds the entity store, its policies and the change hub.
+    #[must_use]
+    pub fn with_entities(mut self, entities: crate::Entities) -> Self {
+        self.state.entities = Some(Arc::new(entities));
+        self
     }
 
     /// The shared state (tests and wiring).
@@ -107,6 +123,23 @@ impl Server {
             &self.state,
             &connections,
         );
+        let mut extra = Vec::new();
+        if let Some(l) = listeners.sync {
+            extra.push(tokio::spawn(accept_loop(
+                l,
+                crate::sync_router(self.state.clone()),
+                &self.state,
+                &connections,
+            )));
+        }
+        if let Some(l) = listeners.events {
+            extra.push(tokio::spawn(accept_loop(
+                l,
+                crate::events_router(self.state.clone()),
+                &self.state,
+                &connections,
+            )));
+        }
         let sweeper = tokio::spawn(sweep_loop(self.state.clone()));
         let main = tokio::spawn(main);
         let shard = tokio::spawn(shard);
@@ -117,6 +150,9 @@ impl Server {
         let _ = self.shutdown_tx.send(true);
         let _ = main.await;
         let _ = shard.await;
+        for task in extra {
+            let _ = task.await;
+        }
         sweeper.abort();
 
         // Sockets see the shutdown flag and send 1001; stop the matches as well so that

@@ -106,6 +106,8 @@ async fn panicking_game_closes_its_sockets_with_1011() {
     let listeners = Listeners {
         main: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         shard: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        sync: None,
+        events: None,
     };
     let addr = listeners.shard.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

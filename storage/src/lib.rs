@@ -4,12 +4,22 @@
 //! Must never: be called from a tick thread; persistence is handed over on a bounded
 //! channel and skipped (counted) when full.
 //!
-//! Today: [`sessions`] (the session store the server's auth uses, SQLite). The entity
-//! store, change log and Postgres backend arrive with the storage issue.
+//! Layout: [`manifest`] (pylon.manifest.json), [`policy`] (rule expressions),
+//! [`entity`] (rows, write operations, change events, errors), [`sqlite`] (the embedded
+//! backend: writer thread with group commit, read pool, migrations, change log),
+//! [`sessions`] (the session store the server's auth uses).
 
+pub mod entity;
+pub mod manifest;
+pub mod policy;
 pub mod sessions;
+pub mod sqlite;
+pub mod time;
 
+pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult};
+pub use manifest::Manifest;
 pub use sessions::{NewSession, Session, SessionStore, SqliteSessionStore};
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 use thiserror::Error;
 
@@ -26,4 +36,21 @@ pub enum StoreError {
     /// The OS gave no randomness for a token.
     #[error("no randomness available: {0}")]
     Random(String),
+    /// The manifest's schema could not be applied (the message names entity and field).
+    #[error("migration {0}")]
+    Migrate(String),
+    /// A write could not be committed.
+    #[error("write failed: {0}")]
+    Write(String),
+}
+
+/// A new row id: 20 characters of lowercase base32 (100 random bits).
+///
+/// # Errors
+/// [`StoreError::Random`] when the OS has no randomness.
+pub fn new_id() -> Result<String, StoreError> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])).collect())
 }

@@ -107,6 +107,10 @@ fn taken_port_is_refused() {
         .env("PYLON_HOST", "127.0.0.1")
         .env("PYLON_PORT", port.to_string())
         .env("PYLON_SESSION_DB", ":memory:")
+        .env(
+            "PYLON_DB_PATH",
+            std::env::temp_dir().join(format!("pylon-cli-{}.db", std::process::id())),
+        )
         .output()
         .expect("pylon runs");
     assert_eq!(out.status.code(), Some(1));

@@ -4,6 +4,7 @@
 #![allow(clippy::too_many_lines, reason = "end-to-end scenarios read top to bottom")]
 
 mod cli;
+mod entities;
 mod hostile;
 mod server;
 mod support;

@@ -20,11 +20,14 @@ pub const ADMIN: &str = "integration-admin-token-0123456789";
 /// A running server process; killed when dropped.
 pub struct TestServer {
     child: Child,
+    /// Its data directory (entity database), removed on drop unless taken.
+    pub data: Option<TempDir>,
     /// The HTTP port (shard sockets on `port + 3`).
     pub port: u16,
     pub http: reqwest::Client,
 }
 
+/// A port p with p+1, p+2 and p+3 free as well (the server binds all four).
 fn free_port_pair() -> u16 {
     loop {
         let a = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -32,15 +35,47 @@ fn free_port_pair() -> u16 {
         if port > 65_000 {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port + 3)).is_ok() {
+        if (1..=3).all(|k| TcpListener::bind(("127.0.0.1", port + k)).is_ok()) {
             return port;
         }
     }
 }
 
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pylon-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The notes fixture manifest (policies by owner).
+pub fn notes_manifest() -> String {
+    format!("{}/tests/it/fixtures/notes.manifest.json", env!("CARGO_MANIFEST_DIR"))
+}
+
 impl TestServer {
-    /// Starts `pylon serve` with the admin token, an in-memory session store and `env`.
+    /// Starts `pylon serve` with the admin token, an in-memory session store, a fresh
+    /// data directory and `env`.
     pub async fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_in(TempDir::new("server"), env).await
+    }
+
+    /// Starts `pylon serve` on the data directory `data` (restarts reuse it).
+    pub async fn start_in(data: TempDir, env: &[(&str, &str)]) -> Self {
+        let db = data.0.join("pylon.db");
         for _attempt in 0..5 {
             let port = free_port_pair();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_pylon"));
@@ -53,7 +88,8 @@ impl TestServer {
                 .env("PYLON_ADMIN_TOKEN", ADMIN)
                 .env("PYLON_HOST", "127.0.0.1")
                 .env("PYLON_PORT", port.to_string())
-                .env("PYLON_SESSION_DB", ":memory:")
+                .env("PYLON_SESSION_DB", data.0.join("sessions.db"))
+                .env("PYLON_DB_PATH", &db)
                 .env("PYLON_TICK_THREADS", "2")
                 .env("PYLON_LOG", "warn")
                 .stdout(Stdio::null())
@@ -70,7 +106,7 @@ impl TestServer {
                 }
                 let health = http.get(format!("http://127.0.0.1:{port}/health")).send().await;
                 if health.is_ok_and(|r| r.status() == 200) {
-                    return Self { child, port, http };
+                    return Self { child, data: Some(data), port, http };
                 }
                 assert!(Instant::now() < deadline, "server did not become healthy in 30 s");
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -116,6 +152,23 @@ impl TestServer {
 
     pub async fn metrics(&self) -> String {
         self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Kills the process with SIGKILL and hands back its data directory.
+    pub fn sigkill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data.take().unwrap()
+    }
+
+    /// `ws://127.0.0.1:<port+1>/?<query>`: the entity-sync socket.
+    pub fn sync_url(&self, query: &str) -> String {
+        format!("ws://127.0.0.1:{}/?{query}", self.port + 1)
+    }
+
+    /// `http://127.0.0.1:<port+2>/?<query>`: the SSE change stream.
+    pub fn events_url(&self, query: &str) -> String {
+        format!("http://127.0.0.1:{}/?{query}", self.port + 2)
     }
 
     pub fn sigterm(&self) {

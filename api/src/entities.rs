@@ -1,0 +1,317 @@
+//! The entity API (DESIGN.md section 9): CRUD, keyset cursors, filters on indexed
+//! fields, all-or-nothing transactions, per-entity policies. Every committed write is
+//! published to the change hub after the store answers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use pylon_shard::Auth;
+use pylon_storage::entity::{EntityError, Guard, IndexedError, limits};
+use pylon_storage::{ChangeEvent, ChangeKind, Row, SqliteStore, WriteOp};
+use pylon_sync::Hub;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth;
+use crate::error::ApiError;
+use crate::policies::{Access, Policies};
+use crate::shard_http::JsonBody;
+
+/// The entity side of the server: store, compiled policies, change hub.
+pub struct Entities {
+    /// The store.
+    pub store: SqliteStore,
+    /// Compiled policies.
+    pub policies: Arc<Policies>,
+    /// Live change fan-out.
+    pub hub: Hub<ChangeEvent>,
+}
+
+pub(crate) fn entities(state: &AppState) -> Result<&Arc<Entities>, ApiError> {
+    state.entities.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ENTITIES_UNAVAILABLE",
+            "this server runs without an entity store",
+        )
+    })
+}
+
+/// Maps a store error to the HTTP answer.
+pub(crate) fn entity_error(e: EntityError) -> ApiError {
+    match e {
+        EntityError::UnknownEntity(name) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ENTITY_NOT_FOUND",
+            format!("unknown entity {name:?}"),
+        ),
+        e @ EntityError::NotFound { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string())
+        }
+        EntityError::InvalidField { entity, field, reason } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            format!("{entity}.{field}: {reason}"),
+        )
+        .with_detail("field", Value::String(field)),
+        EntityError::UnknownField { entity, field } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_FIELD",
+            format!("{entity} has no field {field:?}"),
+        )
+        .with_detail("field", Value::String(field)),
+        e @ EntityError::Conflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+        }
+        e @ EntityError::PolicyDenied { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "POLICY_DENIED", e.to_string())
+        }
+        EntityError::BadRequest(msg) => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg),
+        EntityError::ResyncRequired { oldest_seq, latest_seq } => ApiError::new(
+            StatusCode::GONE,
+            "RESYNC_REQUIRED",
+            format!(
+                "the change log holds seq {oldest_seq} to {latest_seq}; reload the entity lists"
+            ),
+        )
+        .with_detail("oldest_seq", json!(oldest_seq)),
+        other => ApiError::internal(&other),
+    }
+}
+
+fn indexed_error(e: IndexedError) -> ApiError {
+    let index = e.index;
+    entity_error(e.error).with_detail("operation", json!(index))
+}
+
+fn guard(policies: &Arc<Policies>, entity: &str, access: Access, caller: Option<&Auth>) -> Guard {
+    let (policies, entity, caller) = (Arc::clone(policies), entity.to_owned(), caller.cloned());
+    Arc::new(move |row: &Row| policies.allows(&entity, access, caller.as_ref(), Some(row)))
+}
+
+fn publish(ents: &Entities, changes: Vec<ChangeEvent>) {
+    for change in changes {
+        ents.hub.publish(Arc::new(change));
+    }
+}
+
+/// Query parameters: `limit`, `offset`, `after`, `token`; anything else is a filter.
+struct ListQuery {
+    limit: u32,
+    offset: u64,
+    after: Option<String>,
+    token: Option<String>,
+    filters: Vec<(String, String)>,
+}
+
+fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery {
+        limit: limits::DEFAULT_PAGE,
+        offset: 0,
+        after: None,
+        token: None,
+        filters: Vec::new(),
+    };
+    let bad = |what: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("{what} must be a whole number"),
+        )
+    };
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match &*key {
+            "limit" => {
+                q.limit = value.parse::<u32>().map_err(|_| bad("limit"))?.clamp(1, limits::MAX_PAGE)
+            }
+            "offset" => q.offset = value.parse().map_err(|_| bad("offset"))?,
+            "after" => q.after = Some(value.into_owned()),
+            "token" => q.token = Some(value.into_owned()),
+            _ => q.filters.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /api/entities/:entity?limit=&offset=&<field>=<value>`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Path(entity): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let ents = entities(&state)?;
+    let q = list_query(raw.as_deref())?;
+    let caller = auth::http_caller(&state, &headers, q.token.as_deref()).await?;
+    let page =
+        ents.store.list(&entity, q.filters, q.limit, q.offset).await.map_err(entity_error)?;
+    let data: Vec<Row> = page
+        .rows
+        .into_iter()
+        .filter(|r| ents.policies.allows(&entity, Access::Read, caller.as_ref(), Some(r)))
+        .collect();
+    Ok(Json(json!({ "data": data, "count": page.count, "offset": q.offset, "limit": q.limit })))
+}
+
+/// `GET /api/entities/:entity/cursor?after=<id>&limit=N`.
+pub(crate) async fn cursor(
+    State(state): State<AppState>,
+    Path(entity): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let ents = entities(&state)?;
+    let q = list_query(raw.as_deref())?;
+    let caller = auth::http_caller(&state, &headers, q.token.as_deref()).await?;
+    let page =
+        ents.store.cursor(&entity, q.after, q.filters, q.limit).await.map_err(entity_error)?;
+    let data: Vec<Row> = page
+        .rows
+        .into_iter()
+        .filter(|r| ents.policies.allows(&entity, Access::Read, caller.as_ref(), Some(r)))
+        .collect();
+    Ok(Json(json!({ "data": data, "next_cursor": page.next_cursor, "has_more": page.has_more })))
+}
+
+/// `GET /api/entities/:entity/:id`.
+pub(crate) async fn get_one(
+    State(state): State<AppState>,
+    Path((entity, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Row>, ApiError> {
+    let ents = entities(&state)?;
+    let caller = auth::http_caller(&state, &headers, None).await?;
+    let row = ents.store.get(&entity, &id).await.map_err(entity_error)?;
+    if !ents.policies.allows(&entity, Access::Read, caller.as_ref(), Some(&row)) {
+        return Err(entity_error(EntityError::PolicyDenied { entity, kind: "read" }));
+    }
+    Ok(Json(row))
+}
+
+fn object(body: Value) -> Result<Row, ApiError> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::invalid_json("expected a JSON object of fields")),
+    }
+}
+
+async fn write_one(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: ChangeKind,
+    entity: String,
+    id: Option<String>,
+    data: Row,
+) -> Result<String, ApiError> {
+    let ents = entities(state)?;
+    let caller = auth::http_caller(state, headers, None).await?;
+    let access = match kind {
+        ChangeKind::Insert => Access::Insert,
+        ChangeKind::Update => Access::Update,
+        ChangeKind::Delete => Access::Delete,
+    };
+    let op = WriteOp {
+        kind,
+        guard: Some(guard(&ents.policies, &entity, access, caller.as_ref())),
+        entity,
+        id,
+        data,
+    };
+    let result = ents.store.write(vec![op]).await.map_err(|e| entity_error(e.error))?;
+    let id = result.ids.first().cloned().unwrap_or_default();
+    publish(ents, result.changes);
+    Ok(id)
+}
+
+/// `POST /api/entities/:entity` -> 201 `{"id"}`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Path(entity): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let data = object(body)?;
+    let id = write_one(&state, &headers, ChangeKind::Insert, entity, None, data).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// `PATCH /api/entities/:entity/:id` -> `{"updated":true}`.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path((entity, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let data = object(body)?;
+    write_one(&state, &headers, ChangeKind::Update, entity, Some(id), data).await?;
+    Ok(Json(json!({ "updated": true })))
+}
+
+/// `DELETE /api/entities/:entity/:id` -> `{"deleted":true}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path((entity, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    write_one(&state, &headers, ChangeKind::Delete, entity, Some(id), Row::new()).await?;
+    Ok(Json(json!({ "deleted": true })))
+}
+
+/// One operation of `POST /api/transact`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransactOp {
+    op: String,
+    entity: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    data: Option<Row>,
+}
+
+/// `POST /api/transact`: an array of operations, all or nothing.
+pub(crate) async fn transact(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(ops): JsonBody<Vec<TransactOp>>,
+) -> Result<Json<Value>, ApiError> {
+    let ents = entities(&state)?;
+    let caller = auth::http_caller(&state, &headers, None).await?;
+    if ops.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a transaction needs at least one operation",
+        ));
+    }
+    let mut batch = Vec::with_capacity(ops.len());
+    for (i, op) in ops.into_iter().enumerate() {
+        let Some(kind) = ChangeKind::parse(&op.op) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("operation {i}: op must be insert, update or delete"),
+            )
+            .with_detail("operation", json!(i)));
+        };
+        let access = match kind {
+            ChangeKind::Insert => Access::Insert,
+            ChangeKind::Update => Access::Update,
+            ChangeKind::Delete => Access::Delete,
+        };
+        batch.push(WriteOp {
+            kind,
+            guard: Some(guard(&ents.policies, &op.entity, access, caller.as_ref())),
+            entity: op.entity,
+            id: op.id,
+            data: op.data.unwrap_or_default(),
+        });
+    }
+    let result = ents.store.write(batch).await.map_err(indexed_error)?;
+    let ids = result.ids.clone();
+    publish(ents, result.changes);
+    Ok(Json(json!({ "committed": true, "ids": ids })))
+}

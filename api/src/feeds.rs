@@ -1,0 +1,286 @@
+//! Change feeds: `GET /api/sync/pull?since=N`, the sync WebSocket (port `+1` and `/ws`)
+//! and SSE (port `+2` and `/events`). Every event passes the receiver's read policy.
+//!
+//! A live feed starts from `since` (query) or `Last-Event-ID` (SSE) by reading the
+//! durable log, then follows the in-process hub. When it falls behind the hub's buffer,
+//! or sees a gap in `seq` (commits published out of order), it reads the log again, so
+//! nothing committed is ever skipped and nothing is delivered twice.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, Stream, StreamExt};
+use pylon_shard::Auth;
+use pylon_storage::ChangeEvent;
+use pylon_storage::entity::EntityError;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::auth::{self, AuthFailure, TokenSource};
+use crate::entities::{Entities, entities, entity_error};
+use crate::error::{ApiError, close};
+use crate::policies::Access;
+
+fn visible(ents: &Entities, caller: Option<&Auth>, e: &ChangeEvent) -> bool {
+    let row = e.data.as_ref().or(e.before.as_ref());
+    ents.policies.allows(&e.entity, Access::Read, caller, row)
+}
+
+/// `since`, `limit`, `token` from a query string.
+fn feed_query(raw: Option<&str>) -> Result<(Option<u64>, u32, Option<String>), ApiError> {
+    let (mut since, mut limit, mut token) = (None, 100u32, None);
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let number = || {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    format!("{key} must be a whole number"),
+                )
+            })
+        };
+        match &*key {
+            "since" => since = Some(number()?),
+            "limit" => limit = u32::try_from(number()?).unwrap_or(u32::MAX).clamp(1, 1000),
+            "token" => token = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    Ok((since, limit, token))
+}
+
+/// `GET /api/sync/pull?since=N&limit=M`.
+pub(crate) async fn pull(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let ents = entities(&state)?;
+    let (since, limit, token) = feed_query(raw.as_deref())?;
+    let caller = auth::http_caller(&state, &headers, token.as_deref()).await?;
+    let page = ents.store.changes_since(since.unwrap_or(0), limit).await.map_err(entity_error)?;
+    let changes: Vec<&ChangeEvent> =
+        page.changes.iter().filter(|e| visible(ents, caller.as_ref(), e)).collect();
+    Ok(Json(
+        json!({ "changes": changes, "cursor": { "last_seq": page.last_seq }, "has_more": page.has_more }),
+    ))
+}
+
+/// The ordered, policy-filtered event source behind both live transports.
+struct Feed {
+    ents: Arc<Entities>,
+    caller: Option<Auth>,
+    rx: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
+    last: u64,
+    catching_up: bool,
+    backlog: VecDeque<Arc<ChangeEvent>>,
+}
+
+impl Feed {
+    async fn start(
+        ents: Arc<Entities>,
+        caller: Option<Auth>,
+        since: Option<u64>,
+    ) -> Result<Self, EntityError> {
+        let rx = ents.hub.subscribe();
+        let (last, catching_up) = match since {
+            Some(since) => (since, true),
+            None => (ents.store.latest_seq().await?, false),
+        };
+        Ok(Self { ents, caller, rx, last, catching_up, backlog: VecDeque::new() })
+    }
+
+    /// The next event this caller may see, in seq order; `Err` when the log no longer
+    /// holds what the feed needs (resync), `Ok(None)` when the hub is gone.
+    async fn next(&mut self) -> Result<Option<Arc<ChangeEvent>>, EntityError> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                if e.seq <= self.last {
+                    continue;
+                }
+                self.last = e.seq;
+                if visible(&self.ents, self.caller.as_ref(), &e) {
+                    return Ok(Some(e));
+                }
+                continue;
+            }
+            if self.catching_up {
+                let page = self.ents.store.changes_since(self.last, 500).await?;
+                self.catching_up = page.has_more;
+                self.backlog.extend(page.changes.into_iter().map(Arc::new));
+                if !self.backlog.is_empty() || self.catching_up {
+                    continue;
+                }
+            }
+            match self.rx.recv().await {
+                Ok(e) if e.seq <= self.last => {}
+                Ok(e) if e.seq == self.last + 1 => self.backlog.push_back(e),
+                Ok(_) | Err(RecvError::Lagged(_)) => self.catching_up = true,
+                Err(RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// `GET /events` (and port `+2`): SSE, `id: <seq>`, `data: <change JSON>`.
+pub(crate) async fn sse(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let ents = Arc::clone(entities(&state)?);
+        let (since, _, token) = feed_query(raw.as_deref())?;
+        let last_event: Option<u64> = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        let caller = auth::http_caller(&state, &headers, token.as_deref()).await?;
+        let feed = Feed::start(ents, caller, last_event.or(since)).await.map_err(entity_error)?;
+        Ok::<_, ApiError>(feed)
+    }
+    .await;
+    match result {
+        Ok(feed) => Sse::new(sse_events(feed, state.shutdown.clone()))
+            .keep_alive(
+                KeepAlive::new().interval(state.config.limits.sse_heartbeat).text(" heartbeat"),
+            )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn sse_events(
+    feed: Feed,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(Some((feed, shutdown)), |state| async move {
+        let (mut feed, mut shutdown) = state?;
+        let next = tokio::select! {
+            biased;
+            () = crate::shutting_down(&mut shutdown) => return None,
+            next = feed.next() => next,
+        };
+        match next {
+            Ok(Some(e)) => {
+                let data = serde_json::to_string(&*e).unwrap_or_default();
+                Some((
+                    Ok(Event::default().id(e.seq.to_string()).data(data)),
+                    Some((feed, shutdown)),
+                ))
+            }
+            Ok(None) => None,
+            Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
+                let data =
+                    json!({ "code": "RESYNC_REQUIRED", "oldest_seq": oldest_seq }).to_string();
+                Some((Ok(Event::default().event("resync").data(data)), None))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "change feed failed");
+                None
+            }
+        }
+    })
+}
+
+/// `GET /ws` (and port `+1`): the sync WebSocket, one text frame per change.
+pub(crate) async fn ws(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(r) => {
+            return ApiError::new(r.status(), "WEBSOCKET_REQUIRED", r.to_string()).into_response();
+        }
+    };
+    let (since, _, query_token) = match feed_query(raw.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let token = auth::socket_token(&headers, query_token.as_deref());
+    let echo = match &token {
+        Some((_, TokenSource::Subprotocol(entry))) => Some(entry.clone()),
+        _ => None,
+    };
+    let caller = match &token {
+        None => Ok(None),
+        Some((t, _)) => auth::resolve(&state, t).await.map(Some),
+    };
+    let mut upgrade = upgrade.max_message_size(state.config.limits.max_frame_bytes);
+    if let Some(entry) = echo {
+        upgrade = upgrade.protocols([entry]);
+    }
+    let tasks = state.tasks.clone();
+    upgrade.on_upgrade(move |socket| tasks.track_future(run_ws(socket, state, caller, since)))
+}
+
+async fn run_ws(
+    mut socket: WebSocket,
+    state: AppState,
+    caller: Result<Option<Auth>, AuthFailure>,
+    since: Option<u64>,
+) {
+    let close_with = |code: u16, why: &str| {
+        Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(why) }))
+    };
+    let caller = match caller {
+        Ok(c) => c,
+        Err(_) => {
+            let _ = socket.send(close_with(close::POLICY, "invalid or expired token")).await;
+            return;
+        }
+    };
+    let Some(ents) = state.entities.clone() else {
+        let _ = socket.send(close_with(close::TRY_AGAIN, "no entity store")).await;
+        return;
+    };
+    let mut feed = match Feed::start(ents, caller, since).await {
+        Ok(feed) => feed,
+        Err(e) => {
+            let _ = socket.send(close_with(close::INTERNAL, &e.to_string())).await;
+            return;
+        }
+    };
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = state.shutdown.clone();
+    let (code, why) = loop {
+        tokio::select! {
+            biased;
+            () = crate::shutting_down(&mut shutdown) => break (close::GOING_AWAY, "server shutting down".to_owned()),
+            incoming = stream.next() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            next = feed.next() => match next {
+                Ok(Some(e)) => {
+                    let text = serde_json::to_string(&*e).unwrap_or_default();
+                    if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break (close::GOING_AWAY, "server shutting down".to_owned()),
+                Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
+                    let text = json!({ "error": { "code": "RESYNC_REQUIRED", "oldest_seq": oldest_seq } }).to_string();
+                    let _ = sink.send(Message::Text(Utf8Bytes::from(text))).await;
+                    break (close::RESYNC, "resync required".to_owned());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "change feed failed");
+                    break (close::INTERNAL, "change feed failed".to_owned());
+                }
+            },
+        }
+    };
+    let _ = sink.send(close_with(code, &why)).await;
+}

@@ -1,0 +1,232 @@
+//! What the entity store reads and writes: rows, write operations, change events, pages,
+//! and the typed errors the API turns into HTTP answers.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// A row: `id` plus the manifest's fields, as JSON.
+pub type Row = Map<String, Value>;
+
+/// A check a write must pass, evaluated inside the write transaction against the row as
+/// it will be (insert, update) or as it is (delete). The API builds these from the
+/// manifest's policies; `false` aborts the whole batch with [`EntityError::PolicyDenied`].
+pub type Guard = Arc<dyn Fn(&Row) -> bool + Send + Sync>;
+
+/// One operation of a write batch.
+#[derive(Clone)]
+pub struct WriteOp {
+    /// What to do.
+    pub kind: ChangeKind,
+    /// The entity (table).
+    pub entity: String,
+    /// The row id: required for update and delete; generated for an insert without one.
+    pub id: Option<String>,
+    /// Insert: the fields; update: the fields to change; delete: ignored.
+    pub data: Row,
+    /// The policy check, if any.
+    pub guard: Option<Guard>,
+}
+
+impl std::fmt::Debug for WriteOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOp")
+            .field("kind", &self.kind)
+            .field("entity", &self.entity)
+            .field("id", &self.id)
+            .field("data", &self.data)
+            .field("guarded", &self.guard.is_some())
+            .finish()
+    }
+}
+
+/// Insert, update or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A new row.
+    Insert,
+    /// Changed fields of an existing row.
+    Update,
+    /// A removed row.
+    Delete,
+}
+
+impl ChangeKind {
+    /// `insert`, `update` or `delete`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+
+    /// The kind named `s`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "insert" => Some(Self::Insert),
+            "update" => Some(Self::Update),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One committed write, as the change feed carries it (DESIGN.md section 9).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeEvent {
+    /// Dense, durable sequence number (lives in the database).
+    pub seq: u64,
+    /// The entity.
+    pub entity: String,
+    /// The row's id.
+    pub row_id: String,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The row after the write (insert, update); absent for delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Row>,
+    /// Commit time, RFC 3339 UTC.
+    pub timestamp: String,
+    /// Delete events: the row as it was, for read-policy checks (never sent).
+    #[serde(skip)]
+    pub before: Option<Row>,
+}
+
+/// What a committed batch produced.
+#[derive(Debug, Clone, Default)]
+pub struct WriteResult {
+    /// The id of each operation's row, in order.
+    pub ids: Vec<String>,
+    /// The change events, in order.
+    pub changes: Vec<ChangeEvent>,
+}
+
+/// A page of `list`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Rows matching the filters in all.
+    pub count: u64,
+}
+
+/// A page of `cursor`.
+#[derive(Debug, Clone, Default)]
+pub struct CursorPage {
+    /// The rows, by id ascending.
+    pub rows: Vec<Row>,
+    /// The id to pass as `after` for the next page.
+    pub next_cursor: Option<String>,
+    /// Whether rows follow.
+    pub has_more: bool,
+}
+
+/// A page of the change log.
+#[derive(Debug, Clone, Default)]
+pub struct ChangesPage {
+    /// The changes after the cursor, in order.
+    pub changes: Vec<ChangeEvent>,
+    /// The last seq in `changes`, or the cursor when empty.
+    pub last_seq: u64,
+    /// Whether more changes follow.
+    pub has_more: bool,
+}
+
+/// Why an entity operation failed. Every variant names what the client got wrong.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EntityError {
+    /// The manifest declares no such entity.
+    #[error("unknown entity {0:?}")]
+    UnknownEntity(String),
+    /// No row with that id.
+    #[error("{entity} {id:?} not found")]
+    NotFound {
+        /// Entity.
+        entity: String,
+        /// Id.
+        id: String,
+    },
+    /// A field value does not fit the field's type (or a required field is missing).
+    #[error("{entity}.{field}: {reason}")]
+    InvalidField {
+        /// Entity.
+        entity: String,
+        /// Field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The entity has no such field.
+    #[error("{entity} has no field {field:?}")]
+    UnknownField {
+        /// Entity.
+        entity: String,
+        /// Field.
+        field: String,
+    },
+    /// A unique field or index already holds that value, or the id exists.
+    #[error("{entity}: {what} already exists")]
+    Conflict {
+        /// Entity.
+        entity: String,
+        /// The field or id that collides.
+        what: String,
+    },
+    /// A policy refused the operation.
+    #[error("{kind} on {entity} denied by policy")]
+    PolicyDenied {
+        /// Entity.
+        entity: String,
+        /// The operation.
+        kind: &'static str,
+    },
+    /// A malformed request (missing id for update, bad cursor, …).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The cursor of a change-log pull is older than what is kept, or ahead of the log.
+    #[error("resync required: the change log holds seq {oldest_seq} to {latest_seq}")]
+    ResyncRequired {
+        /// The oldest seq still kept.
+        oldest_seq: u64,
+        /// The newest seq.
+        latest_seq: u64,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}
+
+impl EntityError {
+    /// Which operation of a batch failed, for messages (`operation 2: …`).
+    #[must_use]
+    pub fn in_operation(self, index: usize) -> IndexedError {
+        IndexedError { index, error: self }
+    }
+}
+
+/// An error tagged with the index of the batch operation that caused it.
+#[derive(Debug, Error)]
+#[error("operation {index}: {error}")]
+pub struct IndexedError {
+    /// Zero-based index in the batch.
+    pub index: usize,
+    /// The error.
+    pub error: EntityError,
+}
+
+/// Limits of the entity API.
+pub mod limits {
+    /// Largest page of `list` and `cursor`.
+    pub const MAX_PAGE: u32 = 1000;
+    /// Default page size.
+    pub const DEFAULT_PAGE: u32 = 100;
+    /// Most operations in one `transact`.
+    pub const MAX_BATCH: usize = 1000;
+}

@@ -1,0 +1,463 @@
+//! The SQLite backend: WAL mode, one writer thread with group commit ([`writer`]), a
+//! pool of read connections, foreign keys on, a busy timeout. Schema from the manifest
+//! ([`schema`]).
+
+mod rows;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, params};
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::StoreError;
+use crate::entity::{
+    ChangeEvent, ChangeKind, ChangesPage, CursorPage, EntityError, IndexedError, Page, Row,
+    WriteOp, WriteResult, limits,
+};
+use crate::manifest::{EntityDef, FieldType, Manifest};
+use rows::{read_row, select_list, table};
+
+/// SQLite store settings. Every field has a default.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read connections (default 4).
+    pub read_connections: usize,
+    /// Writes that may wait for the writer thread (default 4,096); more wait to enqueue.
+    pub write_queue: usize,
+    /// Most requests committed together (default 256).
+    pub max_group: usize,
+    /// Change-log entries kept (default 1,000,000); older pulls must resync.
+    pub change_retention: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { read_connections: 4, write_queue: 4096, max_group: 256, change_retention: 1_000_000 }
+    }
+}
+
+/// An entity store in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    manifest: Arc<Manifest>,
+    path: PathBuf,
+    writes: mpsc::Sender<writer::Job>,
+    readers: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Closing the queue ends the writer thread after it commits what is queued; waiting
+    /// for it means the file is closed (and checkpointed) when the last handle is gone,
+    /// so the same file can be reopened at once.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writes, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a commit is durable once the WAL is synced at checkpoint or
+        // by the next FULL sync; we want every acknowledged write to survive a crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrates it to `manifest`
+    /// (refusing changes that would lose data), and starts the writer thread.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the file cannot be opened or the migration is refused.
+    pub fn open(
+        path: &Path,
+        manifest: Arc<Manifest>,
+        options: &SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = open_conn(path, false)?;
+        schema::migrate(&mut conn, &manifest, false)
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let readers = (0..options.read_connections.max(1))
+            .map(|_| open_conn(path, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
+        let config = writer::WriterConfig {
+            max_group: options.max_group.max(1),
+            change_retention: options.change_retention,
+        };
+        let writer_manifest = Arc::clone(&manifest);
+        let writer = std::thread::Builder::new()
+            .name("pylon-sqlite-writer".into())
+            .spawn(move || writer::run(conn, writer_manifest, rx, config))
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let permits = Semaphore::new(readers.len());
+        let inner = Inner {
+            manifest,
+            path: path.to_owned(),
+            writes: tx,
+            readers: Mutex::new(readers),
+            permits,
+            writer: Some(writer),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The manifest the store was opened with.
+    #[must_use]
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.inner.manifest
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Commits `ops` all-or-nothing; answers once the group it joined is durable.
+    ///
+    /// # Errors
+    /// The failing operation's index and error; nothing of the batch was applied.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<WriteResult, IndexedError> {
+        if ops.is_empty() {
+            return Ok(WriteResult::default());
+        }
+        if ops.len() > limits::MAX_BATCH {
+            return Err(EntityError::BadRequest(format!(
+                "at most {} operations per transaction",
+                limits::MAX_BATCH
+            ))
+            .in_operation(limits::MAX_BATCH));
+        }
+        let (reply, answer) = oneshot::channel();
+        let closed =
+            || EntityError::Store(StoreError::Write("the store is closed".into())).in_operation(0);
+        self.inner.writes.send(writer::Job { ops, reply }).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Runs `f` on a read connection from the pool.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &Manifest) -> Result<R, EntityError> + Send + 'static,
+    ) -> Result<R, EntityError> {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Write("the store is closed".into()))?;
+        let conn = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .ok_or_else(|| StoreError::Write("no read connection free".into()))?;
+        let inner = Arc::clone(&self.inner);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = f(&conn, &inner.manifest);
+            inner.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
+            result
+        })
+        .await;
+        joined.map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
+    }
+
+    /// One row by id.
+    ///
+    /// # Errors
+    /// [`EntityError::UnknownEntity`], [`EntityError::NotFound`], store errors.
+    pub async fn get(&self, entity: &str, id: &str) -> Result<Row, EntityError> {
+        let (entity, id) = (entity.to_owned(), id.to_owned());
+        self.read(move |conn, manifest| {
+            let def = entity_def(manifest, &entity)?;
+            let sql =
+                format!("SELECT {} FROM {} WHERE \"id\" = ?1", select_list(def), table(&def.name));
+            let mut stmt = conn.prepare_cached(&sql).map_err(StoreError::from)?;
+            let mut rows =
+                stmt.query_map(params![id], |r| read_row(def, r)).map_err(StoreError::from)?;
+            match rows.next() {
+                Some(row) => Ok(row.map_err(StoreError::from)?),
+                None => Err(EntityError::NotFound { entity, id }),
+            }
+        })
+        .await
+    }
+
+    /// A page of rows by id, with `filters` (field = value, indexed fields only).
+    ///
+    /// # Errors
+    /// Unknown entity or field, unindexed filter, store errors.
+    pub async fn list(
+        &self,
+        entity: &str,
+        filters: Vec<(String, String)>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page, EntityError> {
+        let entity = entity.to_owned();
+        self.read(move |conn, manifest| {
+            let def = entity_def(manifest, &entity)?;
+            let (clause, values) = where_clause(def, &filters, None)?;
+            let count: i64 = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM {}{clause}", table(&def.name)),
+                    rusqlite::params_from_iter(values.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::from)?;
+            let sql = format!(
+                "SELECT {} FROM {}{clause} ORDER BY \"id\" LIMIT {} OFFSET {}",
+                select_list(def),
+                table(&def.name),
+                limit.clamp(1, limits::MAX_PAGE),
+                offset.min(i64::MAX as u64)
+            );
+            let rows = query_rows(conn, def, &sql, &values)?;
+            Ok(Page { rows, count: u64::try_from(count).unwrap_or(0) })
+        })
+        .await
+    }
+
+    /// Keyset pagination by id: rows with id > `after`.
+    ///
+    /// # Errors
+    /// Unknown entity or field, unindexed filter, store errors.
+    pub async fn cursor(
+        &self,
+        entity: &str,
+        after: Option<String>,
+        filters: Vec<(String, String)>,
+        limit: u32,
+    ) -> Result<CursorPage, EntityError> {
+        let entity = entity.to_owned();
+        self.read(move |conn, manifest| {
+            let def = entity_def(manifest, &entity)?;
+            let limit = limit.clamp(1, limits::MAX_PAGE) as usize;
+            let (clause, values) = where_clause(def, &filters, after.as_deref())?;
+            let sql = format!(
+                "SELECT {} FROM {}{clause} ORDER BY \"id\" LIMIT {}",
+                select_list(def),
+                table(&def.name),
+                limit + 1
+            );
+            let mut rows = query_rows(conn, def, &sql, &values)?;
+            let has_more = rows.len() > limit;
+            rows.truncate(limit);
+            let next_cursor = if has_more {
+                rows.last().and_then(|r| r.get("id")).and_then(Value::as_str).map(str::to_owned)
+            } else {
+                None
+            };
+            Ok(CursorPage { rows, next_cursor, has_more })
+        })
+        .await
+    }
+
+    /// Changes after `since`, at most `limit` (1 to 1000).
+    ///
+    /// # Errors
+    /// [`EntityError::ResyncRequired`] when `since` is older than what is kept or ahead of
+    /// the log; store errors.
+    pub async fn changes_since(&self, since: u64, limit: u32) -> Result<ChangesPage, EntityError> {
+        self.read(move |conn, _| {
+            let (oldest, latest): (Option<i64>, Option<i64>) = conn
+                .query_row("SELECT MIN(seq), MAX(seq) FROM pylon_changes", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(StoreError::from)?;
+            let latest = latest.map_or(0, |v| v as u64);
+            let oldest = oldest.map_or(latest + 1, |v| v as u64);
+            if since > latest || (since + 1 < oldest && latest >= oldest) {
+                return Err(EntityError::ResyncRequired { oldest_seq: oldest, latest_seq: latest });
+            }
+            let limit = limit.clamp(1, limits::MAX_PAGE) as usize;
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, entity, row_id, kind, data, ts FROM pylon_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .map_err(StoreError::from)?;
+            let mut changes = stmt
+                .query_map(params![since as i64, (limit + 1) as i64], change_from_row)
+                .map_err(StoreError::from)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::from)?;
+            let has_more = changes.len() > limit;
+            changes.truncate(limit);
+            let last_seq = changes.last().map_or(since, |c| c.seq);
+            Ok(ChangesPage { changes, last_seq, has_more })
+        })
+        .await
+    }
+
+    /// The newest change seq (0 when the log is empty).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn latest_seq(&self) -> Result<u64, EntityError> {
+        self.read(|conn, _| {
+            let seq: Option<i64> = conn
+                .query_row("SELECT MAX(seq) FROM pylon_changes", [], |r| r.get(0))
+                .map_err(StoreError::from)?;
+            Ok(seq.map_or(0, |s| s as u64))
+        })
+        .await
+    }
+
+    /// Checks the database answers (readiness).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn ping(&self) -> Result<(), EntityError> {
+        self.read(|conn, _| {
+            conn.query_row("SELECT 1", [], |_| Ok(())).map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A consistent online copy of the database to `dest` (SQLite backup API).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn backup_to(&self, dest: PathBuf) -> Result<(), EntityError> {
+        self.read(move |conn, _| {
+            let mut out = Connection::open(&dest)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", dest.display())))?;
+            let backup = rusqlite::backup::Backup::new(conn, &mut out).map_err(StoreError::from)?;
+            backup.run_to_completion(256, Duration::ZERO, None).map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn entity_def<'m>(manifest: &'m Manifest, name: &str) -> Result<&'m EntityDef, EntityError> {
+    manifest.entity(name).ok_or_else(|| EntityError::UnknownEntity(name.to_owned()))
+}
+
+/// Whether `field` of `def` may be filtered on: `id`, unique fields, or the first column
+/// of an index.
+fn filterable(def: &EntityDef, field: &str) -> bool {
+    field == "id"
+        || def.field(field).is_some_and(|f| f.unique)
+        || def.indexes.iter().any(|ix| ix.fields.first().is_some_and(|f| f == field))
+}
+
+fn where_clause(
+    def: &EntityDef,
+    filters: &[(String, String)],
+    after: Option<&str>,
+) -> Result<(String, Vec<rusqlite::types::Value>), EntityError> {
+    let mut parts = Vec::new();
+    let mut values = Vec::new();
+    for (field, raw) in filters {
+        if field != "id" && def.field(field).is_none() {
+            return Err(EntityError::UnknownField {
+                entity: def.name.clone(),
+                field: field.clone(),
+            });
+        }
+        if !filterable(def, field) {
+            return Err(EntityError::BadRequest(format!(
+                "{}.{field} is not indexed: filters work on id, unique fields and the first field of an index",
+                def.name
+            )));
+        }
+        let value = filter_value(def, field, raw)?;
+        values.push(value);
+        parts.push(format!("\"{field}\" = ?{}", values.len()));
+    }
+    if let Some(after) = after {
+        values.push(rusqlite::types::Value::Text(after.to_owned()));
+        parts.push(format!("\"id\" > ?{}", values.len()));
+    }
+    let clause =
+        if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) };
+    Ok((clause, values))
+}
+
+fn filter_value(
+    def: &EntityDef,
+    field: &str,
+    raw: &str,
+) -> Result<rusqlite::types::Value, EntityError> {
+    use rusqlite::types::Value as V;
+    let bad = |why: &str| EntityError::InvalidField {
+        entity: def.name.clone(),
+        field: field.to_owned(),
+        reason: why.to_owned(),
+    };
+    let ty = def.field(field).map_or(&FieldType::String, |f| &f.ty);
+    Ok(match ty {
+        FieldType::Int => {
+            V::Integer(raw.parse().map_err(|_| bad("filter value is not an integer"))?)
+        }
+        FieldType::Float => V::Real(raw.parse().map_err(|_| bad("filter value is not a number"))?),
+        FieldType::Bool => V::Integer(match raw {
+            "true" | "1" => 1,
+            "false" | "0" => 0,
+            _ => return Err(bad("filter value is not true or false")),
+        }),
+        _ => V::Text(raw.to_owned()),
+    })
+}
+
+fn query_rows(
+    conn: &Connection,
+    def: &EntityDef,
+    sql: &str,
+    values: &[rusqlite::types::Value],
+) -> Result<Vec<Row>, EntityError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(StoreError::from)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(values.iter()), |r| read_row(def, r))
+        .map_err(StoreError::from)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::from)?;
+    Ok(rows)
+}
+
+fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeEvent> {
+    let kind = ChangeKind::parse(&r.get::<_, String>(3)?).unwrap_or(ChangeKind::Update);
+    let row: Option<Row> =
+        r.get::<_, Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok());
+    let (data, before) = if kind == ChangeKind::Delete { (None, row) } else { (row, None) };
+    Ok(ChangeEvent {
+        seq: r.get::<_, i64>(0)? as u64,
+        entity: r.get(1)?,
+        row_id: r.get(2)?,
+        kind,
+        data,
+        timestamp: r.get(5)?,
+        before,
+    })
+}

@@ -1,0 +1,291 @@
+//! The one writer thread of a SQLite store. Requests queue on a bounded channel; the
+//! thread takes every request waiting (up to a group limit), runs each in its own
+//! savepoint inside one transaction, commits once (one fsync for the group), then
+//! answers them all. A request that fails rolls back only its savepoint: batches are
+//! all-or-nothing, groups are not.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{read_row, select_list, table, to_sql};
+use crate::entity::{
+    ChangeEvent, ChangeKind, EntityError, IndexedError, Row, WriteOp, WriteResult,
+};
+use crate::manifest::{EntityDef, Manifest, check_value};
+use crate::{StoreError, time};
+
+/// One queued write.
+pub(super) struct Job {
+    pub ops: Vec<WriteOp>,
+    pub reply: oneshot::Sender<Result<WriteResult, IndexedError>>,
+}
+
+/// Writer settings.
+pub(super) struct WriterConfig {
+    pub max_group: usize,
+    pub change_retention: u64,
+}
+
+/// Runs until every sender is gone.
+pub(super) fn run(
+    mut conn: Connection,
+    manifest: Arc<Manifest>,
+    mut rx: mpsc::Receiver<Job>,
+    config: WriterConfig,
+) {
+    let mut commits: u64 = 0;
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < config.max_group {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut conn, &manifest, &group);
+        for (job, result) in group.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+        commits += 1;
+        if commits % 1024 == 0 {
+            prune(&conn, config.change_retention);
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+fn commit_group(
+    conn: &mut Connection,
+    manifest: &Manifest,
+    group: &[Job],
+) -> Vec<Result<WriteResult, IndexedError>> {
+    let fail_all = |e: rusqlite::Error| {
+        let msg = e.to_string();
+        group
+            .iter()
+            .map(|_| Err(EntityError::Store(StoreError::Write(msg.clone())).in_operation(0)))
+            .collect()
+    };
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e),
+    };
+    let ts = time::now_rfc3339();
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+            results.push(Err(EntityError::Store(StoreError::Write(e.to_string())).in_operation(0)));
+            continue;
+        }
+        let result = apply_batch(&tx, manifest, &job.ops, &ts);
+        let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if let Err(e) = tx.execute_batch(end) {
+            return fail_all(e);
+        }
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => fail_all(e),
+    }
+}
+
+fn apply_batch(
+    tx: &Connection,
+    manifest: &Manifest,
+    ops: &[WriteOp],
+    ts: &str,
+) -> Result<WriteResult, IndexedError> {
+    let mut out = WriteResult::default();
+    for (i, op) in ops.iter().enumerate() {
+        let (id, row) = apply_op(tx, manifest, op).map_err(|e| e.in_operation(i))?;
+        // The log keeps the row after the write, or before a delete (for policy checks).
+        let json = Value::Object(row.clone()).to_string();
+        let (data, before) =
+            if op.kind == ChangeKind::Delete { (None, Some(row)) } else { (Some(row), None) };
+        tx.execute(
+            "INSERT INTO pylon_changes (entity, row_id, kind, data, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![op.entity, id, op.kind.as_str(), json, ts],
+        )
+        .map_err(|e| EntityError::from(StoreError::from(e)).in_operation(i))?;
+        let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
+        out.changes.push(ChangeEvent {
+            seq,
+            entity: op.entity.clone(),
+            row_id: id.clone(),
+            kind: op.kind,
+            data,
+            timestamp: ts.to_owned(),
+            before,
+        });
+        out.ids.push(id);
+    }
+    Ok(out)
+}
+
+/// Applies one operation; returns the row id and the row after it (before it, for a
+/// delete).
+fn apply_op(
+    tx: &Connection,
+    manifest: &Manifest,
+    op: &WriteOp,
+) -> Result<(String, Row), EntityError> {
+    let entity =
+        manifest.entity(&op.entity).ok_or_else(|| EntityError::UnknownEntity(op.entity.clone()))?;
+    match op.kind {
+        ChangeKind::Insert => insert(tx, entity, op),
+        ChangeKind::Update => update(tx, entity, op),
+        ChangeKind::Delete => delete(tx, entity, op),
+    }
+}
+
+fn deny(entity: &EntityDef, kind: ChangeKind) -> EntityError {
+    EntityError::PolicyDenied { entity: entity.name.clone(), kind: kind.as_str() }
+}
+
+/// Validates `data`'s fields against the entity into `row` (unknown fields refused).
+fn validate_into(entity: &EntityDef, data: &Row, row: &mut Row) -> Result<(), EntityError> {
+    for (key, value) in data {
+        if key == "id" {
+            continue;
+        }
+        let field = entity.field(key).ok_or_else(|| EntityError::UnknownField {
+            entity: entity.name.clone(),
+            field: key.clone(),
+        })?;
+        let value = check_value(field, value).map_err(|reason| EntityError::InvalidField {
+            entity: entity.name.clone(),
+            field: key.clone(),
+            reason,
+        })?;
+        row.insert(key.clone(), value);
+    }
+    Ok(())
+}
+
+fn insert(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
+    let id = match op
+        .id
+        .clone()
+        .or_else(|| op.data.get("id").and_then(Value::as_str).map(str::to_owned))
+    {
+        Some(id) if valid_id(&id) => id,
+        Some(id) => {
+            return Err(EntityError::BadRequest(format!(
+                "invalid id {id:?}: 1 to 128 characters, no control characters"
+            )));
+        }
+        None => crate::new_id()?,
+    };
+    let mut row = Row::new();
+    row.insert("id".into(), Value::String(id.clone()));
+    validate_into(entity, &op.data, &mut row)?;
+    for field in &entity.fields {
+        match row.get(&field.name) {
+            None | Some(Value::Null) if !field.optional => {
+                return Err(EntityError::InvalidField {
+                    entity: entity.name.clone(),
+                    field: field.name.clone(),
+                    reason: "required".into(),
+                });
+            }
+            None => {
+                row.insert(field.name.clone(), Value::Null);
+            }
+            Some(_) => {}
+        }
+    }
+    if op.guard.as_ref().is_some_and(|g| !g(&row)) {
+        return Err(deny(entity, ChangeKind::Insert));
+    }
+    let cols = select_list(entity);
+    let marks: Vec<String> = (1..=entity.fields.len() + 1).map(|i| format!("?{i}")).collect();
+    let mut values = vec![rusqlite::types::Value::Text(id.clone())];
+    values.extend(entity.fields.iter().map(|f| to_sql(row.get(&f.name).unwrap_or(&Value::Null))));
+    tx.execute(
+        &format!("INSERT INTO {} ({cols}) VALUES ({})", table(&entity.name), marks.join(", ")),
+        rusqlite::params_from_iter(values),
+    )
+    .map_err(|e| conflict(entity, e))?;
+    Ok((id, row))
+}
+
+fn current(
+    tx: &Connection,
+    entity: &EntityDef,
+    op: &WriteOp,
+) -> Result<(String, Row), EntityError> {
+    let id = op
+        .id
+        .clone()
+        .ok_or_else(|| EntityError::BadRequest(format!("{} needs an id", op.kind.as_str())))?;
+    let sql =
+        format!("SELECT {} FROM {} WHERE \"id\" = ?1", select_list(entity), table(&entity.name));
+    let row = tx
+        .query_row(&sql, params![id], |r| read_row(entity, r))
+        .optional()
+        .map_err(StoreError::from)?
+        .ok_or_else(|| EntityError::NotFound { entity: entity.name.clone(), id: id.clone() })?;
+    Ok((id, row))
+}
+
+fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
+    let (id, mut row) = current(tx, entity, op)?;
+    let mut changes = Row::new();
+    validate_into(entity, &op.data, &mut changes)?;
+    if changes.is_empty() {
+        return Err(EntityError::BadRequest("an update needs at least one field".into()));
+    }
+    for (k, v) in &changes {
+        row.insert(k.clone(), v.clone());
+    }
+    if op.guard.as_ref().is_some_and(|g| !g(&row)) {
+        return Err(deny(entity, ChangeKind::Update));
+    }
+    let sets: Vec<String> =
+        changes.keys().enumerate().map(|(i, k)| format!("\"{k}\" = ?{}", i + 2)).collect();
+    let mut values = vec![rusqlite::types::Value::Text(id.clone())];
+    values.extend(changes.values().map(to_sql));
+    tx.execute(
+        &format!("UPDATE {} SET {} WHERE \"id\" = ?1", table(&entity.name), sets.join(", ")),
+        rusqlite::params_from_iter(values),
+    )
+    .map_err(|e| conflict(entity, e))?;
+    Ok((id, row))
+}
+
+fn delete(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
+    let (id, row) = current(tx, entity, op)?;
+    if op.guard.as_ref().is_some_and(|g| !g(&row)) {
+        return Err(deny(entity, ChangeKind::Delete));
+    }
+    tx.execute(&format!("DELETE FROM {} WHERE \"id\" = ?1", table(&entity.name)), params![id])
+        .map_err(StoreError::from)?;
+    Ok((id, row))
+}
+
+fn conflict(entity: &EntityDef, e: rusqlite::Error) -> EntityError {
+    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+        let what = e.to_string();
+        let what =
+            what.rsplit(": ").next().unwrap_or(&what).replace(&format!("e_{}.", entity.name), "");
+        return EntityError::Conflict { entity: entity.name.clone(), what };
+    }
+    EntityError::Store(StoreError::from(e))
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && !id.chars().any(char::is_control)
+}
+
+/// Keeps at most `retention` changes (oldest go first; seq stays dense at the top).
+fn prune(conn: &Connection, retention: u64) {
+    let keep = i64::try_from(retention).unwrap_or(i64::MAX);
+    let _ = conn.execute(
+        "DELETE FROM pylon_changes WHERE seq <= (SELECT MAX(seq) FROM pylon_changes) - ?1",
+        params![keep],
+    );
+}
