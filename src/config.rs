@@ -112,24 +112,7 @@ impl Config {
         }
 
         let (admin_token, admin_token_generated) = admin_token(mode, dev_flag, &get)?;
-        let session_db = get("PYLON_SESSION_DB")
-            .map_or_else(|| PathBuf::from(".pylon/sessions.db"), PathBuf::from);
-        let db_path =
-            get("PYLON_DB_PATH").map_or_else(|| PathBuf::from(".pylon/pylon.db"), PathBuf::from);
-        let manifest = get("PYLON_MANIFEST").map(PathBuf::from);
-        if let Some(path) = &manifest
-            && !path.is_file()
-        {
-            bail!("PYLON_MANIFEST={} is not a readable file", path.display());
-        }
-        let database_url = match get("DATABASE_URL") {
-            None => None,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Some(url)
-            }
-            Some(url) if url.starts_with("sqlite:") => None,
-            Some(_) => bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:"),
-        };
+        let (session_db, db_path, manifest, database_url) = storage(&get)?;
 
         let regions = regions(&get)?;
         let cluster_bus = match get("PYLON_CLUSTER_BUS") {
@@ -164,6 +147,31 @@ impl Config {
             log_format,
         })
     }
+}
+
+/// `PYLON_SESSION_DB`, `PYLON_DB_PATH`, `PYLON_MANIFEST`, `DATABASE_URL`.
+type StoragePaths = (PathBuf, PathBuf, Option<PathBuf>, Option<String>);
+
+fn storage(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<StoragePaths> {
+    let session_db =
+        get("PYLON_SESSION_DB").map_or_else(|| PathBuf::from(".pylon/sessions.db"), PathBuf::from);
+    let db_path =
+        get("PYLON_DB_PATH").map_or_else(|| PathBuf::from(".pylon/pylon.db"), PathBuf::from);
+    let manifest = get("PYLON_MANIFEST").map(PathBuf::from);
+    if let Some(path) = &manifest
+        && !path.is_file()
+    {
+        bail!("PYLON_MANIFEST={} is not a readable file", path.display());
+    }
+    let database_url = match get("DATABASE_URL") {
+        None => None,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(url)
+        }
+        Some(url) if url.starts_with("sqlite:") => None,
+        Some(_) => bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:"),
+    };
+    Ok((session_db, db_path, manifest, database_url))
 }
 
 /// `PYLON_ADMIN_TOKEN`, or a generated one in `pylon dev`: (token, generated).

@@ -330,6 +330,17 @@ fn parse_entity(
             unique: fo.bool("unique")?,
         });
     }
+    let indexes = parse_indexes(&o, &name, &fields, path, warnings)?;
+    Ok(EntityDef { name, fields, indexes, relations: o.array("relations")?.to_vec() })
+}
+
+fn parse_indexes(
+    o: &Obj<'_>,
+    name: &str,
+    fields: &[FieldDef],
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<IndexDef>, ManifestError> {
     let raw_indexes = o.array("indexes")?;
     if raw_indexes.len() > MAX_INDEXES {
         return Err(invalid(
@@ -361,7 +372,7 @@ fn parse_entity(
         }
         indexes.push(IndexDef { name: iname, fields: cols, unique: io.bool("unique")? });
     }
-    Ok(EntityDef { name, fields, indexes, relations: o.array("relations")?.to_vec() })
+    Ok(indexes)
 }
 
 fn parse_policy(

@@ -272,7 +272,10 @@ impl Parser {
                 let role = match self.next()? {
                     (_, Tok::Str(s)) => s,
                     (a, t) => {
-                        return Err(PolicyError::UnexpectedToken { at: a, found: format!("{t:?}") });
+                        return Err(PolicyError::UnexpectedToken {
+                            at: a,
+                            found: format!("{t:?}"),
+                        });
                     }
                 };
                 self.expect(")")?;

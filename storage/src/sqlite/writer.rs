@@ -50,7 +50,7 @@ pub(super) fn run(
             let _ = job.reply.send(result);
         }
         commits += 1;
-        if commits % 1024 == 0 {
+        if commits.is_multiple_of(1024) {
             prune(&conn, config.change_retention);
         }
     }
