@@ -18,6 +18,8 @@ pub enum Mode {
     Serve,
     /// `pylon dev`: dev defaults (permissive CORS, generated admin token, pretty logs).
     Dev,
+    /// `pylon migrate|backup|restore`: no server, so no admin token needed.
+    Tool,
 }
 
 /// Log line format.
@@ -180,6 +182,9 @@ fn admin_token(
     dev_flag: bool,
     get: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(String, bool)> {
+    if mode == Mode::Tool {
+        return Ok((get("PYLON_ADMIN_TOKEN").unwrap_or_default(), false));
+    }
     Ok(match get("PYLON_ADMIN_TOKEN") {
         Some(token) if token.len() < 16 => {
             bail!("PYLON_ADMIN_TOKEN must be at least 16 characters")

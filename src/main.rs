@@ -6,6 +6,7 @@
 //! SQLite under `./.pylon/`), `pylon version` prints the version.
 
 mod config;
+mod tools;
 
 use std::sync::Arc;
 
@@ -39,6 +40,22 @@ enum Command {
     Serve,
     /// Run the server with development defaults.
     Dev,
+    /// Create or migrate the entity tables to the manifest (refuses changes that lose data).
+    Migrate {
+        /// Report what would change without applying it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy the databases (entities, change log, sessions) into DIR, online.
+    Backup {
+        /// A new or empty directory.
+        dir: std::path::PathBuf,
+    },
+    /// Restore a backup made by `pylon backup` into an empty data location.
+    Restore {
+        /// The backup directory.
+        dir: std::path::PathBuf,
+    },
     /// Print the version.
     Version,
 }
@@ -62,6 +79,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dev => Mode::Dev,
         Command::Serve => Mode::Serve,
+        Command::Migrate { dry_run } => {
+            return tools::migrate(&Config::from_env(Mode::Tool)?, dry_run, load_manifest);
+        }
+        Command::Backup { dir } => return tools::backup(&Config::from_env(Mode::Tool)?, &dir),
+        Command::Restore { dir } => return tools::restore(&Config::from_env(Mode::Tool)?, &dir),
     };
     let config = Config::from_env(mode)?;
     if let Some(url) = &config.cluster_bus {

@@ -19,7 +19,7 @@ pub mod time;
 pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult};
 pub use manifest::Manifest;
 pub use sessions::{NewSession, Session, SessionStore, SqliteSessionStore};
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{SqliteOptions, SqliteStore, backup_file, migrate_file};
 
 use thiserror::Error;
 

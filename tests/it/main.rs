@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 #![allow(clippy::too_many_lines, reason = "end-to-end scenarios read top to bottom")]
 
+mod backup;
 mod cli;
 mod entities;
 mod hostile;

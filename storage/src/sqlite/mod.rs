@@ -360,6 +360,43 @@ impl SqliteStore {
     }
 }
 
+/// A consistent copy of the SQLite database at `src` into a new file `dest`, taken with
+/// the backup API while other processes may be writing.
+///
+/// # Errors
+/// Store errors (naming the file).
+pub fn backup_file(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    let from = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Open(format!("{}: {e}", src.display())))?;
+    from.busy_timeout(Duration::from_secs(5))?;
+    let mut to =
+        Connection::open(dest).map_err(|e| StoreError::Open(format!("{}: {e}", dest.display())))?;
+    let backup = rusqlite::backup::Backup::new(&from, &mut to)?;
+    backup.run_to_completion(256, Duration::ZERO, None)?;
+    Ok(())
+}
+
+/// Migrates the database at `path` to `manifest` (`pylon migrate`); what it did (or would
+/// do, with `dry_run`).
+///
+/// # Errors
+/// [`StoreError::Migrate`] naming entity and field for a refused change.
+pub fn migrate_file(
+    path: &Path,
+    manifest: &Manifest,
+    dry_run: bool,
+) -> Result<Vec<String>, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+    }
+    let mut conn = open_conn(path, false)?;
+    schema::migrate(&mut conn, manifest, dry_run).map_err(|e| StoreError::Migrate(e.to_string()))
+}
+
 fn entity_def<'m>(manifest: &'m Manifest, name: &str) -> Result<&'m EntityDef, EntityError> {
     manifest.entity(name).ok_or_else(|| EntityError::UnknownEntity(name.to_owned()))
 }

@@ -1,0 +1,104 @@
+//! The maintenance commands: `pylon migrate`, `pylon backup DIR`, `pylon restore DIR`.
+//!
+//! A backup directory holds `pylon.db` (entities and the change log), `sessions.db`
+//! and `backup.json` (what was copied, when, by which version). Both databases are
+//! copied with SQLite's online backup API, so a running server keeps serving. Restore
+//! refuses to overwrite: the target locations must not exist yet.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use pylon_storage::Manifest;
+
+use crate::config::Config;
+
+/// `pylon migrate [--dry-run]`.
+///
+/// # Errors
+/// A refused migration, naming entity and field.
+pub fn migrate(
+    config: &Config,
+    dry_run: bool,
+    load: fn(&Config) -> anyhow::Result<Manifest>,
+) -> anyhow::Result<()> {
+    let manifest = load(config)?;
+    let actions = pylon_storage::migrate_file(&config.db_path, &manifest, dry_run)
+        .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display()))?;
+    let verb = if dry_run { "would" } else { "did" };
+    if actions.is_empty() {
+        println!("pylon migrate: {} is up to date", config.db_path.display());
+    }
+    for action in actions {
+        println!("pylon migrate: {verb} {action}");
+    }
+    Ok(())
+}
+
+/// `pylon backup DIR`.
+///
+/// # Errors
+/// DIR exists and is not empty, or a copy fails.
+pub fn backup(config: &Config, dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("backup directory {} must be new or empty", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if !config.db_path.exists() {
+        bail!("PYLON_DB_PATH={} does not exist: nothing to back up", config.db_path.display());
+    }
+    pylon_storage::backup_file(&config.db_path, &dir.join("pylon.db"))
+        .context("backing up the entity database")?;
+    let sessions = config.session_db.as_os_str() != ":memory:" && config.session_db.exists();
+    if sessions {
+        pylon_storage::backup_file(&config.session_db, &dir.join("sessions.db"))
+            .context("backing up the session database")?;
+    }
+    let meta = serde_json::json!({
+        "pylon_version": env!("CARGO_PKG_VERSION"),
+        "created_at": pylon_storage::time::now_rfc3339(),
+        "files": if sessions { vec!["pylon.db", "sessions.db"] } else { vec!["pylon.db"] },
+    });
+    std::fs::write(dir.join("backup.json"), format!("{meta:#}\n"))
+        .context("writing backup.json")?;
+    println!("pylon backup: {} -> {}", config.db_path.display(), dir.display());
+    Ok(())
+}
+
+/// `pylon restore DIR`.
+///
+/// # Errors
+/// Not a backup directory, or a target already exists.
+pub fn restore(config: &Config, dir: &Path) -> anyhow::Result<()> {
+    let entities = dir.join("pylon.db");
+    if !dir.join("backup.json").is_file() || !entities.is_file() {
+        bail!("{} is not a pylon backup (no backup.json and pylon.db)", dir.display());
+    }
+    if config.db_path.exists() {
+        bail!(
+            "PYLON_DB_PATH={} already exists; restore needs an empty data location",
+            config.db_path.display()
+        );
+    }
+    let sessions = dir.join("sessions.db");
+    let restore_sessions = sessions.is_file() && config.session_db.as_os_str() != ":memory:";
+    if restore_sessions && config.session_db.exists() {
+        bail!(
+            "PYLON_SESSION_DB={} already exists; restore needs an empty data location",
+            config.session_db.display()
+        );
+    }
+    for path in [&config.db_path, &config.session_db] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+    }
+    pylon_storage::backup_file(&entities, &config.db_path)
+        .context("restoring the entity database")?;
+    if restore_sessions {
+        pylon_storage::backup_file(&sessions, &config.session_db)
+            .context("restoring the session database")?;
+    }
+    println!("pylon restore: {} -> {}", dir.display(), config.db_path.display());
+    Ok(())
+}
