@@ -66,6 +66,12 @@ pub struct Config {
     pub limits: Limits,
     /// `PYLON_SHUTDOWN_GRACE_SECS`: cap on in-flight work at shutdown (default 30).
     pub shutdown_grace: Duration,
+    /// `PYLON_PERSIST_EVERY_TICKS`: save running matches every N ticks (default 100, five
+    /// seconds at 20 Hz; 0: only at shutdown).
+    pub persist_every_ticks: u64,
+    /// `PYLON_SHUTDOWN_MATCHES`: `persist` (default: saved, resumed after a restart) or
+    /// `stop` (ended) at shutdown.
+    pub persist_at_shutdown: bool,
     /// `PYLON_LOG`: log filter (default `info`).
     pub log_filter: String,
     /// `PYLON_LOG_FORMAT`: `json` (serve default) or `pretty` (dev default).
@@ -126,6 +132,15 @@ impl Config {
         let limits = limits(&get)?;
         let shutdown_grace = number(&get, "PYLON_SHUTDOWN_GRACE_SECS", 1, 3600)?
             .map_or(Duration::from_secs(30), Duration::from_secs);
+        let persist_every_ticks = match get("PYLON_PERSIST_EVERY_TICKS") {
+            Some(raw) if raw == "0" => 0,
+            _ => number(&get, "PYLON_PERSIST_EVERY_TICKS", 1, 1_000_000)?.unwrap_or(100),
+        };
+        let persist_at_shutdown = match get("PYLON_SHUTDOWN_MATCHES").as_deref() {
+            None | Some("persist") => true,
+            Some("stop") => false,
+            Some(other) => bail!("PYLON_SHUTDOWN_MATCHES must be persist or stop, got {other:?}"),
+        };
 
         let (log_filter, log_format) = logging(dev_mode, &get)?;
 
@@ -145,6 +160,8 @@ impl Config {
             cluster_bus,
             limits,
             shutdown_grace,
+            persist_every_ticks,
+            persist_at_shutdown,
             log_filter,
             log_format,
         })

@@ -17,7 +17,7 @@ use pylon_api::{ApiConfig, Entities, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
 use pylon_storage::{Manifest, SessionStore, SqliteOptions, SqliteSessionStore, SqliteStore};
 use pylon_sync::Hub;
-use pylon_tick::{MonotonicClock, TickConfig, TickPool};
+use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -131,9 +131,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listeners = Listeners::bind(config.host, config.port).await.context("PYLON_PORT")?;
 
     let tick_config = TickConfig { threads: config.tick_threads, ..TickConfig::default() };
-    let pool = TickPool::start(&tick_config, Arc::new(MonotonicClock::new()))
-        .context("cannot start the tick threads")?;
+    let (persist_tx, persist_rx) = crossbeam_channel::bounded(PERSIST_QUEUE);
+    let sink = PersistSink { tx: persist_tx, every_ticks: config.persist_every_ticks };
+    let pool =
+        TickPool::start_with_persistence(&tick_config, Arc::new(MonotonicClock::new()), Some(sink))
+            .context("cannot start the tick threads")?;
     let matches = Matches::new(pool, GameRegistry::builtin(), config.regions.local.clone());
+    restore_matches(&store, &matches).await;
     let api = ApiConfig {
         dev_mode: config.dev_mode,
         admin_token: Some(config.admin_token.clone()),
@@ -144,8 +148,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let entities =
         Entities { store, policies: Arc::new(policies), hub: Hub::new(pylon_sync::DEFAULT_BUFFER) };
-    let server =
-        Server::new(api, matches, sessions, env!("CARGO_PKG_VERSION")).with_entities(entities);
+    let server = Server::new(api, matches, sessions, env!("CARGO_PKG_VERSION"))
+        .with_entities(entities)
+        .with_persistence(persist_rx, config.persist_at_shutdown);
 
     if config.admin_token_generated {
         println!("pylon dev: admin token (generated for this run): {}", config.admin_token);
@@ -190,6 +195,35 @@ fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
     let manifest = Arc::new(load_manifest(config)?);
     SqliteStore::open(&config.db_path, manifest, &SqliteOptions::default())
         .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display()))
+}
+
+/// Persistence records that may wait for the persister (saved states, results); beyond
+/// this, tick threads skip and count instead of waiting.
+const PERSIST_QUEUE: usize = 4096;
+
+/// Resumes the matches a previous run saved. A state that no longer restores (a game
+/// removed or changed) is logged and left in place for an operator.
+async fn restore_matches(store: &SqliteStore, matches: &Matches) {
+    let saved = match store.saved_matches().await {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read saved matches; none resumed");
+            return;
+        }
+    };
+    let mut resumed = 0usize;
+    for (id, text) in saved {
+        let restored = serde_json::from_str::<pylon_shard::SavedMatch>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|s| matches.restore(&id, &s).map_err(|e| e.to_string()));
+        match restored {
+            Ok(_) => resumed += 1,
+            Err(e) => tracing::error!(shard = %id, error = %e, "saved match not resumed"),
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed saved matches");
+    }
 }
 
 /// SIGTERM or Ctrl-C.

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod matches;
 pub mod metrics;
 pub mod ops;
+pub mod persister;
 pub mod policies;
 pub mod server;
 pub mod shard_http;
@@ -92,6 +93,7 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/shards/{id}", get(shard_http::info).delete(shard_http::stop))
         .route("/api/shards/{id}/input", post(shard_http::input))
         .route("/api/shards/{id}/connect", get(shard_http::connect))
+        .route("/api/shards/{id}/replay", get(shard_http::replay))
         .route("/shard", get(shard_ws::handler))
         .route("/api/entities/{entity}", get(entities::list).post(entities::create))
         .route("/api/entities/{entity}/cursor", get(entities::cursor))

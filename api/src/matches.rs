@@ -99,13 +99,20 @@ pub struct Matches {
     games: GameRegistry,
     region: String,
     by_id: RwLock<HashMap<Arc<str>, MatchEntry>>,
+    by_shard: RwLock<HashMap<pylon_tick::ShardId, Arc<str>>>,
 }
 
 impl Matches {
     /// A table over `pool` creating games from `games`; ids start with `region`.
     #[must_use]
     pub fn new(pool: TickPool, games: GameRegistry, region: String) -> Self {
-        Self { pool, games, region, by_id: RwLock::new(HashMap::new()) }
+        Self {
+            pool,
+            games,
+            region,
+            by_id: RwLock::new(HashMap::new()),
+            by_shard: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The tick pool.
@@ -130,6 +137,7 @@ impl Matches {
         params: serde_json::Value,
         id: Option<&str>,
         seed: Option<u64>,
+        record_replay: bool,
     ) -> Result<MatchEntry, CreateError> {
         let id: Arc<str> = match id {
             Some(id) if valid_id(id) => Arc::from(id),
@@ -143,7 +151,34 @@ impl Matches {
             Some(seed) => seed,
             None => random_u64()?,
         };
-        let shard = self.games.create(game, &MatchConfig { seed, params, record_replay: false })?;
+        let shard = self.games.create(game, &MatchConfig { seed, params, record_replay })?;
+        self.adopt(id, shard)
+    }
+
+    /// Resumes a match saved by a previous run of the process, under its old id.
+    ///
+    /// # Errors
+    /// [`CreateError`] (unknown game, a state that does not restore, tick threads full).
+    pub fn restore(
+        &self,
+        id: &str,
+        saved: &pylon_shard::SavedMatch,
+    ) -> Result<MatchEntry, CreateError> {
+        if !valid_id(id) {
+            return Err(CreateError::BadId);
+        }
+        let shard = self.games.restore(saved)?;
+        self.adopt(Arc::from(id), shard)
+    }
+
+    fn adopt(
+        &self,
+        id: Arc<str>,
+        shard: Box<dyn pylon_shard::DynShard>,
+    ) -> Result<MatchEntry, CreateError> {
+        if self.read().contains_key(&id) {
+            return Err(CreateError::Exists(id.to_string()));
+        }
         let handle = self.pool.spawn(shard)?;
         let entry = MatchEntry { id: Arc::clone(&id), handle, ended_at: None };
         let mut map = self.write();
@@ -152,8 +187,19 @@ impl Matches {
             let _ = entry.handle.stop(pylon_shard::StopReason::Stopped);
             return Err(CreateError::Exists(id.to_string()));
         }
-        map.insert(id, entry.clone());
+        map.insert(Arc::clone(&id), entry.clone());
+        drop(map);
+        self.by_shard
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(entry.handle.id(), id);
         Ok(entry)
+    }
+
+    /// The match id of tick-pool shard `shard`.
+    #[must_use]
+    pub fn id_of(&self, shard: pylon_tick::ShardId) -> Option<Arc<str>> {
+        self.by_shard.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&shard).cloned()
     }
 
     /// The match `id`.
@@ -182,7 +228,17 @@ impl Matches {
             let ended = *entry.ended_at.get_or_insert(now);
             now.duration_since(ended) < grace
         });
-        before - map.len()
+        let removed = before - map.len();
+        if removed > 0 {
+            let live: std::collections::HashSet<pylon_tick::ShardId> =
+                map.values().map(|e| e.handle.id()).collect();
+            drop(map);
+            self.by_shard
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|k, _| live.contains(k));
+        }
+        removed
     }
 
     /// Number of matches per game among those running.

@@ -67,6 +67,8 @@ impl Listeners {
 pub struct Server {
     state: AppState,
     shutdown_tx: watch::Sender<bool>,
+    persist_rx: Option<crossbeam_channel::Receiver<pylon_tick::Persist>>,
+    stop_reason: StopReason,
 }
 
 impl Server {
@@ -91,7 +93,22 @@ impl Server {
             started: Instant::now(),
             version,
         };
-        Self { state, shutdown_tx }
+        Self { state, shutdown_tx, persist_rx: None, stop_reason: StopReason::Shutdown }
+    }
+
+    /// Writes the tick threads' persistence records (from `rx`) to the entity store.
+    /// `persist_at_shutdown`: save running matches when stopping (they resume after a
+    /// restart) instead of ending them.
+    #[must_use]
+    pub fn with_persistence(
+        mut self,
+        rx: crossbeam_channel::Receiver<pylon_tick::Persist>,
+        persist_at_shutdown: bool,
+    ) -> Self {
+        self.persist_rx = Some(rx);
+        self.stop_reason =
+            if persist_at_shutdown { StopReason::Shutdown } else { StopReason::Stopped };
+        self
     }
 
     /// Adds the entity store, its policies and the change hub.
@@ -107,13 +124,26 @@ impl Server {
         &self.state
     }
 
+    fn start_persister(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        let rx = self.persist_rx.take()?;
+        let handle = tokio::runtime::Handle::current();
+        match crate::persister::spawn(rx, self.state.clone(), handle) {
+            Ok(join) => Some(join),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the persister; matches are not persisted");
+                None
+            }
+        }
+    }
+
     /// Serves until `signal` resolves, then shuts down gracefully within `grace`.
     pub async fn run(
-        self,
+        mut self,
         listeners: Listeners,
         signal: impl Future<Output = ()>,
         grace: Duration,
     ) {
+        let persister = self.start_persister();
         let connections = TaskTracker::new();
         let main =
             accept_loop(listeners.main, main_router(self.state.clone()), &self.state, &connections);
@@ -158,7 +188,7 @@ impl Server {
         // Sockets see the shutdown flag and send 1001; stop the matches as well so that
         // anything still subscribed (SSE, a socket mid-join) gets its final frame.
         for entry in self.state.matches.list() {
-            let _ = entry.handle.stop(StopReason::Shutdown);
+            let _ = entry.handle.stop(self.stop_reason);
         }
         connections.close();
         self.state.tasks.close();
@@ -173,6 +203,11 @@ impl Server {
             );
         }
         self.state.matches.pool().shutdown(Duration::from_secs(5));
+        // The tick threads are gone, so the persistence channel is closed: the persister
+        // writes what is left and ends.
+        if let Some(join) = persister {
+            let _ = tokio::task::spawn_blocking(move || join.join()).await;
+        }
         let sessions = Arc::clone(&self.state.sessions);
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sessions.flush()).await {
             tracing::error!(error = %e, "shutdown: flushing the session store failed");

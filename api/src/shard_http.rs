@@ -91,6 +91,8 @@ pub(crate) struct CreateBody {
     id: Option<String>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    record_replay: bool,
 }
 
 /// `POST /api/shards`: create a match of a registered game (any session; a chosen `id`
@@ -101,10 +103,18 @@ pub(crate) async fn create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<MatchInfo>), ApiError> {
     let caller = auth::require_caller(&state, &headers, None).await?;
-    if (body.id.is_some() || body.seed.is_some()) && !caller.is_admin {
-        return Err(ApiError::forbidden("choosing a match id or seed needs the admin token"));
+    if (body.id.is_some() || body.seed.is_some() || body.record_replay) && !caller.is_admin {
+        return Err(ApiError::forbidden(
+            "choosing a match id or seed, or recording a replay, needs the admin token",
+        ));
     }
-    let created = state.matches.create(&body.game, body.params, body.id.as_deref(), body.seed);
+    let created = state.matches.create(
+        &body.game,
+        body.params,
+        body.id.as_deref(),
+        body.seed,
+        body.record_replay,
+    );
     match created {
         Ok(entry) => {
             tracing::info!(shard = %entry.id, game = %body.game, by = %caller.user_id, "match created");
@@ -356,4 +366,20 @@ fn events(guard: SseGuard, last_seen: u64) -> impl Stream<Item = Result<Event, I
             }
         },
     )
+}
+
+/// `GET /api/shards/:id/replay`: the replay log of a finished match that was created with
+/// `"record_replay": true` (JSON; `pylon_shard::replay` re-simulates it).
+pub(crate) async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let ents = match crate::entities::entities(&state) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    match ents.store.replay(&id).await {
+        Ok(Some(log)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], log).into_response(),
+        Ok(None) => ApiError::new(StatusCode::NOT_FOUND, "REPLAY_NOT_FOUND", format!("no replay stored for {id:?}"))
+            .with_hint("replays are recorded for matches created with \"record_replay\": true and stored when they finish")
+            .into_response(),
+        Err(e) => crate::entities::entity_error(e).into_response(),
+    }
 }

@@ -100,8 +100,8 @@ async fn panicking_game_closes_its_sockets_with_1011() {
     let server =
         Server::new(config, matches, Arc::new(SqliteSessionStore::in_memory().unwrap()), "test");
     let state = server.state().clone();
-    state.matches.create("bomb", serde_json::Value::Null, Some("bomb-1"), Some(1)).unwrap();
-    state.matches.create("bomb", serde_json::Value::Null, Some("calm-1"), Some(2)).unwrap();
+    state.matches.create("bomb", serde_json::Value::Null, Some("bomb-1"), Some(1), false).unwrap();
+    state.matches.create("bomb", serde_json::Value::Null, Some("calm-1"), Some(2), false).unwrap();
 
     let listeners = Listeners {
         main: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),

@@ -25,6 +25,14 @@ pub enum ShardError {
         /// The game written in the log.
         found: String,
     },
+    /// A saved match could not be restored.
+    #[error("cannot restore a saved `{game}` match: {reason}")]
+    Restore {
+        /// The game type.
+        game: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// An event in a replay log could not be applied.
     #[error("replay event {index} is invalid: {reason}")]
     BadReplayEvent {

@@ -148,6 +148,22 @@ pub trait Game: Sized + Send + 'static {
     /// `Some(outcome)` once the match is finished. Checked after every step.
     fn outcome(world: &mut World) -> Option<Self::Outcome>;
 
+    /// The game's state as JSON, for persisting a running match so it can resume after a
+    /// restart. `None`, the default, means this game is not persisted.
+    fn save(_world: &mut World) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores a state written by [`Game::save`] into a world fresh from `setup`. The
+    /// shard has already restored the tick and the RNG. Subscribers are not restored: when
+    /// one reconnects, `handle_join` sees it again and should reattach what it owned.
+    ///
+    /// # Errors
+    /// A short reason when the state does not fit.
+    fn restore(_world: &mut World, _state: &serde_json::Value) -> Result<(), String> {
+        Err(format!("{} does not support restoring", Self::NAME))
+    }
+
     /// Feeds the match state into `hasher` for replay checks. Default: the shared snapshot's
     /// JSON text, which covers everything subscribers can see.
     fn hash_state(world: &mut World, hasher: &mut StableHasher) {

@@ -87,4 +87,4 @@ pub use error::{CodecError, ShardError};
 pub use game::{Auth, Game, JoinRejected, MatchClock, ShardLimits, Subscriber, SubscriberKey};
 pub use games::GameRegistry;
 pub use outgoing::{MatchEnd, Outgoing, SnapshotFrame, StopReason};
-pub use runtime::{DynShard, InputRejected, Joined, MatchConfig, Shard, StepReport};
+pub use runtime::{DynShard, InputRejected, Joined, MatchConfig, SavedMatch, Shard, StepReport};

@@ -25,6 +25,19 @@ impl ShardRng {
         rng
     }
 
+    /// The generator's whole state, for persisting a match.
+    #[must_use]
+    pub fn state(&self) -> [u64; 2] {
+        [self.state, self.inc]
+    }
+
+    /// A generator continuing from a [`ShardRng::state`]. The increment is forced odd, as
+    /// PCG requires.
+    #[must_use]
+    pub fn from_state(state: [u64; 2]) -> Self {
+        Self { state: state[0], inc: state[1] | 1 }
+    }
+
     /// The next 32 random bits.
     pub fn next_u32(&mut self) -> u32 {
         let old = self.state;

@@ -28,6 +28,25 @@ pub struct MatchConfig {
     pub record_replay: bool,
 }
 
+/// A running match's state, written every N ticks (and at shutdown) so the match can
+/// resume after a restart: the game's own state plus what the shard owns (tick, RNG).
+/// Subscribers are not saved; they reconnect.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedMatch {
+    /// The game type.
+    pub game: String,
+    /// The match parameters.
+    pub params: serde_json::Value,
+    /// The match seed.
+    pub seed: u64,
+    /// The last completed tick.
+    pub tick: u64,
+    /// The RNG's state.
+    pub rng: [u64; 2],
+    /// The game's state (`Game::save`).
+    pub state: serde_json::Value,
+}
+
 /// Why an input was not queued. Counted by the caller, reported to the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -124,6 +143,10 @@ pub trait DynShard: Send {
     fn state_hash(&mut self) -> u64;
     /// The replay log, if recording.
     fn replay_log(&self) -> Option<&ReplayLog>;
+    /// The match's state to persist, if the game supports it (`Game::save`).
+    fn save(&mut self) -> Option<SavedMatch>;
+    /// The outcome as JSON once finished (`Game::outcome`).
+    fn outcome_json(&mut self) -> Option<serde_json::Value>;
 }
 
 struct Slot {
@@ -141,6 +164,8 @@ struct Pending<I> {
 
 /// One match of game `G`.
 pub struct Shard<G: Game> {
+    params: G::Params,
+    seed: u64,
     world: World,
     schedule: Schedule,
     tick: u64,
@@ -196,6 +221,8 @@ impl<G: Game> Shard<G> {
         schedule.set_executor(SingleThreadedExecutor::new());
         G::setup(params, &mut world, &mut schedule);
         Self {
+            params: params.clone(),
+            seed,
             world,
             schedule,
             tick: 0,
@@ -210,6 +237,27 @@ impl<G: Game> Shard<G> {
             membership_changed: false,
             replay,
         }
+    }
+
+    /// Rebuilds a match from a [`SavedMatch`]: a fresh world from `setup`, then the tick,
+    /// the RNG and the game's state. It continues from the saved tick.
+    ///
+    /// # Errors
+    /// [`crate::ShardError::BadParams`] or [`crate::ShardError::Restore`].
+    pub fn restore(saved: &SavedMatch) -> Result<Self, crate::ShardError> {
+        let params: G::Params = if saved.params.is_null() {
+            G::Params::default()
+        } else {
+            serde_json::from_value(saved.params.clone())
+                .map_err(|source| crate::ShardError::BadParams { game: G::NAME, source })?
+        };
+        let mut shard = Self::with_params(&params, saved.seed, None);
+        shard.tick = saved.tick;
+        shard.world.resource_mut::<MatchClock>().tick = saved.tick;
+        shard.world.insert_resource(ShardRng::from_state(saved.rng));
+        G::restore(&mut shard.world, &saved.state)
+            .map_err(|reason| crate::ShardError::Restore { game: G::NAME, reason })?;
+        Ok(shard)
     }
 
     /// The match world (tests and tools; games reach it through their systems).
@@ -491,5 +539,21 @@ impl<G: Game> DynShard for Shard<G> {
 
     fn replay_log(&self) -> Option<&ReplayLog> {
         self.replay.as_deref()
+    }
+
+    fn save(&mut self) -> Option<SavedMatch> {
+        let state = G::save(&mut self.world)?;
+        Some(SavedMatch {
+            game: G::NAME.to_owned(),
+            params: serde_json::to_value(&self.params).ok()?,
+            seed: self.seed,
+            tick: self.tick,
+            rng: self.world.resource::<ShardRng>().state(),
+            state,
+        })
+    }
+
+    fn outcome_json(&mut self) -> Option<serde_json::Value> {
+        G::outcome(&mut self.world).and_then(|o| serde_json::to_value(o).ok())
     }
 }

@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod entities;
 mod hostile;
+mod persist;
 mod server;
 mod support;
 mod tidy;

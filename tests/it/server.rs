@@ -423,8 +423,8 @@ async fn sse_fallback_and_http_input() {
         .await
         .unwrap();
     assert_eq!(unauth.status(), 401);
-    let huge = server
-        .http
+    // A fresh client: the server closes a connection whose body it refused unread.
+    let huge = reqwest::Client::new()
         .post(server.url("/api/shards"))
         .bearer_auth(&token)
         .body(vec![b' '; 2 * 1024 * 1024])
@@ -489,7 +489,7 @@ impl SseReader {
 /// A subscriber that never sends a frame (a spectator) still gets every tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_subscriber_gets_every_tick() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start_alone(&[]).await;
     let (token, _) = server.guest().await;
     let id = server.create(&token, "arena", json!({})).await;
     let (mut ws, _) =
@@ -509,7 +509,7 @@ async fn silent_subscriber_gets_every_tick() {
 /// tick on time while its mailbox keeps replacing the unsent snapshot with the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_reader_does_not_delay_others() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start_alone(&[]).await;
     let (creator, _) = server.guest().await;
     // Big snapshots (3,000 pickups, ~60 KB) fill the stalled socket's buffers quickly.
     let id =

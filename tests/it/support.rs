@@ -17,9 +17,24 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 pub const ADMIN: &str = "integration-admin-token-0123456789";
 
+/// Tests that assert timing (every tick delivered) run alone: they hold this for writing,
+/// every other server test holds it for reading. On a 2-core machine a dozen servers
+/// started in parallel would otherwise starve the very clients whose timing is measured.
+static GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum Gate {
+    Shared(
+        #[allow(dead_code, reason = "held for its drop")] std::sync::RwLockReadGuard<'static, ()>,
+    ),
+    Alone(
+        #[allow(dead_code, reason = "held for its drop")] std::sync::RwLockWriteGuard<'static, ()>,
+    ),
+}
+
 /// A running server process; killed when dropped.
 pub struct TestServer {
     child: Child,
+    _gate: Gate,
     /// Its data directory (entity database), removed on drop unless taken.
     pub data: Option<TempDir>,
     /// The HTTP port (shard sockets on `port + 3`).
@@ -75,6 +90,17 @@ impl TestServer {
 
     /// Starts `pylon serve` on the data directory `data` (restarts reuse it).
     pub async fn start_in(data: TempDir, env: &[(&str, &str)]) -> Self {
+        let gate = Gate::Shared(GATE.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Self::launch(data, env, gate).await
+    }
+
+    /// Starts a server while no other test's server runs (timing assertions).
+    pub async fn start_alone(env: &[(&str, &str)]) -> Self {
+        let gate = Gate::Alone(GATE.write().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Self::launch(TempDir::new("alone"), env, gate).await
+    }
+
+    async fn launch(data: TempDir, env: &[(&str, &str)], gate: Gate) -> Self {
         let db = data.0.join("pylon.db");
         for _attempt in 0..5 {
             let port = free_port_pair();
@@ -106,7 +132,7 @@ impl TestServer {
                 }
                 let health = http.get(format!("http://127.0.0.1:{port}/health")).send().await;
                 if health.is_ok_and(|r| r.status() == 200) {
-                    return Self { child, data: Some(data), port, http };
+                    return Self { child, _gate: gate, data: Some(data), port, http };
                 }
                 assert!(Instant::now() < deadline, "server did not become healthy in 30 s");
                 tokio::time::sleep(Duration::from_millis(20)).await;

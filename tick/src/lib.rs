@@ -34,6 +34,8 @@ pub mod error;
 #[cfg(not(loom))]
 pub mod metrics;
 #[cfg(not(loom))]
+pub mod persist;
+#[cfg(not(loom))]
 pub mod pool;
 #[cfg(not(loom))]
 pub mod scheduler;
@@ -54,6 +56,8 @@ pub use error::{SendError, StartError};
 pub use mailbox::Mailbox;
 #[cfg(not(loom))]
 pub use metrics::{Histogram, HistogramSnapshot, ThreadMetrics};
+#[cfg(not(loom))]
+pub use persist::{Persist, PersistSink};
 #[cfg(not(loom))]
 pub use pool::{ShardHandle, TickPool};
 #[cfg(not(loom))]

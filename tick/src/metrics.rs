@@ -174,6 +174,10 @@ pub struct ThreadMetrics {
     pub shards_removed: AtomicU64,
     /// Subscribers dropped because their reliable queue overflowed.
     pub mailbox_overflows: AtomicU64,
+    /// Persistence records handed over (saved states, outcomes, drops).
+    pub persisted: AtomicU64,
+    /// Persistence records skipped because the persistence channel was full.
+    pub persist_skipped: AtomicU64,
 }
 
 impl ThreadMetrics {

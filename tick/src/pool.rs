@@ -61,6 +61,19 @@ impl TickPool {
     /// # Errors
     /// [`StartError`] when no thread was asked for or the OS refuses one.
     pub fn start(config: &TickConfig, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        Self::start_with_persistence(config, clock, None)
+    }
+
+    /// Like [`TickPool::start`], with every thread sending [`crate::Persist`] records to
+    /// `sink` (saved states every `sink.every_ticks`, outcomes, drops).
+    ///
+    /// # Errors
+    /// [`StartError`] when no thread was asked for or the OS refuses one.
+    pub fn start_with_persistence(
+        config: &TickConfig,
+        clock: Arc<dyn Clock>,
+        sink: Option<crate::PersistSink>,
+    ) -> Result<Self, StartError> {
         if config.threads == 0 {
             return Err(StartError::NoThreads);
         }
@@ -69,7 +82,10 @@ impl TickPool {
         for n in 0..config.threads {
             let (tx, rx) = bounded(config.command_capacity.max(1));
             let metrics = Arc::new(ThreadMetrics::default());
-            let scheduler = Scheduler::new(config, clock.clone(), metrics.clone());
+            let mut scheduler = Scheduler::new(config, clock.clone(), metrics.clone());
+            if let Some(sink) = &sink {
+                scheduler.set_persistence(sink.clone());
+            }
             let thread_clock = clock.clone();
             let budget = config.command_batch.max(1);
             let slack = config.wake_slack;

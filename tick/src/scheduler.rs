@@ -22,6 +22,7 @@ use crate::command::{Command, InputFrom, ShardId};
 use crate::config::TickConfig;
 use crate::mailbox::Mailbox;
 use crate::metrics::ThreadMetrics;
+use crate::persist::{Persist, PersistSink};
 use crate::status::{ShardState, ShardStatus};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -120,6 +121,18 @@ struct Ctx {
     out: Vec<(SubscriberKey, Outgoing)>,
     stamps: Vec<u64>,
     gone: Vec<SubscriberKey>,
+    persist: Option<PersistSink>,
+}
+
+impl Ctx {
+    /// Hands `record` to persistence without waiting; counts it as skipped when full.
+    fn persist(&self, record: Persist) {
+        let Some(sink) = &self.persist else { return };
+        match sink.tx.try_send(record) {
+            Ok(()) => self.metrics.persisted.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.metrics.persist_skipped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
 }
 
 /// The shards of one thread: a slab plus an id index.
@@ -183,6 +196,7 @@ impl Scheduler {
                 out: Vec::new(),
                 stamps: Vec::new(),
                 gone: Vec::new(),
+                persist: None,
             },
             shards: Shards::default(),
             heap: BinaryHeap::new(),
@@ -190,6 +204,11 @@ impl Scheduler {
             next_sweep_ns: now.saturating_add(SWEEP_INTERVAL_NS),
             max_park_ns: u64::try_from(config.max_park.as_nanos()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Sends saved states, outcomes and drops to `sink` from now on.
+    pub fn set_persistence(&mut self, sink: PersistSink) {
+        self.ctx.persist = Some(sink);
     }
 
     /// Shards owned.
@@ -306,6 +325,8 @@ impl Scheduler {
             k: 1,
             last_activity_ns: now,
         };
+        // A restored shard starts at its saved tick: show it before the first step.
+        entry.publish_status();
         entry.status.set_state(ShardState::Running);
         if hz > 0 {
             self.heap.push(Reverse((entry.deadline(1), id)));
@@ -343,6 +364,14 @@ impl Scheduler {
         let Some(entry) = self.shards.get_mut(id) else {
             return;
         };
+        if reason == StopReason::Shutdown {
+            // Saved before it stops: the match resumes after the restart.
+            if let Some(Some(saved)) = guarded(&self.ctx, entry, |s| s.save()) {
+                self.ctx.persist(Persist::Saved { shard: id, saved: Box::new(saved) });
+            }
+        } else {
+            self.ctx.persist(Persist::Dropped { shard: id });
+        }
         guarded(&self.ctx, entry, |s| s.stop(reason));
         let state =
             if reason == StopReason::Panicked { ShardState::Panicked } else { ShardState::Stopped };
@@ -422,8 +451,17 @@ impl Scheduler {
             return;
         };
         if !alive {
+            self.ctx.persist(Persist::Dropped { shard: id });
             self.finish(id, ShardState::Panicked);
         } else if entry.shard.is_finished() {
+            let record = Persist::Finished {
+                shard: id,
+                game: entry.shard.game(),
+                tick: entry.shard.tick(),
+                outcome: guarded(&self.ctx, entry, |s| s.outcome_json()).flatten(),
+                replay: entry.shard.replay_log().map(|log| Box::new(log.clone())),
+            };
+            self.ctx.persist(record);
             self.finish(id, ShardState::Finished);
         }
     }
@@ -531,6 +569,13 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     // Status first: a subscriber that sees tick N in its mailbox then sees status >= N.
     entry.publish_status();
     deliver(ctx, entry);
+    let every = ctx.persist.as_ref().map_or(0, |p| p.every_ticks);
+    if every > 0 && !report.finished && entry.shard.tick().is_multiple_of(every) {
+        let id = entry.id;
+        if let Some(Some(saved)) = guarded(ctx, entry, |s| s.save()) {
+            ctx.persist(Persist::Saved { shard: id, saved: Box::new(saved) });
+        }
+    }
     true
 }
 
@@ -618,6 +663,12 @@ impl DynShard for Dead {
     fn stop(&mut self, _: StopReason) {}
     fn drain_outgoing(&mut self, _: &mut Vec<(SubscriberKey, Outgoing)>) {}
     fn drain_applied_stamps(&mut self, _: &mut Vec<u64>) {}
+    fn save(&mut self) -> Option<pylon_shard::SavedMatch> {
+        None
+    }
+    fn outcome_json(&mut self) -> Option<serde_json::Value> {
+        None
+    }
     fn state_hash(&mut self) -> u64 {
         0
     }

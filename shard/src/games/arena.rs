@@ -119,6 +119,22 @@ pub struct Player {
 #[derive(Resource)]
 struct MatchState(Box<State>);
 
+/// What `save` writes: the players (they reattach by sid on reconnect) and the pickups.
+#[derive(Serialize, Deserialize)]
+struct SavedArena {
+    players: Vec<SavedPlayer>,
+    pickups: Vec<[f32; 2]>,
+    ending: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedPlayer {
+    sid: String,
+    pos: [f32; 2],
+    intent: [f32; 2],
+    score: u32,
+}
+
 impl std::ops::Deref for MatchState {
     type Target = State;
     fn deref(&self) -> &State {
@@ -234,6 +250,15 @@ impl Game for Arena {
     }
 
     fn handle_join(world: &mut World, who: &Subscriber) -> Result<Option<Entity>, JoinRejected> {
+        // A player restored from a saved match reconnecting: give it back its entity.
+        let restored = world
+            .query::<(Entity, &Player)>()
+            .iter(world)
+            .find(|(_, p)| p.sid == who.sid)
+            .map(|(e, _)| e);
+        if let Some(entity) = restored {
+            return Ok(Some(entity));
+        }
         let pos = random_pos(&mut world.resource_mut::<ShardRng>());
         let player = Player { sid: who.sid.clone(), pos, intent: [0.0, 0.0], score: 0 };
         Ok(Some(world.spawn(player).id()))
@@ -269,6 +294,49 @@ impl Game for Arena {
             [] => None,
         };
         Some(ArenaOutcome { reason, winner, scores })
+    }
+
+    fn save(world: &mut World) -> Option<serde_json::Value> {
+        let players: Vec<SavedPlayer> = world
+            .query::<&Player>()
+            .iter(world)
+            .map(|p| SavedPlayer {
+                sid: p.sid.to_string(),
+                pos: p.pos,
+                intent: p.intent,
+                score: p.score,
+            })
+            .collect();
+        let state = world.resource::<MatchState>();
+        let saved = SavedArena {
+            players,
+            pickups: state.pickups.clone(),
+            ending: state.ending.map(str::to_owned),
+        };
+        serde_json::to_value(saved).ok()
+    }
+
+    fn restore(world: &mut World, state: &serde_json::Value) -> Result<(), String> {
+        let saved: SavedArena = serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+        {
+            let mut match_state = world.resource_mut::<MatchState>();
+            match_state.pickups = saved.pickups;
+            match_state.ending = match saved.ending.as_deref() {
+                None => None,
+                Some("score_limit") => Some("score_limit"),
+                Some("time_limit") => Some("time_limit"),
+                Some(other) => return Err(format!("unknown ending {other:?}")),
+            };
+        }
+        for p in saved.players {
+            world.spawn(Player {
+                sid: Arc::from(p.sid),
+                pos: p.pos,
+                intent: p.intent,
+                score: p.score,
+            });
+        }
+        Ok(())
     }
 
     fn hash_state(world: &mut World, hasher: &mut StableHasher) {

@@ -6,21 +6,28 @@ pub mod tictactoe;
 use crate::error::ShardError;
 use crate::game::Game;
 use crate::replay::{ReplayLog, replay};
-use crate::runtime::{DynShard, MatchConfig, Shard};
+use crate::runtime::{DynShard, MatchConfig, SavedMatch, Shard};
 
 /// Creates a boxed shard of one game type.
 pub type ShardFactory = fn(&MatchConfig) -> Result<Box<dyn DynShard>, ShardError>;
 /// Replays a log of one game type (see [`crate::replay::replay`]).
 pub type ReplayFn = fn(&ReplayLog, &mut dyn FnMut(u64, u64)) -> Result<u64, ShardError>;
 
+/// Rebuilds a boxed shard of one game type from a saved match.
+pub type RestoreFn = fn(&SavedMatch) -> Result<Box<dyn DynShard>, ShardError>;
+
 fn factory<G: Game>(config: &MatchConfig) -> Result<Box<dyn DynShard>, ShardError> {
     Ok(Box::new(Shard::<G>::new(config)?))
+}
+
+fn restorer<G: Game>(saved: &SavedMatch) -> Result<Box<dyn DynShard>, ShardError> {
+    Ok(Box::new(Shard::<G>::restore(saved)?))
 }
 
 /// The game types a process can run, by name.
 #[derive(Debug, Clone, Default)]
 pub struct GameRegistry {
-    games: Vec<(&'static str, ShardFactory, ReplayFn)>,
+    games: Vec<(&'static str, ShardFactory, ReplayFn, RestoreFn)>,
 }
 
 impl GameRegistry {
@@ -41,13 +48,13 @@ impl GameRegistry {
 
     /// Adds game `G` (replacing a game of the same name).
     pub fn register<G: Game>(&mut self) {
-        self.games.retain(|(name, _, _)| *name != G::NAME);
-        self.games.push((G::NAME, factory::<G>, replay::<G>));
+        self.games.retain(|(name, ..)| *name != G::NAME);
+        self.games.push((G::NAME, factory::<G>, replay::<G>, restorer::<G>));
     }
 
     /// Registered names, in registration order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.games.iter().map(|(name, _, _)| *name)
+        self.games.iter().map(|(name, ..)| *name)
     }
 
     /// Creates a match of game `name`.
@@ -59,7 +66,7 @@ impl GameRegistry {
         name: &str,
         config: &MatchConfig,
     ) -> Result<Box<dyn DynShard>, ShardError> {
-        let (_, make, _) = self.find(name)?;
+        let (_, make, ..) = self.find(name)?;
         make(config)
     }
 
@@ -72,14 +79,27 @@ impl GameRegistry {
         log: &ReplayLog,
         on_tick: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, ShardError> {
-        let (_, _, run) = self.find(&log.game)?;
+        let (_, _, run, _) = self.find(&log.game)?;
         run(log, on_tick)
     }
 
-    fn find(&self, name: &str) -> Result<&(&'static str, ShardFactory, ReplayFn), ShardError> {
+    /// Rebuilds a saved match with the game it names.
+    ///
+    /// # Errors
+    /// [`ShardError::UnknownGame`], or the game's restore error.
+    pub fn restore(&self, saved: &SavedMatch) -> Result<Box<dyn DynShard>, ShardError> {
+        let (.., restore) = self.find(&saved.game)?;
+        restore(saved)
+    }
+
+    #[allow(clippy::type_complexity, reason = "one private lookup")]
+    fn find(
+        &self,
+        name: &str,
+    ) -> Result<&(&'static str, ShardFactory, ReplayFn, RestoreFn), ShardError> {
         self.games
             .iter()
-            .find(|(n, _, _)| *n == name)
+            .find(|(n, ..)| *n == name)
             .ok_or_else(|| ShardError::UnknownGame(name.to_owned()))
     }
 }

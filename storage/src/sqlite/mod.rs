@@ -163,8 +163,123 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         let closed =
             || EntityError::Store(StoreError::Write("the store is closed".into())).in_operation(0);
-        self.inner.writes.send(writer::Job { ops, reply }).await.map_err(|_| closed())?;
+        self.inner.writes.send(writer::Job::Write { ops, reply }).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    async fn exec(
+        &self,
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Write("the store is closed".into());
+        self.inner
+            .writes
+            .send(writer::Job::Exec { sql, params, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Saves (replacing) the state of running match `match_id` (JSON of a `SavedMatch`).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn save_match(
+        &self,
+        match_id: &str,
+        game: &str,
+        tick: u64,
+        state: String,
+    ) -> Result<(), StoreError> {
+        use rusqlite::types::Value as V;
+        let params = vec![
+            V::Text(match_id.into()),
+            V::Text(game.into()),
+            V::Integer(i64::try_from(tick).unwrap_or(i64::MAX)),
+            V::Text(state),
+            V::Text(crate::time::now_rfc3339()),
+        ];
+        self.exec(
+            "INSERT OR REPLACE INTO pylon_matches (match_id, game, tick, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params,
+        )
+        .await
+    }
+
+    /// Forgets the saved state of `match_id` (finished or stopped).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn delete_match(&self, match_id: &str) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM pylon_matches WHERE match_id = ?1",
+            vec![rusqlite::types::Value::Text(match_id.into())],
+        )
+        .await
+    }
+
+    /// Every saved running match: (match id, state JSON).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn saved_matches(&self) -> Result<Vec<(String, String)>, EntityError> {
+        self.read(|conn, _| {
+            let mut stmt = conn
+                .prepare("SELECT match_id, state FROM pylon_matches ORDER BY match_id")
+                .map_err(StoreError::from)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(StoreError::from)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::from)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Stores the replay log (JSON) of finished match `match_id`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn save_replay(
+        &self,
+        match_id: &str,
+        game: &str,
+        log: String,
+    ) -> Result<(), StoreError> {
+        use rusqlite::types::Value as V;
+        let params = vec![
+            V::Text(match_id.into()),
+            V::Text(game.into()),
+            V::Text(log),
+            V::Text(crate::time::now_rfc3339()),
+        ];
+        self.exec(
+            "INSERT OR REPLACE INTO pylon_replays (match_id, game, log, finished_at) VALUES (?1, ?2, ?3, ?4)",
+            params,
+        )
+        .await
+    }
+
+    /// The replay log (JSON) of `match_id`, if one was stored.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn replay(&self, match_id: &str) -> Result<Option<String>, EntityError> {
+        let id = match_id.to_owned();
+        self.read(move |conn, _| {
+            use rusqlite::OptionalExtension as _;
+            let log = conn
+                .query_row("SELECT log FROM pylon_replays WHERE match_id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(StoreError::from)?;
+            Ok(log)
+        })
+        .await
     }
 
     /// Runs `f` on a read connection from the pool.

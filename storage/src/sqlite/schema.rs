@@ -48,7 +48,13 @@ pub fn init_internal(conn: &Connection) -> rusqlite::Result<()> {
              seq INTEGER PRIMARY KEY, entity TEXT NOT NULL, row_id TEXT NOT NULL,
              kind TEXT NOT NULL, data TEXT, ts TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS pylon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
-             WITHOUT ROWID;",
+             WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS pylon_matches (
+             match_id TEXT PRIMARY KEY, game TEXT NOT NULL, tick INTEGER NOT NULL,
+             state TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS pylon_replays (
+             match_id TEXT PRIMARY KEY, game TEXT NOT NULL, log TEXT NOT NULL,
+             finished_at TEXT NOT NULL) WITHOUT ROWID;",
     )
 }
 

@@ -18,9 +18,21 @@ use crate::manifest::{EntityDef, Manifest, check_value};
 use crate::{StoreError, time};
 
 /// One queued write.
-pub(super) struct Job {
-    pub ops: Vec<WriteOp>,
-    pub reply: oneshot::Sender<Result<WriteResult, IndexedError>>,
+pub(super) enum Job {
+    /// Entity operations, all or nothing.
+    Write { ops: Vec<WriteOp>, reply: oneshot::Sender<Result<WriteResult, IndexedError>> },
+    /// One statement on pylon's internal tables (saved matches, replays).
+    Exec {
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// A job's outcome, answered after the group commits.
+enum Done {
+    Write(Result<WriteResult, IndexedError>),
+    Exec(Result<(), StoreError>),
 }
 
 /// Writer settings.
@@ -47,7 +59,16 @@ pub(super) fn run(
         }
         let results = commit_group(&mut conn, &manifest, &group);
         for (job, result) in group.into_iter().zip(results) {
-            let _ = job.reply.send(result);
+            match (job, result) {
+                (Job::Write { reply, .. }, Done::Write(r)) => {
+                    let _ = reply.send(r);
+                }
+                (Job::Exec { reply, .. }, Done::Exec(r)) => {
+                    let _ = reply.send(r);
+                }
+                // `commit_group` answers each job with its own kind.
+                _ => {}
+            }
         }
         commits += 1;
         if commits.is_multiple_of(1024) {
@@ -57,17 +78,30 @@ pub(super) fn run(
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn commit_group(
-    conn: &mut Connection,
-    manifest: &Manifest,
-    group: &[Job],
-) -> Vec<Result<WriteResult, IndexedError>> {
+fn failed(job: &Job, msg: &str) -> Done {
+    match job {
+        Job::Write { .. } => {
+            Done::Write(Err(EntityError::Store(StoreError::Write(msg.to_owned())).in_operation(0)))
+        }
+        Job::Exec { .. } => Done::Exec(Err(StoreError::Write(msg.to_owned()))),
+    }
+}
+
+fn run_job(tx: &Connection, manifest: &Manifest, job: &Job, ts: &str) -> Done {
+    match job {
+        Job::Write { ops, .. } => Done::Write(apply_batch(tx, manifest, ops, ts)),
+        Job::Exec { sql, params, .. } => Done::Exec(
+            tx.execute(sql, rusqlite::params_from_iter(params.iter()))
+                .map(|_| ())
+                .map_err(StoreError::from),
+        ),
+    }
+}
+
+fn commit_group(conn: &mut Connection, manifest: &Manifest, group: &[Job]) -> Vec<Done> {
     let fail_all = |e: rusqlite::Error| {
         let msg = e.to_string();
-        group
-            .iter()
-            .map(|_| Err(EntityError::Store(StoreError::Write(msg.clone())).in_operation(0)))
-            .collect()
+        group.iter().map(|job| failed(job, &msg)).collect()
     };
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -77,11 +111,12 @@ fn commit_group(
     let mut results = Vec::with_capacity(group.len());
     for job in group {
         if let Err(e) = tx.execute_batch("SAVEPOINT job") {
-            results.push(Err(EntityError::Store(StoreError::Write(e.to_string())).in_operation(0)));
+            results.push(failed(job, &e.to_string()));
             continue;
         }
-        let result = apply_batch(&tx, manifest, &job.ops, &ts);
-        let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        let result = run_job(&tx, manifest, job, &ts);
+        let ok = matches!(result, Done::Write(Ok(_)) | Done::Exec(Ok(())));
+        let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         if let Err(e) = tx.execute_batch(end) {
             return fail_all(e);
         }
