@@ -11,6 +11,7 @@
 
 pub mod entity;
 pub mod manifest;
+pub mod migrate;
 pub mod policy;
 pub mod sessions;
 pub mod sqlite;

@@ -1,0 +1,200 @@
+//! Backend-neutral migration planning: from the schema a database recorded last time,
+//! a few facts about its rows, and the new manifest, decide what to change, or refuse
+//! with a message naming the entity and field. Each backend gathers the facts and runs
+//! the plan in one transaction with its own DDL.
+//!
+//! Allowed: new entities, new optional fields, new required fields on empty tables,
+//! dropping fields or entities that hold no values, optional -> required when no row has
+//! a null, int -> float, any type change on a field with no values, new and dropped
+//! indexes. Refused: everything else that touches existing values.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::manifest::{EntityDef, FieldType, Manifest};
+
+/// One field as a database recorded it (`pylon_schema`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredField {
+    /// Entity.
+    pub entity: String,
+    /// Field.
+    pub field: String,
+    /// Type, manifest spelling.
+    pub ty: String,
+    /// Optional.
+    pub optional: bool,
+    /// Unique.
+    pub unique: bool,
+}
+
+/// What the planner needs to know about existing rows.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// Rows per stored entity.
+    pub rows: BTreeMap<String, i64>,
+    /// Non-null values per (entity, field).
+    pub values: BTreeMap<(String, String), i64>,
+}
+
+impl Facts {
+    fn rows(&self, entity: &str) -> i64 {
+        self.rows.get(entity).copied().unwrap_or(0)
+    }
+
+    fn values(&self, entity: &str, field: &str) -> i64 {
+        self.values.get(&(entity.to_owned(), field.to_owned())).copied().unwrap_or(0)
+    }
+}
+
+/// One schema change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the entity's table.
+    CreateEntity(String),
+    /// Add a column.
+    AddField(String, String),
+    /// Drop an empty column.
+    DropField(String, String),
+    /// Drop an empty table.
+    DropEntity(String),
+    /// Record a type change (no DDL: the column keeps its storage; reads convert).
+    Retype(String, String),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CreateEntity(e) => write!(f, "create entity {e}"),
+            Self::AddField(e, x) => write!(f, "add field {e}.{x}"),
+            Self::DropField(e, x) => write!(f, "drop empty field {e}.{x}"),
+            Self::DropEntity(e) => write!(f, "drop empty entity {e}"),
+            Self::Retype(e, x) => write!(f, "retype {e}.{x}"),
+        }
+    }
+}
+
+/// The changes that bring a database with `stored` schema and `facts` to `manifest`.
+/// `exists(entity)` says whether a table is there without a recorded schema (adopted).
+///
+/// # Errors
+/// The refusal, naming entity and field.
+pub fn plan(
+    manifest: &Manifest,
+    stored: &[StoredField],
+    facts: &Facts,
+    exists: impl Fn(&str) -> bool,
+) -> Result<Vec<Action>, String> {
+    let mut actions = Vec::new();
+    for entity in &manifest.entities {
+        let mine: Vec<&StoredField> = stored.iter().filter(|s| s.entity == entity.name).collect();
+        if mine.is_empty() && !exists(&entity.name) {
+            actions.push(Action::CreateEntity(entity.name.clone()));
+        } else {
+            plan_entity(entity, &mine, facts, &mut actions)?;
+        }
+    }
+    let old: BTreeSet<&str> = stored.iter().map(|s| s.entity.as_str()).collect();
+    for gone in old.into_iter().filter(|e| manifest.entity(e).is_none()) {
+        let rows = facts.rows(gone);
+        if rows > 0 {
+            return Err(format!(
+                "entity {gone} was removed from the manifest but holds {rows} rows"
+            ));
+        }
+        actions.push(Action::DropEntity(gone.to_owned()));
+    }
+    Ok(actions)
+}
+
+fn plan_entity(
+    entity: &EntityDef,
+    stored: &[&StoredField],
+    facts: &Facts,
+    actions: &mut Vec<Action>,
+) -> Result<(), String> {
+    let name = &entity.name;
+    let rows = facts.rows(name);
+    for field in &entity.fields {
+        let Some(old) = stored.iter().find(|s| s.field == field.name) else {
+            if !field.optional && rows > 0 {
+                return Err(format!(
+                    "{name}.{}: new required field on a table with {rows} rows (make it optional)",
+                    field.name
+                ));
+            }
+            actions.push(Action::AddField(name.clone(), field.name.clone()));
+            continue;
+        };
+        let new_ty = field.ty.as_str();
+        let values = facts.values(name, &field.name);
+        if old.ty != new_ty {
+            let widening = old.ty == "int" && field.ty == FieldType::Float;
+            if values > 0 && !widening {
+                return Err(format!(
+                    "{name}.{}: type change {} -> {new_ty} on a field with {values} values",
+                    field.name, old.ty
+                ));
+            }
+            actions.push(Action::Retype(name.clone(), field.name.clone()));
+        }
+        if old.optional && !field.optional && values < rows {
+            return Err(format!(
+                "{name}.{}: made required but {} rows have no value",
+                field.name,
+                rows - values
+            ));
+        }
+    }
+    for old in stored.iter().filter(|s| entity.field(&s.field).is_none()) {
+        let values = facts.values(name, &old.field);
+        if values > 0 {
+            return Err(format!(
+                "{name}.{}: removed from the manifest but holds {values} values",
+                old.field
+            ));
+        }
+        actions.push(Action::DropField(name.clone(), old.field.clone()));
+    }
+    Ok(())
+}
+
+/// An index pylon maintains: `ux_<entity>_<field>` for unique fields, `ix_<entity>_<name>`
+/// for the manifest's indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedIndex {
+    /// Index name.
+    pub name: String,
+    /// Unique.
+    pub unique: bool,
+    /// Columns, in order.
+    pub columns: Vec<String>,
+}
+
+/// The indexes `entity` should have.
+#[must_use]
+pub fn wanted_indexes(entity: &EntityDef) -> Vec<WantedIndex> {
+    let mut out: Vec<WantedIndex> = entity
+        .fields
+        .iter()
+        .filter(|f| f.unique)
+        .map(|f| WantedIndex {
+            name: format!("ux_{}_{}", entity.name, f.name),
+            unique: true,
+            columns: vec![f.name.clone()],
+        })
+        .collect();
+    out.extend(entity.indexes.iter().map(|ix| WantedIndex {
+        name: format!("ix_{}_{}", entity.name, ix.name),
+        unique: ix.unique,
+        columns: ix.fields.clone(),
+    }));
+    out
+}
+
+/// `CREATE [UNIQUE] INDEX "<name>" ON <table> ("a", "b")`.
+#[must_use]
+pub fn index_sql(ix: &WantedIndex, table: &str) -> String {
+    let cols: Vec<String> = ix.columns.iter().map(|c| format!("\"{c}\"")).collect();
+    let unique = if ix.unique { "UNIQUE " } else { "" };
+    format!("CREATE {unique}INDEX \"{}\" ON {table} ({})", ix.name, cols.join(", "))
+}
