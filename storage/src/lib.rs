@@ -16,6 +16,7 @@ pub mod policy;
 pub mod sessions;
 pub mod sqlite;
 pub mod time;
+pub mod write;
 
 pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult};
 pub use manifest::Manifest;

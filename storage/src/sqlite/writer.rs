@@ -14,8 +14,8 @@ use super::rows::{read_row, select_list, table, to_sql};
 use crate::entity::{
     ChangeEvent, ChangeKind, EntityError, IndexedError, Row, WriteOp, WriteResult,
 };
-use crate::manifest::{EntityDef, Manifest, check_value};
-use crate::{StoreError, time};
+use crate::manifest::{EntityDef, Manifest};
+use crate::{StoreError, time, write};
 
 /// One queued write.
 pub(super) enum Job {
@@ -177,65 +177,8 @@ fn apply_op(
     }
 }
 
-fn deny(entity: &EntityDef, kind: ChangeKind) -> EntityError {
-    EntityError::PolicyDenied { entity: entity.name.clone(), kind: kind.as_str() }
-}
-
-/// Validates `data`'s fields against the entity into `row` (unknown fields refused).
-fn validate_into(entity: &EntityDef, data: &Row, row: &mut Row) -> Result<(), EntityError> {
-    for (key, value) in data {
-        if key == "id" {
-            continue;
-        }
-        let field = entity.field(key).ok_or_else(|| EntityError::UnknownField {
-            entity: entity.name.clone(),
-            field: key.clone(),
-        })?;
-        let value = check_value(field, value).map_err(|reason| EntityError::InvalidField {
-            entity: entity.name.clone(),
-            field: key.clone(),
-            reason,
-        })?;
-        row.insert(key.clone(), value);
-    }
-    Ok(())
-}
-
 fn insert(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
-    let id = match op
-        .id
-        .clone()
-        .or_else(|| op.data.get("id").and_then(Value::as_str).map(str::to_owned))
-    {
-        Some(id) if valid_id(&id) => id,
-        Some(id) => {
-            return Err(EntityError::BadRequest(format!(
-                "invalid id {id:?}: 1 to 128 characters, no control characters"
-            )));
-        }
-        None => crate::new_id()?,
-    };
-    let mut row = Row::new();
-    row.insert("id".into(), Value::String(id.clone()));
-    validate_into(entity, &op.data, &mut row)?;
-    for field in &entity.fields {
-        match row.get(&field.name) {
-            None | Some(Value::Null) if !field.optional => {
-                return Err(EntityError::InvalidField {
-                    entity: entity.name.clone(),
-                    field: field.name.clone(),
-                    reason: "required".into(),
-                });
-            }
-            None => {
-                row.insert(field.name.clone(), Value::Null);
-            }
-            Some(_) => {}
-        }
-    }
-    if op.guard.as_ref().is_some_and(|g| !g(&row)) {
-        return Err(deny(entity, ChangeKind::Insert));
-    }
+    let (id, row) = write::insert_row(entity, op)?;
     let cols = select_list(entity);
     let marks: Vec<String> = (1..=entity.fields.len() + 1).map(|i| format!("?{i}")).collect();
     let mut values = vec![rusqlite::types::Value::Text(id.clone())];
@@ -253,10 +196,7 @@ fn current(
     entity: &EntityDef,
     op: &WriteOp,
 ) -> Result<(String, Row), EntityError> {
-    let id = op
-        .id
-        .clone()
-        .ok_or_else(|| EntityError::BadRequest(format!("{} needs an id", op.kind.as_str())))?;
+    let id = write::target_id(op)?;
     let sql =
         format!("SELECT {} FROM {} WHERE \"id\" = ?1", select_list(entity), table(&entity.name));
     let row = tx
@@ -268,18 +208,8 @@ fn current(
 }
 
 fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
-    let (id, mut row) = current(tx, entity, op)?;
-    let mut changes = Row::new();
-    validate_into(entity, &op.data, &mut changes)?;
-    if changes.is_empty() {
-        return Err(EntityError::BadRequest("an update needs at least one field".into()));
-    }
-    for (k, v) in &changes {
-        row.insert(k.clone(), v.clone());
-    }
-    if op.guard.as_ref().is_some_and(|g| !g(&row)) {
-        return Err(deny(entity, ChangeKind::Update));
-    }
+    let (id, current) = current(tx, entity, op)?;
+    let (row, changes) = write::update_row(entity, op, current)?;
     let sets: Vec<String> =
         changes.keys().enumerate().map(|(i, k)| format!("\"{k}\" = ?{}", i + 2)).collect();
     let mut values = vec![rusqlite::types::Value::Text(id.clone())];
@@ -294,9 +224,7 @@ fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, 
 
 fn delete(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
     let (id, row) = current(tx, entity, op)?;
-    if op.guard.as_ref().is_some_and(|g| !g(&row)) {
-        return Err(deny(entity, ChangeKind::Delete));
-    }
+    write::check_guard(entity, op, &row)?;
     tx.execute(&format!("DELETE FROM {} WHERE \"id\" = ?1", table(&entity.name)), params![id])
         .map_err(StoreError::from)?;
     Ok((id, row))
@@ -310,10 +238,6 @@ fn conflict(entity: &EntityDef, e: rusqlite::Error) -> EntityError {
         return EntityError::Conflict { entity: entity.name.clone(), what };
     }
     EntityError::Store(StoreError::from(e))
-}
-
-fn valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && !id.chars().any(char::is_control)
 }
 
 /// Keeps at most `retention` changes (oldest go first; seq stays dense at the top).
