@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use config::{Config, LogFormat, Mode};
 use pylon_api::{ApiConfig, Entities, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
-use pylon_storage::{Manifest, SessionStore, SqliteOptions, SqliteSessionStore, SqliteStore};
+use pylon_storage::{Backend, Manifest, SessionStore, SqliteSessionStore, Store};
 use pylon_sync::Hub;
 use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
 
@@ -110,8 +110,8 @@ fn init_logging(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.database_url.is_some() {
-        tracing::warn!(
-            "DATABASE_URL names Postgres; sessions stay in the SQLite session store (PYLON_SESSION_DB) until the Postgres backend lands"
+        tracing::info!(
+            "entities on Postgres (DATABASE_URL); sessions stay in PYLON_SESSION_DB (SQLite)"
         );
     }
     let sessions: Arc<dyn SessionStore> = if config.session_db.as_os_str() == ":memory:" {
@@ -123,7 +123,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?,
         )
     };
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let (policies, warnings) = Policies::compile(store.manifest(), config.dev_mode);
     for warning in warnings {
         tracing::warn!("{warning}");
@@ -190,11 +190,18 @@ fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-/// Opens the entity store (migrating it to the manifest; a refused migration stops start-up).
-fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+/// Opens the entity store (migrating it to the manifest; a refused migration stops
+/// start-up): Postgres when `DATABASE_URL` names it, else SQLite at `PYLON_DB_PATH`.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let manifest = Arc::new(load_manifest(config)?);
-    SqliteStore::open(&config.db_path, manifest, &SqliteOptions::default())
-        .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display()))
+    match &config.database_url {
+        Some(url) => Store::open(&Backend::Postgres { url: url.clone(), schema: None }, manifest)
+            .await
+            .context("DATABASE_URL"),
+        None => Store::open(&Backend::Sqlite(config.db_path.clone()), manifest)
+            .await
+            .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display())),
+    }
 }
 
 /// Persistence records that may wait for the persister (saved states, results); beyond
@@ -203,7 +210,7 @@ const PERSIST_QUEUE: usize = 4096;
 
 /// Resumes the matches a previous run saved. A state that no longer restores (a game
 /// removed or changed) is logged and left in place for an operator.
-async fn restore_matches(store: &SqliteStore, matches: &Matches) {
+async fn restore_matches(store: &Store, matches: &Matches) {
     let saved = match store.saved_matches().await {
         Ok(saved) => saved,
         Err(e) => {

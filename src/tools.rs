@@ -22,11 +22,30 @@ pub fn migrate(
     load: fn(&Config) -> anyhow::Result<Manifest>,
 ) -> anyhow::Result<()> {
     let manifest = load(config)?;
-    let actions = pylon_storage::migrate_file(&config.db_path, &manifest, dry_run)
-        .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display()))?;
+    let (target, actions) = match &config.database_url {
+        Some(url) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let actions = runtime.block_on(async {
+                let options = pylon_storage::postgres::PgOptions::default();
+                let store = pylon_storage::postgres::PgStore::connect(
+                    url,
+                    std::sync::Arc::new(manifest),
+                    &options,
+                )
+                .await?;
+                store.migrate(dry_run).await
+            });
+            ("the Postgres database".to_owned(), actions.context("DATABASE_URL")?)
+        }
+        None => {
+            let actions = pylon_storage::migrate_file(&config.db_path, &manifest, dry_run)
+                .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display()))?;
+            (config.db_path.display().to_string(), actions)
+        }
+    };
     let verb = if dry_run { "would" } else { "did" };
     if actions.is_empty() {
-        println!("pylon migrate: {} is up to date", config.db_path.display());
+        println!("pylon migrate: {target} is up to date");
     }
     for action in actions {
         println!("pylon migrate: {verb} {action}");
@@ -41,6 +60,11 @@ pub fn migrate(
 pub fn backup(config: &Config, dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("backup directory {} must be new or empty", dir.display());
+    }
+    if config.database_url.is_some() {
+        bail!(
+            "DATABASE_URL is Postgres: `pylon backup` copies SQLite databases; back Postgres up with pg_dump (a logical export through pylon is not built yet)"
+        );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if !config.db_path.exists() {

@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use pylon_shard::Auth;
 use pylon_storage::entity::{EntityError, Guard, IndexedError, limits};
-use pylon_storage::{ChangeEvent, ChangeKind, Row, SqliteStore, WriteOp};
+use pylon_storage::{ChangeEvent, ChangeKind, Row, Store, WriteOp};
 use pylon_sync::Hub;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use crate::shard_http::JsonBody;
 /// The entity side of the server: store, compiled policies, change hub.
 pub struct Entities {
     /// The store.
-    pub store: SqliteStore,
+    pub store: Store,
     /// Compiled policies.
     pub policies: Arc<Policies>,
     /// Live change fan-out.

@@ -7,14 +7,18 @@
 //! Layout: [`manifest`] (pylon.manifest.json), [`policy`] (rule expressions),
 //! [`entity`] (rows, write operations, change events, errors), [`sqlite`] (the embedded
 //! backend: writer thread with group commit, read pool, migrations, change log),
+//! [`postgres`] (the same contract on Postgres), [`store`] (the enum the server uses),
+//! [`migrate`] and [`write`] (the backend-neutral migration planner and write rules),
 //! [`sessions`] (the session store the server's auth uses).
 
 pub mod entity;
 pub mod manifest;
 pub mod migrate;
 pub mod policy;
+pub mod postgres;
 pub mod sessions;
 pub mod sqlite;
+pub mod store;
 pub mod time;
 pub mod write;
 
@@ -22,6 +26,7 @@ pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult
 pub use manifest::Manifest;
 pub use sessions::{NewSession, Session, SessionStore, SqliteSessionStore};
 pub use sqlite::{SqliteOptions, SqliteStore, backup_file, migrate_file};
+pub use store::{Backend, Store};
 
 use thiserror::Error;
 
@@ -41,6 +46,9 @@ pub enum StoreError {
     /// The manifest's schema could not be applied (the message names entity and field).
     #[error("migration {0}")]
     Migrate(String),
+    /// Postgres refused or failed.
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// A write could not be committed.
     #[error("write failed: {0}")]
     Write(String),

@@ -198,3 +198,12 @@ pub fn index_sql(ix: &WantedIndex, table: &str) -> String {
     let unique = if ix.unique { "UNIQUE " } else { "" };
     format!("CREATE {unique}INDEX \"{}\" ON {table} ({})", ix.name, cols.join(", "))
 }
+
+/// Whether `field` of `def` may be filtered on: `id`, unique fields, or the first column
+/// of an index (so every filter can use an index).
+#[must_use]
+pub fn filterable(def: &EntityDef, field: &str) -> bool {
+    field == "id"
+        || def.field(field).is_some_and(|f| f.unique)
+        || def.indexes.iter().any(|ix| ix.fields.first().is_some_and(|f| f == field))
+}

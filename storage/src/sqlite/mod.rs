@@ -516,14 +516,6 @@ fn entity_def<'m>(manifest: &'m Manifest, name: &str) -> Result<&'m EntityDef, E
     manifest.entity(name).ok_or_else(|| EntityError::UnknownEntity(name.to_owned()))
 }
 
-/// Whether `field` of `def` may be filtered on: `id`, unique fields, or the first column
-/// of an index.
-fn filterable(def: &EntityDef, field: &str) -> bool {
-    field == "id"
-        || def.field(field).is_some_and(|f| f.unique)
-        || def.indexes.iter().any(|ix| ix.fields.first().is_some_and(|f| f == field))
-}
-
 fn where_clause(
     def: &EntityDef,
     filters: &[(String, String)],
@@ -538,7 +530,7 @@ fn where_clause(
                 field: field.clone(),
             });
         }
-        if !filterable(def, field) {
+        if !crate::migrate::filterable(def, field) {
             return Err(EntityError::BadRequest(format!(
                 "{}.{field} is not indexed: filters work on id, unique fields and the first field of an index",
                 def.name

@@ -1,6 +1,8 @@
-//! The SQLite entity store on real files: CRUD and validation, unique conflicts,
-//! all-or-nothing batches, keyset cursors, filters, the durable dense change log,
-//! group commit under concurrency, backups, and migrations that refuse to lose data.
+//! One storage test suite, run against both backends: SQLite files in a temp dir and the
+//! real Postgres of DESIGN.md section 8 (a schema of its own per test). CRUD and
+//! validation, unique conflicts, all-or-nothing batches, keyset cursors, filters, the
+//! durable dense change log under concurrent writers, and migrations that refuse to lose
+//! data. (The SQLite online backup has its own test at the end.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -8,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pylon_storage::entity::{EntityError, Row};
-use pylon_storage::{ChangeKind, Manifest, SqliteOptions, SqliteStore, WriteOp};
+use pylon_storage::{Backend, ChangeKind, Manifest, SqliteOptions, SqliteStore, Store, WriteOp};
 use serde_json::{Value, json};
 
 const MANIFEST: &str = r#"{
@@ -52,9 +54,85 @@ fn manifest(json: &str) -> Arc<Manifest> {
     Arc::new(Manifest::parse(json).unwrap().0)
 }
 
-fn open(dir: &Dir) -> SqliteStore {
-    SqliteStore::open(&dir.db(), manifest(MANIFEST), &SqliteOptions::default()).unwrap()
+/// Where one test's data lives; SQLite directories are removed on drop.
+struct Place {
+    backend: Backend,
+    _dir: Option<Dir>,
 }
+
+impl Place {
+    async fn open(&self) -> Store {
+        Store::open(&self.backend, manifest(MANIFEST)).await.unwrap()
+    }
+}
+
+fn sqlite_place(test: &str) -> Place {
+    let dir = Dir::new(test);
+    Place { backend: Backend::Sqlite(dir.db()), _dir: Some(dir) }
+}
+
+/// A fresh schema of the test Postgres, or `None` (with a loud SKIPPED line) when it is
+/// not reachable and `PYLON_TEST_REQUIRE_SERVICES` is unset.
+async fn postgres_place(test: &str) -> Option<Place> {
+    let url = std::env::var("PYLON_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("pylon_t_{test}_{}", std::process::id());
+    let connected = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&url)
+        .await;
+    match connected {
+        Ok(pool) => {
+            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            Some(Place { backend: Backend::Postgres { url, schema: Some(schema) }, _dir: None })
+        }
+        Err(e) if std::env::var("PYLON_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("{test} needs postgres at {url}: {e}")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: {test} needs postgres");
+            None
+        }
+    }
+}
+
+/// Runs each named test body on SQLite and on Postgres.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite_place(stringify!($name))).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(place) = super::postgres_place(stringify!($name)).await {
+                        super::$name(place).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    crud_round_trip,
+    validation_names_the_field,
+    batches_are_all_or_nothing,
+    guards_deny_inside_the_transaction,
+    cursor_and_filters,
+    concurrent_writers_and_durable_dense_log,
+    migrations_refuse_data_loss,
+);
 
 fn row(v: Value) -> Row {
     match v {
@@ -74,10 +152,8 @@ fn insert(entity: &str, data: Value) -> WriteOp {
 }
 
 /// Insert, read back with types intact, update, delete; each write is one change event.
-#[tokio::test]
-async fn crud_round_trip() {
-    let dir = Dir::new("crud");
-    let store = open(&dir);
+async fn crud_round_trip(place: Place) {
+    let store = place.open().await;
     let res = store
         .write(vec![insert(
             "Player",
@@ -121,10 +197,8 @@ async fn crud_round_trip() {
 }
 
 /// Bad values are refused naming the field; unknown entities and fields too.
-#[tokio::test]
-async fn validation_names_the_field() {
-    let dir = Dir::new("validation");
-    let store = open(&dir);
+async fn validation_names_the_field(place: Place) {
+    let store = place.open().await;
     let cases = [
         (insert("Player", json!({"name": "x", "level": "high"})), "level"),
         (insert("Player", json!({"name": "x"})), "level"),
@@ -150,10 +224,8 @@ async fn validation_names_the_field() {
 }
 
 /// A batch with one bad operation changes nothing; a unique collision is a conflict.
-#[tokio::test]
-async fn batches_are_all_or_nothing() {
-    let dir = Dir::new("batch");
-    let store = open(&dir);
+async fn batches_are_all_or_nothing(place: Place) {
+    let store = place.open().await;
     store.write(vec![insert("Player", json!({"name": "taken", "level": 1}))]).await.unwrap();
     let err = store
         .write(vec![
@@ -171,10 +243,8 @@ async fn batches_are_all_or_nothing() {
 }
 
 /// A guard that says no aborts the write with PolicyDenied.
-#[tokio::test]
-async fn guards_deny_inside_the_transaction() {
-    let dir = Dir::new("guard");
-    let store = open(&dir);
+async fn guards_deny_inside_the_transaction(place: Place) {
+    let store = place.open().await;
     let mut op = insert("Player", json!({"name": "eve", "level": 1}));
     op.guard = Some(Arc::new(|r: &Row| r["name"] != "eve"));
     let err = store.write(vec![op]).await.unwrap_err();
@@ -183,10 +253,8 @@ async fn guards_deny_inside_the_transaction() {
 }
 
 /// Keyset pagination visits every row once, in id order; filters need an index.
-#[tokio::test]
-async fn cursor_and_filters() {
-    let dir = Dir::new("cursor");
-    let store = open(&dir);
+async fn cursor_and_filters(place: Place) {
+    let store = place.open().await;
     let ops: Vec<WriteOp> = (0..25)
         .map(|i| insert("Player", json!({"name": format!("p{i}"), "level": i, "region": if i % 2 == 0 { "eu" } else { "us" }})))
         .collect();
@@ -211,13 +279,11 @@ async fn cursor_and_filters() {
     assert!(matches!(err, EntityError::BadRequest(_)), "level is not indexed");
 }
 
-/// 200 concurrent writers: every one committed, seqs dense 1..=200, and the log and rows
-/// survive closing and reopening the file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_and_durable_dense_log() {
-    let dir = Dir::new("group");
+/// 200 concurrent writers: every one committed, seqs dense 1..=200 (one order), and the
+/// log and rows survive closing and reopening the store.
+async fn concurrent_writers_and_durable_dense_log(place: Place) {
     {
-        let store = open(&dir);
+        let store = place.open().await;
         let mut tasks = Vec::new();
         for i in 0..200 {
             let store = store.clone();
@@ -235,7 +301,7 @@ async fn group_commit_and_durable_dense_log() {
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
     }
-    let store = open(&dir);
+    let store = place.open().await;
     assert_eq!(store.latest_seq().await.unwrap(), 200);
     assert_eq!(store.list("Player", vec![], 1, 0).await.unwrap().count, 200);
     let page = store.changes_since(150, 1000).await.unwrap();
@@ -244,11 +310,12 @@ async fn group_commit_and_durable_dense_log() {
     assert!(matches!(store.changes_since(201, 10).await, Err(EntityError::ResyncRequired { .. })));
 }
 
-/// An online backup is a consistent copy with identical query results.
+/// SQLite: an online backup is a consistent copy with identical query results.
 #[tokio::test]
-async fn backup_copy_is_identical() {
+async fn sqlite_backup_copy_is_identical() {
     let dir = Dir::new("backup");
-    let store = open(&dir);
+    let store =
+        SqliteStore::open(&dir.db(), manifest(MANIFEST), &SqliteOptions::default()).unwrap();
     store
         .write(
             (0..10)
@@ -272,11 +339,9 @@ async fn backup_copy_is_identical() {
 /// Migrations: adding optional fields works; dropping a field with values, narrowing a
 /// type with values, or adding a required field to a non-empty table is refused and
 /// nothing changes.
-#[tokio::test]
-async fn migrations_refuse_data_loss() {
-    let dir = Dir::new("migrate");
+async fn migrations_refuse_data_loss(place: Place) {
     {
-        let store = open(&dir);
+        let store = place.open().await;
         store
             .write(vec![insert("Player", json!({"name": "m", "level": 2, "rating": 2.5}))])
             .await
@@ -299,15 +364,13 @@ async fn migrations_refuse_data_loss() {
         ),
     ];
     for (json, field) in refused {
-        let err = SqliteStore::open(&dir.db(), manifest(&json), &SqliteOptions::default())
-            .err()
-            .expect("refused");
+        let err = Store::open(&place.backend, manifest(&json)).await.err().expect("refused");
         assert!(err.to_string().contains(field), "{err}");
     }
     let grown = with(&format!(
         r#"{base},{{"name":"rating","type":"float","optional":true}},{{"name":"xp","type":"int","optional":true}}"#
     ));
-    let store = SqliteStore::open(&dir.db(), manifest(&grown), &SqliteOptions::default()).unwrap();
+    let store = Store::open(&place.backend, manifest(&grown)).await.unwrap();
     let rows = store.list("Player", vec![], 10, 0).await.unwrap().rows;
     assert_eq!(rows[0]["rating"], 2.5, "existing values kept");
     assert_eq!(rows[0]["xp"], Value::Null);
