@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use config::{Config, LogFormat, Mode};
 use pylon_api::{ApiConfig, Entities, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
+use pylon_storage::postgres::PgSessionStore;
 use pylon_storage::{Backend, Manifest, SessionStore, SqliteSessionStore, Store};
 use pylon_sync::Hub;
 use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
@@ -109,21 +110,8 @@ fn init_logging(config: &Config) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    if config.database_url.is_some() {
-        tracing::info!(
-            "entities on Postgres (DATABASE_URL); sessions stay in PYLON_SESSION_DB (SQLite)"
-        );
-    }
-    let sessions: Arc<dyn SessionStore> = if config.session_db.as_os_str() == ":memory:" {
-        Arc::new(SqliteSessionStore::in_memory().context("PYLON_SESSION_DB")?)
-    } else {
-        let path = config.session_db.clone();
-        Arc::new(
-            SqliteSessionStore::open(&path)
-                .with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?,
-        )
-    };
     let store = open_store(&config).await?;
+    let sessions = open_sessions(&config, &store).await?;
     let (policies, warnings) = Policies::compile(store.manifest(), config.dev_mode);
     for warning in warnings {
         tracing::warn!("{warning}");
@@ -174,7 +162,7 @@ const EXAMPLE_MANIFEST: &str = include_str!("../examples/pylon.manifest.json");
 const EMPTY_MANIFEST: &str = r#"{"manifest_version":1,"name":"pylon","version":"0","entities":[]}"#;
 
 /// The manifest from `PYLON_MANIFEST`, or the default for the mode.
-fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
+pub(crate) fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
     let (manifest, warnings) = match &config.manifest {
         Some(path) => {
             Manifest::load(path).with_context(|| format!("PYLON_MANIFEST={}", path.display()))?
@@ -202,6 +190,24 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
             .await
             .with_context(|| format!("PYLON_DB_PATH={}", config.db_path.display())),
     }
+}
+
+/// The session store: Postgres (beside the entities) when `DATABASE_URL` names it,
+/// else SQLite at `PYLON_SESSION_DB`.
+async fn open_sessions(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn SessionStore>> {
+    if let Store::Postgres(pg) = store {
+        let sessions = PgSessionStore::open(pg.pool().clone(), tokio::runtime::Handle::current())
+            .await
+            .context("DATABASE_URL (sessions)")?;
+        return Ok(Arc::new(sessions));
+    }
+    if config.session_db.as_os_str() == ":memory:" {
+        return Ok(Arc::new(SqliteSessionStore::in_memory().context("PYLON_SESSION_DB")?));
+    }
+    let path = config.session_db.clone();
+    let sessions = SqliteSessionStore::open(&path)
+        .with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?;
+    Ok(Arc::new(sessions))
 }
 
 /// Persistence records that may wait for the persister (saved states, results); beyond

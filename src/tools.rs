@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use pylon_storage::Manifest;
+use pylon_storage::postgres::{PgOptions, PgSessionStore, PgStore};
 
 use crate::config::Config;
 
@@ -61,12 +62,10 @@ pub fn backup(config: &Config, dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("backup directory {} must be new or empty", dir.display());
     }
-    if config.database_url.is_some() {
-        bail!(
-            "DATABASE_URL is Postgres: `pylon backup` copies SQLite databases; back Postgres up with pg_dump (a logical export through pylon is not built yet)"
-        );
-    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(url) = &config.database_url {
+        return backup_postgres(config, url, dir);
+    }
     if !config.db_path.exists() {
         bail!("PYLON_DB_PATH={} does not exist: nothing to back up", config.db_path.display());
     }
@@ -88,11 +87,66 @@ pub fn backup(config: &Config, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn pg_manifest(config: &Config) -> anyhow::Result<std::sync::Arc<Manifest>> {
+    Ok(std::sync::Arc::new(crate::load_manifest(config)?))
+}
+
+/// A logical export of every manifest table and pylon's internal tables.
+fn backup_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()> {
+    let manifest = pg_manifest(config)?;
+    let tables = runtime()?.block_on(async {
+        let store = PgStore::connect(url, manifest, &PgOptions::default()).await?;
+        store.export(dir).await
+    });
+    let tables = tables.context("DATABASE_URL")?;
+    let meta = serde_json::json!({
+        "pylon_version": env!("CARGO_PKG_VERSION"),
+        "created_at": pylon_storage::time::now_rfc3339(),
+        "backend": "postgres",
+        "tables": tables,
+    });
+    std::fs::write(dir.join("backup.json"), format!("{meta:#}\n"))
+        .context("writing backup.json")?;
+    println!(
+        "pylon backup: postgres ({} tables) -> {}",
+        meta["tables"].as_array().map_or(0, Vec::len),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Loads a logical export into an empty Postgres database (migrated to the manifest).
+fn restore_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()> {
+    let manifest = pg_manifest(config)?;
+    runtime()?
+        .block_on(async {
+            let store = PgStore::open(url, manifest, &PgOptions::default()).await?;
+            PgSessionStore::open(store.pool().clone(), tokio::runtime::Handle::current()).await?;
+            store.import(dir).await
+        })
+        .context("DATABASE_URL")?;
+    println!("pylon restore: {} -> postgres", dir.display());
+    Ok(())
+}
+
 /// `pylon restore DIR`.
 ///
 /// # Errors
 /// Not a backup directory, or a target already exists.
 pub fn restore(config: &Config, dir: &Path) -> anyhow::Result<()> {
+    if let Some(url) = &config.database_url {
+        if !dir.join("backup.json").is_file() || !dir.join("pylon_changes.jsonl").is_file() {
+            bail!(
+                "{} is not a pylon Postgres backup (no backup.json and pylon_changes.jsonl)",
+                dir.display()
+            );
+        }
+        return restore_postgres(config, url, dir);
+    }
     let entities = dir.join("pylon.db");
     if !dir.join("backup.json").is_file() || !entities.is_file() {
         bail!("{} is not a pylon backup (no backup.json and pylon.db)", dir.display());

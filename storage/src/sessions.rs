@@ -76,7 +76,7 @@ pub trait SessionStore: Send + Sync + 'static {
 }
 
 /// The SHA-256 of a token, as stored.
-fn token_hash(token: &str) -> [u8; 32] {
+pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod entities;
 mod hostile;
 mod persist;
+mod postgres;
 mod server;
 mod support;
 mod tidy;

@@ -16,7 +16,11 @@ use crate::entity::Row;
 use crate::manifest::{EntityDef, FieldDef, FieldType, Manifest};
 use crate::migrate::{Action, Facts, StoredField, index_sql, plan, wanted_indexes};
 
+mod backup;
 mod data;
+mod sessions;
+
+pub use sessions::PgSessionStore;
 
 /// Postgres store settings.
 #[derive(Debug, Clone)]
@@ -188,6 +192,12 @@ impl PgStore {
     #[must_use]
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
+    }
+
+    /// The connection pool (the session store shares it).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Brings the schema to the manifest; what it did (or would do).
