@@ -440,3 +440,33 @@ async fn postgres_export_import_is_identical() {
     assert_eq!(next.changes[0].seq, 11, "the counter was restored too");
     assert!(pg_b.import(&dir.0).await.is_err(), "a non-empty target is refused");
 }
+
+/// Postgres: two stores on one database (as two processes would be) writing at once see
+/// one order: every seq from 1 to 200 exactly once, and both read the same log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_processes_one_order() {
+    let Some(place) = postgres_place("two_procs").await else { return };
+    let (a, b) = (place.open().await, place.open().await);
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(vec![insert("Player", json!({"name": format!("t{i}"), "level": i}))])
+                .await
+                .unwrap()
+                .changes[0]
+                .seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    let from_a = a.changes_since(0, 1000).await.unwrap().changes;
+    let from_b = b.changes_since(0, 1000).await.unwrap().changes;
+    assert_eq!(from_a, from_b);
+    assert_eq!(from_a.iter().map(|c| c.seq).collect::<Vec<_>>(), (1..=200).collect::<Vec<u64>>());
+}
