@@ -26,7 +26,7 @@ fn restored_match_continues_identically() {
         .collect();
     for t in 0..40u64 {
         for (i, key) in keys.iter().enumerate() {
-            let dx = if (t / 10 + i as u64) % 2 == 0 { 1.0 } else { -0.5 };
+            let dx = if (t / 10 + i as u64).is_multiple_of(2) { 1.0 } else { -0.5 };
             a.handle_typed_input(*key, Some(t), ArenaInput { dx, dy: 0.3 }, 0).unwrap();
         }
         a.step();
