@@ -124,6 +124,22 @@ impl Server {
         &self.state
     }
 
+    /// Stops every match (saving it first when persisting) and waits, at most two
+    /// seconds, until the tick threads have done so.
+    async fn stop_matches(&self) {
+        let entries = self.state.matches.list();
+        for entry in &entries {
+            let _ = entry.handle.stop(self.stop_reason);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut every = tokio::time::interval(Duration::from_millis(5));
+        while entries.iter().any(|e| e.handle.status().is_running())
+            && tokio::time::Instant::now() < deadline
+        {
+            every.tick().await;
+        }
+    }
+
     fn start_persister(&mut self) -> Option<std::thread::JoinHandle<()>> {
         let rx = self.persist_rx.take()?;
         let handle = tokio::runtime::Handle::current();
@@ -175,8 +191,12 @@ impl Server {
         let shard = tokio::spawn(shard);
 
         signal.await;
-        tracing::info!("shutdown: stopped accepting; finishing in-flight work");
         let started = Instant::now();
+        // Matches first, while their subscribers are still attached: a match saved for a
+        // restart keeps its players (a socket closing first would make them leave). Each
+        // subscriber's writer then closes with 1001 on the `Stopped(Shutdown)` frame.
+        self.stop_matches().await;
+        tracing::info!("shutdown: stopped accepting; finishing in-flight work");
         let _ = self.shutdown_tx.send(true);
         let _ = main.await;
         let _ = shard.await;
@@ -185,8 +205,7 @@ impl Server {
         }
         sweeper.abort();
 
-        // Sockets see the shutdown flag and send 1001; stop the matches as well so that
-        // anything still subscribed (SSE, a socket mid-join) gets its final frame.
+        // Anything created while the first stop ran is stopped now.
         for entry in self.state.matches.list() {
             let _ = entry.handle.stop(self.stop_reason);
         }

@@ -258,9 +258,26 @@ impl Drop for Subscription {
     }
 }
 
+/// Counts an open socket; declared before the address slot in `run`, so it is dropped
+/// after it: when the gauge goes down, the slot is already free.
+struct OpenSocket(Arc<crate::ApiMetrics>);
+
+impl OpenSocket {
+    fn new(metrics: &Arc<crate::ApiMetrics>) -> Self {
+        metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(metrics))
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.sockets_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn run(socket: WebSocket, state: AppState, joining: Joining) {
+    let _open = OpenSocket::new(&state.metrics);
     let Joining { entry, sid, auth, mode, _slot } = joining;
-    state.metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
     state.metrics.sockets_total.fetch_add(1, Ordering::Relaxed);
     let (mut sink, stream) = socket.split();
     let mailbox = Arc::new(Mailbox::new(RELIABLE_FRAMES));
@@ -277,7 +294,6 @@ async fn run(socket: WebSocket, state: AppState, joining: Joining) {
         Ok(joined) => joined,
         Err((code, why)) => {
             finish(&mut sink, stream, &state, code, &why).await;
-            state.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
     };
@@ -311,7 +327,6 @@ async fn run(socket: WebSocket, state: AppState, joining: Joining) {
         // The client closed; tungstenite answered its close frame.
         tracing::info!("client closed the shard socket");
         state.metrics.count_close(close::NORMAL);
-        state.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
         return;
     };
     match stream {
@@ -323,7 +338,6 @@ async fn run(socket: WebSocket, state: AppState, joining: Joining) {
         }
     }
     tracing::info!(code, reason = %why, "shard socket closed");
-    state.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 type Sink = SplitSink<WebSocket, Message>;

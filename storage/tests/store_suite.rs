@@ -84,10 +84,8 @@ async fn postgres_place(test: &str) -> Option<Place> {
         .await;
     match connected {
         Ok(pool) => {
-            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&pool)
-                .await
-                .unwrap();
+            // This test's schemas from earlier runs (other pids) go too: none pile up.
+            drop_schemas(&pool, &format!("pylon_t_{test}_%")).await;
             Some(Place { backend: Backend::Postgres { url, schema: Some(schema) }, _dir: None })
         }
         Err(e) if std::env::var("PYLON_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
@@ -97,6 +95,23 @@ async fn postgres_place(test: &str) -> Option<Place> {
             eprintln!("SKIPPED: {test} needs postgres");
             None
         }
+    }
+}
+
+/// Drops every schema whose name is `LIKE pattern`.
+async fn drop_schemas(pool: &sqlx::PgPool, pattern: &str) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE $1",
+    )
+    .bind(pattern)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for name in names {
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+            .execute(pool)
+            .await
+            .unwrap();
     }
 }
 

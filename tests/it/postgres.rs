@@ -25,12 +25,21 @@ async fn schema_url(test: &str) -> Option<String> {
             return None;
         }
     };
-    sqlx::raw_sql(&format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
-    ))
-    .execute(&pool)
+    // This test's schemas from earlier runs (other pids) go too: none pile up.
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE $1",
+    )
+    .bind(format!("pylon_it_{test}_%"))
+    .fetch_all(&pool)
     .await
     .unwrap();
+    for name in stale {
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool).await.unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }

@@ -280,6 +280,11 @@ async fn close_codes() {
     expect(close_of(&mut ws, SECS5).await, 4429, "too many connections", "per-address cap");
     // 4409: the same sid connecting again takes over; the older socket is told why.
     drop(held.pop());
+    let deadline = Instant::now() + SECS5;
+    while metric(&server.metrics().await, "pylon_socket_connections") > 5.0 {
+        assert!(Instant::now() < deadline, "the dropped socket was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (mut newer, _) =
         connect(&url(&format!("shard={id}&sid=held0")), Some(ADMIN), AuthPath::Header).await;
     expect(close_of(&mut held[0], SECS5).await, 4409, "replaced", "takeover");
