@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod migrate;
 pub mod policy;
 pub mod postgres;
+pub mod query;
 pub mod sessions;
 pub mod sqlite;
 pub mod store;

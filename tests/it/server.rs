@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -351,9 +351,9 @@ async fn sse_fallback_and_http_input() {
     let response = open(None).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut events = SseReader::new(response);
+    let mut events = SseEvents::new(response);
 
-    let (tick, _) = events.next_snapshot().await;
+    let (tick, _) = events.next().await;
     let accepted: Value = server
         .http
         .post(server.url(&format!("/api/shards/{id}/input")))
@@ -369,7 +369,7 @@ async fn sse_fallback_and_http_input() {
     let deadline = Instant::now() + SECS5;
     let last = loop {
         assert!(Instant::now() < deadline, "ack 7 never streamed");
-        let (t, snap) = events.next_snapshot().await;
+        let (t, snap) = events.next().await;
         assert!(t > tick);
         if snap["ack"] == 7 {
             break t;
@@ -377,8 +377,8 @@ async fn sse_fallback_and_http_input() {
     };
     drop(events);
     // Resume: nothing at or before `last` is replayed.
-    let mut events = SseReader::new(open(Some(last)).await.unwrap());
-    let (t, _) = events.next_snapshot().await;
+    let mut events = SseEvents::new(open(Some(last)).await.unwrap());
+    let (t, _) = events.next().await;
     assert!(t > last, "resumed after {last}, got {t}");
 
     // Inputs as another user are refused; a non-admin cannot list; bad JSON is typed.
@@ -448,47 +448,6 @@ async fn sse_fallback_and_http_input() {
     assert_eq!(me.status(), 401);
     let body: Value = me.json().await.unwrap();
     assert_eq!(body["error"]["code"], "AUTH_REQUIRED");
-}
-
-/// Reads SSE events from a streaming response.
-struct SseReader {
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
-}
-
-impl SseReader {
-    fn new(response: reqwest::Response) -> Self {
-        Self { body: Box::pin(response.bytes_stream()), buf: String::new() }
-    }
-
-    /// The next event with an id and data: (id, data JSON).
-    async fn next_snapshot(&mut self) -> (u64, Value) {
-        let deadline = tokio::time::Instant::now() + SECS5;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let event: String = self.buf.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in event.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = serde_json::from_str(v.trim()).ok();
-                    }
-                }
-                if let (Some(id), Some(data)) = (id, data) {
-                    return (id, data);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.body.next())
-                .await
-                .expect("an SSE event before the deadline")
-                .expect("stream open")
-                .expect("stream ok");
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
 }
 
 /// A subscriber that never sends a frame (a spectator) still gets every tick.

@@ -437,3 +437,44 @@ impl RawWs {
         None
     }
 }
+
+/// Reads SSE events with an id and JSON data (snapshots, changes) from a streaming
+/// response.
+pub struct SseEvents {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseEvents {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self { body: Box::pin(response.bytes_stream()), buf: String::new() }
+    }
+
+    /// The next event with an id and data, within 5 s: (id, data).
+    pub async fn next(&mut self) -> (u64, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                let id = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id:"))
+                    .and_then(|v| v.trim().parse().ok());
+                let data = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data:"))
+                    .and_then(|v| serde_json::from_str(v.trim()).ok());
+                if let (Some(id), Some(data)) = (id, data) {
+                    return (id, data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .expect("an SSE event in time")
+                .unwrap()
+                .unwrap();
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}

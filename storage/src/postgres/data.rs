@@ -9,6 +9,7 @@ use crate::entity::{
     WriteOp, WriteResult, limits,
 };
 use crate::manifest::{EntityDef, FieldType};
+use crate::query::{self, FilterValue};
 use crate::{StoreError, time, write};
 
 fn conflict(entity: &EntityDef, e: sqlx::Error) -> EntityError {
@@ -114,58 +115,23 @@ fn change_from_row(r: &sqlx::postgres::PgRow) -> Result<ChangeEvent, sqlx::Error
     })
 }
 
-fn filter_arg(def: &EntityDef, field: &str, raw: &str) -> Result<Arg, EntityError> {
-    let bad = |why: &str| EntityError::InvalidField {
-        entity: def.name.clone(),
-        field: field.to_owned(),
-        reason: why.to_owned(),
-    };
-    let ty = def.field(field).map_or(&FieldType::String, |f| &f.ty);
-    Ok(match ty {
-        FieldType::Int => {
-            Arg::Int(Some(raw.parse().map_err(|_| bad("filter value is not an integer"))?))
-        }
-        FieldType::Float => {
-            Arg::Float(Some(raw.parse().map_err(|_| bad("filter value is not a number"))?))
-        }
-        FieldType::Bool => Arg::Bool(Some(match raw {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            _ => return Err(bad("filter value is not true or false")),
-        })),
-        _ => Arg::Text(Some(raw.to_owned())),
-    })
-}
-
 fn where_clause(
     def: &EntityDef,
     filters: &[(String, String)],
     after: Option<&str>,
 ) -> Result<(String, Vec<Arg>), EntityError> {
-    let mut parts = Vec::new();
-    let mut args = Vec::new();
-    for (field, raw) in filters {
-        if field != "id" && def.field(field).is_none() {
-            return Err(EntityError::UnknownField {
-                entity: def.name.clone(),
-                field: field.clone(),
-            });
-        }
-        if !crate::migrate::filterable(def, field) {
-            return Err(EntityError::BadRequest(format!(
-                "{}.{field} is not indexed: filters work on id, unique fields and the first field of an index",
-                def.name
-            )));
-        }
-        args.push(filter_arg(def, field, raw)?);
-        parts.push(format!("\"{field}\" = ${}", args.len()));
-    }
-    if let Some(after) = after {
-        args.push(Arg::Text(Some(after.to_owned())));
-        parts.push(format!("\"id\" > ${}", args.len()));
-    }
-    let clause =
-        if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) };
+    let parsed = query::parse_filters(def, filters)?;
+    let clause = query::where_sql(&parsed, after.is_some(), |n| format!("${n}"));
+    let mut args: Vec<Arg> = parsed
+        .into_iter()
+        .map(|(_, v)| match v {
+            FilterValue::Text(t) => Arg::Text(Some(t)),
+            FilterValue::Int(i) => Arg::Int(Some(i)),
+            FilterValue::Float(f) => Arg::Float(Some(f)),
+            FilterValue::Bool(b) => Arg::Bool(Some(b)),
+        })
+        .collect();
+    args.extend(after.map(|a| Arg::Text(Some(a.to_owned()))));
     Ok((clause, args))
 }
 
@@ -314,11 +280,7 @@ impl PgStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(pg)?;
-        let latest = latest.map_or(0, |v| v as u64);
-        let oldest = oldest.map_or(latest + 1, |v| v as u64);
-        if since > latest || (since + 1 < oldest && latest >= oldest) {
-            return Err(EntityError::ResyncRequired { oldest_seq: oldest, latest_seq: latest });
-        }
+        query::check_window(since, oldest, latest)?;
         let limit = limit.clamp(1, limits::MAX_PAGE) as usize;
         let rows = sqlx::query("SELECT seq, entity, row_id, kind, data, ts FROM pylon_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(i64::try_from(since).unwrap_or(i64::MAX))

@@ -19,7 +19,8 @@ use crate::entity::{
     ChangeEvent, ChangeKind, ChangesPage, CursorPage, EntityError, IndexedError, Page, Row,
     WriteOp, WriteResult, limits,
 };
-use crate::manifest::{EntityDef, FieldType, Manifest};
+use crate::manifest::{EntityDef, Manifest};
+use crate::query::{self, FilterValue};
 use rows::{read_row, select_list, table};
 
 /// SQLite store settings. Every field has a default.
@@ -411,11 +412,7 @@ impl SqliteStore {
             let (oldest, latest): (Option<i64>, Option<i64>) = conn
                 .query_row("SELECT MIN(seq), MAX(seq) FROM pylon_changes", [], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(StoreError::from)?;
-            let latest = latest.map_or(0, |v| v as u64);
-            let oldest = oldest.map_or(latest + 1, |v| v as u64);
-            if since > latest || (since + 1 < oldest && latest >= oldest) {
-                return Err(EntityError::ResyncRequired { oldest_seq: oldest, latest_seq: latest });
-            }
+            query::check_window(since, oldest, latest)?;
             let limit = limit.clamp(1, limits::MAX_PAGE) as usize;
             let mut stmt = conn
                 .prepare_cached("SELECT seq, entity, row_id, kind, data, ts FROM pylon_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
@@ -521,58 +518,20 @@ fn where_clause(
     filters: &[(String, String)],
     after: Option<&str>,
 ) -> Result<(String, Vec<rusqlite::types::Value>), EntityError> {
-    let mut parts = Vec::new();
-    let mut values = Vec::new();
-    for (field, raw) in filters {
-        if field != "id" && def.field(field).is_none() {
-            return Err(EntityError::UnknownField {
-                entity: def.name.clone(),
-                field: field.clone(),
-            });
-        }
-        if !crate::migrate::filterable(def, field) {
-            return Err(EntityError::BadRequest(format!(
-                "{}.{field} is not indexed: filters work on id, unique fields and the first field of an index",
-                def.name
-            )));
-        }
-        let value = filter_value(def, field, raw)?;
-        values.push(value);
-        parts.push(format!("\"{field}\" = ?{}", values.len()));
-    }
-    if let Some(after) = after {
-        values.push(rusqlite::types::Value::Text(after.to_owned()));
-        parts.push(format!("\"id\" > ?{}", values.len()));
-    }
-    let clause =
-        if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) };
-    Ok((clause, values))
-}
-
-fn filter_value(
-    def: &EntityDef,
-    field: &str,
-    raw: &str,
-) -> Result<rusqlite::types::Value, EntityError> {
     use rusqlite::types::Value as V;
-    let bad = |why: &str| EntityError::InvalidField {
-        entity: def.name.clone(),
-        field: field.to_owned(),
-        reason: why.to_owned(),
-    };
-    let ty = def.field(field).map_or(&FieldType::String, |f| &f.ty);
-    Ok(match ty {
-        FieldType::Int => {
-            V::Integer(raw.parse().map_err(|_| bad("filter value is not an integer"))?)
-        }
-        FieldType::Float => V::Real(raw.parse().map_err(|_| bad("filter value is not a number"))?),
-        FieldType::Bool => V::Integer(match raw {
-            "true" | "1" => 1,
-            "false" | "0" => 0,
-            _ => return Err(bad("filter value is not true or false")),
-        }),
-        _ => V::Text(raw.to_owned()),
-    })
+    let parsed = query::parse_filters(def, filters)?;
+    let clause = query::where_sql(&parsed, after.is_some(), |n| format!("?{n}"));
+    let mut values: Vec<V> = parsed
+        .into_iter()
+        .map(|(_, v)| match v {
+            FilterValue::Text(t) => V::Text(t),
+            FilterValue::Int(i) => V::Integer(i),
+            FilterValue::Float(f) => V::Real(f),
+            FilterValue::Bool(b) => V::Integer(i64::from(b)),
+        })
+        .collect();
+    values.extend(after.map(|a| V::Text(a.to_owned())));
+    Ok((clause, values))
 }
 
 fn query_rows(
