@@ -70,6 +70,16 @@ pub fn socket_token(
     query_token.filter(|t| !t.is_empty()).map(|t| (t.to_owned(), TokenSource::Query))
 }
 
+/// The `Sec-WebSocket-Protocol` entry the handshake must echo, when the token came from
+/// one (browsers drop a socket whose chosen subprotocol is not echoed).
+#[must_use]
+pub fn echo_entry(token: Option<&(String, TokenSource)>) -> Option<String> {
+    match token {
+        Some((_, TokenSource::Subprotocol(entry))) => Some(entry.clone()),
+        _ => None,
+    }
+}
+
 /// Why a token was not accepted.
 #[derive(Debug)]
 pub enum AuthFailure {

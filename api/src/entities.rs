@@ -136,6 +136,25 @@ fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     Ok(q)
 }
 
+/// A read request: the store, the parsed query and the caller.
+async fn read_request<'s>(
+    state: &'s AppState,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(&'s Arc<Entities>, ListQuery, Option<Auth>), ApiError> {
+    let ents = entities(state)?;
+    let q = list_query(raw)?;
+    let caller = auth::http_caller(state, headers, q.token.as_deref()).await?;
+    Ok((ents, q, caller))
+}
+
+/// The rows of `rows` the caller may read.
+fn readable(ents: &Entities, entity: &str, caller: Option<&Auth>, rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter()
+        .filter(|r| ents.policies.allows(entity, Access::Read, caller, Some(r)))
+        .collect()
+}
+
 /// `GET /api/entities/:entity?limit=&offset=&<field>=<value>`.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -143,16 +162,10 @@ pub(crate) async fn list(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let ents = entities(&state)?;
-    let q = list_query(raw.as_deref())?;
-    let caller = auth::http_caller(&state, &headers, q.token.as_deref()).await?;
+    let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
     let page =
         ents.store.list(&entity, q.filters, q.limit, q.offset).await.map_err(entity_error)?;
-    let data: Vec<Row> = page
-        .rows
-        .into_iter()
-        .filter(|r| ents.policies.allows(&entity, Access::Read, caller.as_ref(), Some(r)))
-        .collect();
+    let data = readable(ents, &entity, caller.as_ref(), page.rows);
     Ok(Json(json!({ "data": data, "count": page.count, "offset": q.offset, "limit": q.limit })))
 }
 
@@ -163,16 +176,10 @@ pub(crate) async fn cursor(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let ents = entities(&state)?;
-    let q = list_query(raw.as_deref())?;
-    let caller = auth::http_caller(&state, &headers, q.token.as_deref()).await?;
+    let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
     let page =
         ents.store.cursor(&entity, q.after, q.filters, q.limit).await.map_err(entity_error)?;
-    let data: Vec<Row> = page
-        .rows
-        .into_iter()
-        .filter(|r| ents.policies.allows(&entity, Access::Read, caller.as_ref(), Some(r)))
-        .collect();
+    let data = readable(ents, &entity, caller.as_ref(), page.rows);
     Ok(Json(json!({ "data": data, "next_cursor": page.next_cursor, "has_more": page.has_more })))
 }
 

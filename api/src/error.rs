@@ -95,6 +95,16 @@ impl ApiError {
     }
 }
 
+impl From<axum::extract::ws::rejection::WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: axum::extract::ws::rejection::WebSocketUpgradeRejection) -> Self {
+        Self::new(
+            rejection.status(),
+            "WEBSOCKET_REQUIRED",
+            format!("this endpoint speaks WebSocket: {rejection}"),
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
-use crate::auth::{self, AuthFailure, TokenSource};
+use crate::auth::{self, AuthFailure};
 use crate::entities::{Entities, entities, entity_error};
 use crate::error::{ApiError, close};
 use crate::policies::Access;
@@ -200,19 +200,14 @@ pub(crate) async fn ws(
 ) -> Response {
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(r) => {
-            return ApiError::new(r.status(), "WEBSOCKET_REQUIRED", r.to_string()).into_response();
-        }
+        Err(rejection) => return ApiError::from(rejection).into_response(),
     };
     let (since, _, query_token) = match feed_query(raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
     let token = auth::socket_token(&headers, query_token.as_deref());
-    let echo = match &token {
-        Some((_, TokenSource::Subprotocol(entry))) => Some(entry.clone()),
-        _ => None,
-    };
+    let echo = auth::echo_entry(token.as_ref());
     let caller = match &token {
         None => Ok(None),
         Some((t, _)) => auth::resolve(&state, t).await.map(Some),

@@ -104,21 +104,11 @@ pub(crate) async fn handler(
 ) -> Response {
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(rejection) => {
-            return ApiError::new(
-                rejection.status(),
-                "WEBSOCKET_REQUIRED",
-                format!("this endpoint speaks WebSocket: {rejection}"),
-            )
-            .into_response();
-        }
+        Err(rejection) => return ApiError::from(rejection).into_response(),
     };
     let query = parse_query(raw.as_deref());
     let token = auth::socket_token(&headers, query.token.as_deref());
-    let echo = match &token {
-        Some((_, TokenSource::Subprotocol(entry))) => Some(entry.clone()),
-        _ => None,
-    };
+    let echo = auth::echo_entry(token.as_ref());
     let plan = plan(&state, peer, query, token).await;
     let limit = state.config.limits.max_frame_bytes;
     let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
