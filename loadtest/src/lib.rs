@@ -1,9 +1,15 @@
-//! pylon-loadtest: load generators for pylon. Today: the in-process `density` benchmark of
-//! the simulation core (shard + tick, no sockets). Socket bots and the arena, entities and
-//! fanout scenarios arrive with the loadtest issue.
+//! pylon-loadtest: load generators for pylon. Socket scenarios drive a running server
+//! like real clients: [`arena`] (bots in matches, input -> ack latency), [`entities`]
+//! (a CRUD mix), [`fanout`] (one writer, many change-feed subscribers). [`density`] runs
+//! the simulation core in-process (shard + tick, no sockets). [`report`] holds the HDR
+//! latency summaries, `--json` figures and `--assert` checks.
 //!
-//! Depends on `pylon-shard` (codec, games) and `pylon-tick` (the real tick threads, for
-//! density); never on the server crates, so it measures what it drives.
+//! Depends on `pylon-shard` and `pylon-tick` (density only); never on the server crates,
+//! so it measures what it drives.
 
+pub mod arena;
 pub mod density;
+pub mod entities;
+pub mod fanout;
 pub mod procfs;
+pub mod report;

@@ -49,6 +49,21 @@ fn cpu_of_stat(stat: &str) -> (String, f64) {
     (name, (field(14) + field(15)) / USER_HZ)
 }
 
+/// User + system CPU seconds of process `pid` (another process, e.g. the server).
+#[must_use]
+pub fn pid_cpu_secs(pid: u32) -> f64 {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| cpu_of_stat(&s).1)
+}
+
+/// Resident set size of process `pid` in bytes (0 if unknown).
+#[must_use]
+pub fn pid_rss_bytes(pid: u32) -> u64 {
+    let Ok(statm) = fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return 0;
+    };
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,440 @@
+//! `arena`: bots over real sockets. Each bot is a guest (`POST /api/auth/guest`), joins
+//! an arena match created over HTTP, connects the way the stock web client does (the
+//! `bearer.` subprotocol, `?shard=&sid=`), sends inputs with `client_seq` at a fixed rate
+//! and measures input -> ack latency: from sending seq k to the first frame whose ack is
+//! at least k. Compat JSON (binary frames), text, MessagePack and MessagePack + delta.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::report::{CpuWatch, Latency, round};
+
+/// Wire mode of the bots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Compat: binary frames (tick + JSON), what stock clients speak.
+    Json,
+    /// Compat text frames (`format=json`).
+    Text,
+    /// MessagePack (`format=msgpack`).
+    Msgpack,
+    /// MessagePack with deltas (`format=msgpack&delta=1`).
+    Delta,
+}
+
+impl Mode {
+    fn query(self) -> &'static str {
+        match self {
+            Self::Json => "",
+            Self::Text => "&format=json",
+            Self::Msgpack => "&format=msgpack",
+            Self::Delta => "&format=msgpack&delta=1",
+        }
+    }
+}
+
+/// Scenario settings.
+#[derive(Debug, Clone)]
+pub struct ArenaConfig {
+    /// `http://host:port` of the server's main port.
+    pub url: String,
+    /// Bots.
+    pub bots: usize,
+    /// Players per match.
+    pub players: usize,
+    /// Match tick rate.
+    pub hz: u32,
+    /// Inputs per second per bot.
+    pub input_hz: u32,
+    /// Measured seconds.
+    pub secs: u64,
+    /// Seconds before measuring.
+    pub warmup: u64,
+    /// Wire mode.
+    pub mode: Mode,
+    /// Spread sockets over 127.0.0.1 .. 127.0.0.N (0 or 1: the OS picks).
+    pub source_ips: u8,
+    /// Token to create matches with (admin); else a guest creates them.
+    pub token: Option<String>,
+    /// The server's pid, to report its CPU and RSS.
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Default)]
+struct Shared {
+    latency: Mutex<Latency>,
+    interval: Mutex<Latency>,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    disconnects: AtomicU64,
+    connected: AtomicU64,
+    measuring: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Runs the scenario; returns the figures.
+///
+/// # Errors
+/// The server cannot be reached, or setup requests fail.
+pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let base = config.url.trim_end_matches('/').to_owned();
+    let ids = create_matches(&http, &base, config).await?;
+    let shared = Arc::new(Shared::default());
+    let (tasks, connect_times) = connect_bots(&http, &base, config, &ids, &shared).await?;
+    let watch = measure(config, &shared).await;
+    let wall = config.secs as f64;
+    let mut out = Map::new();
+    watch.put(&mut out);
+    shared.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let latency = shared.latency.lock().map(|l| l.clone()).unwrap_or_default();
+    let connected = shared.connected.load(Ordering::Relaxed) as f64;
+    out.insert("bots".into(), json!(config.bots));
+    out.insert("matches".into(), json!(ids.len()));
+    out.insert("mode".into(), json!(format!("{:?}", config.mode).to_lowercase()));
+    out.insert("connected".into(), json!(connected));
+    latency.put(&mut out, "");
+    out.insert("acks".into(), json!(latency.count()));
+    out.insert("connect_p99_ms".into(), json!(round(connect_times.ms(0.99))));
+    let per_client = |n: u64| round(n as f64 / wall / connected.max(1.0));
+    out.insert(
+        "frames_per_client_s".into(),
+        json!(per_client(shared.frames.load(Ordering::Relaxed))),
+    );
+    out.insert(
+        "bytes_per_client_s".into(),
+        json!(per_client(shared.bytes.load(Ordering::Relaxed))),
+    );
+    out.insert("errors".into(), json!(shared.errors.load(Ordering::Relaxed)));
+    out.insert("disconnects".into(), json!(shared.disconnects.load(Ordering::Relaxed)));
+    Ok(out)
+}
+
+/// One match per `players` bots, created over HTTP.
+async fn create_matches(
+    http: &reqwest::Client,
+    base: &str,
+    config: &ArenaConfig,
+) -> anyhow::Result<Vec<String>> {
+    let creator = match &config.token {
+        Some(t) => t.clone(),
+        None => guest(http, base).await?.0,
+    };
+    let matches = config.bots.div_ceil(config.players.max(1));
+    let mut ids = Vec::with_capacity(matches);
+    for _ in 0..matches {
+        ids.push(create_match(http, base, &creator, config.hz).await?);
+    }
+    Ok(ids)
+}
+
+/// Guest sessions and sockets for every bot (64 handshakes at a time); the running bot
+/// tasks and the connect-time histogram.
+async fn connect_bots(
+    http: &reqwest::Client,
+    base: &str,
+    config: &ArenaConfig,
+    ids: &[String],
+    shared: &Arc<Shared>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Latency)> {
+    let port: u16 = base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("--url needs an explicit port")?;
+    let host = base
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h)
+        .to_owned();
+    let ws_base = format!("ws://{host}:{}", port + 3);
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut pending = Vec::with_capacity(config.bots);
+    for i in 0..config.bots {
+        let (token, user) = guest(http, base).await?;
+        let url = format!(
+            "{ws_base}/?shard={}&sid={user}{}",
+            ids[i / config.players.max(1)],
+            config.mode.query()
+        );
+        let source = (config.source_ips > 1).then(|| {
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(config.source_ips)) as u8))
+        });
+        let gate = Arc::clone(&gate);
+        pending.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let started = Instant::now();
+            let ws = connect(&url, &token, source).await;
+            (ws, started.elapsed())
+        }));
+    }
+    let mut connect_times = Latency::default();
+    let mut tasks = Vec::with_capacity(config.bots);
+    for p in pending {
+        match p.await? {
+            (Ok(ws), took) => {
+                connect_times.record_us(took.as_micros() as u64);
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+                tasks.push(tokio::spawn(bot(ws, Arc::clone(shared), config.mode, config.input_hz)));
+            }
+            (Err(e), _) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("connect failed: {e:#}");
+            }
+        }
+    }
+    Ok((tasks, connect_times))
+}
+
+/// Warm-up, then the measured window with a progress line a second; the CPU watch of the
+/// measured window.
+async fn measure(config: &ArenaConfig, shared: &Shared) -> CpuWatch {
+    tokio::time::sleep(Duration::from_secs(config.warmup)).await;
+    let watch = CpuWatch::start(config.server_pid);
+    shared.frames.store(0, Ordering::Relaxed);
+    shared.bytes.store(0, Ordering::Relaxed);
+    shared.measuring.store(true, Ordering::Relaxed);
+    let mut last_frames = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    for second in 1..=config.secs {
+        tick.tick().await;
+        let frames = shared.frames.load(Ordering::Relaxed);
+        let p99 =
+            shared.interval.lock().map(|mut h| std::mem::take(&mut *h).ms(0.99)).unwrap_or(0.0);
+        eprintln!(
+            "[{second:>3}s] bots {} frames/s {} p99 {p99:.1} ms errors {} disconnects {}",
+            shared.connected.load(Ordering::Relaxed),
+            frames - last_frames,
+            shared.errors.load(Ordering::Relaxed),
+            shared.disconnects.load(Ordering::Relaxed)
+        );
+        last_frames = frames;
+    }
+    shared.measuring.store(false, Ordering::Relaxed);
+    watch
+}
+
+async fn guest(http: &reqwest::Client, base: &str) -> anyhow::Result<(String, String)> {
+    let reply: Value = http
+        .post(format!("{base}/api/auth/guest"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = reply["token"].as_str().context("guest reply has no token")?.to_owned();
+    let user = reply["user_id"].as_str().context("guest reply has no user_id")?.to_owned();
+    Ok((token, user))
+}
+
+async fn create_match(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    hz: u32,
+) -> anyhow::Result<String> {
+    let body = json!({"game": "arena", "params": {"tick_rate_hz": hz, "score_limit": 1_000_000, "time_limit_secs": 86_400, "max_players": 64}});
+    let reply =
+        http.post(format!("{base}/api/shards")).bearer_auth(token).json(&body).send().await?;
+    if !reply.status().is_success() {
+        bail!("creating a match: {} {}", reply.status(), reply.text().await.unwrap_or_default());
+    }
+    let info: Value = reply.json().await?;
+    Ok(info["id"].as_str().context("create reply has no id")?.to_owned())
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::Result<Ws> {
+    let mut request = url.into_client_request()?;
+    // What the stock client sends: `bearer.` + encodeURIComponent(token).
+    let entry = format!("bearer.{}", percent(token));
+    request.headers_mut().insert("sec-websocket-protocol", entry.parse()?);
+    let uri = request.uri().clone();
+    let host = uri.host().context("url has no host")?;
+    let port = uri.port_u16().context("url has no port")?;
+    let addr: SocketAddr =
+        tokio::net::lookup_host((host, port)).await?.next().context("no address")?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+    Ok(ws)
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The ack (and tick) a server frame carries, by mode; `None` for frames without one.
+fn ack_of(mode: Mode, msg: &Message) -> Option<(u64, Option<u64>)> {
+    match (mode, msg) {
+        (Mode::Json, Message::Binary(b)) if b.len() > 8 => {
+            let tick = u64::from_be_bytes(b[..8].try_into().ok()?);
+            Some((tick, json_ack(&b[8..])))
+        }
+        (Mode::Text, Message::Text(t)) => {
+            let v: Value = serde_json::from_str(t).ok()?;
+            Some((v["tick"].as_u64()?, v["snapshot"]["ack"].as_u64()))
+        }
+        (Mode::Msgpack | Mode::Delta, Message::Binary(b)) => {
+            let mut rest: &[u8] = b;
+            let _ = rmp::decode::read_array_len(&mut rest).ok()?;
+            let kind: u8 = rmp::decode::read_int(&mut rest).ok()?;
+            if kind != 1 && kind != 2 {
+                return None;
+            }
+            let tick: u64 = rmp::decode::read_int(&mut rest).ok()?;
+            let ack = if rest.first() == Some(&0xc0) {
+                None
+            } else {
+                rmp::decode::read_int(&mut rest).ok()
+            };
+            Some((tick, ack))
+        }
+        _ => None,
+    }
+}
+
+/// The arena splices the ack in as the first key: `{"ack":17,…` or `{"ack":null,…`.
+fn json_ack(body: &[u8]) -> Option<u64> {
+    let rest = body.strip_prefix(b"{\"ack\":")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+type Sent = Arc<Mutex<VecDeque<(u64, Instant)>>>;
+
+/// Sends inputs at `input_hz` until stopped, remembering when each seq left.
+async fn send_inputs(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    sent: Sent,
+    shared: Arc<Shared>,
+    base: Arc<AtomicU64>,
+    mode: Mode,
+    input_hz: u32,
+) {
+    let mut every =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(input_hz.max(1))));
+    let mut seq = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        every.tick().await;
+        seq += 1;
+        let dx = if (seq / 40).is_multiple_of(2) { 1.0 } else { -1.0 };
+        let msg = match mode {
+            Mode::Json | Mode::Text => Message::text(
+                json!({"input": {"dx": dx, "dy": 0.5}, "client_seq": seq}).to_string(),
+            ),
+            Mode::Msgpack | Mode::Delta => {
+                // The client acknowledges the newest tick it holds as its delta base.
+                let b = base.load(Ordering::Relaxed);
+                let frame = (Some(seq), (b > 0).then_some(b), json!({"dx": dx, "dy": 0.5}));
+                Message::binary(rmp_serde::to_vec(&frame).unwrap_or_default())
+            }
+        };
+        if let Ok(mut q) = sent.lock() {
+            q.push_back((seq, Instant::now()));
+            while q.len() > 256 {
+                q.pop_front();
+            }
+        }
+        if sink.send(msg).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Latencies (us) of every sent seq that `ack` acknowledges for the first time.
+fn acknowledged(sent: &Sent, ack: u64) -> Vec<u64> {
+    let now = Instant::now();
+    let mut acked = Vec::new();
+    if let Ok(mut q) = sent.lock() {
+        while q.front().is_some_and(|(s, _)| *s <= ack) {
+            if let Some((_, at)) = q.pop_front() {
+                acked.push(now.duration_since(at).as_micros() as u64);
+            }
+        }
+    }
+    acked
+}
+
+async fn bot(ws: Ws, shared: Arc<Shared>, mode: Mode, input_hz: u32) {
+    let (sink, mut stream) = ws.split();
+    let sent: Sent = Arc::new(Mutex::new(VecDeque::new()));
+    let base = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(send_inputs(
+        sink,
+        Arc::clone(&sent),
+        Arc::clone(&shared),
+        Arc::clone(&base),
+        mode,
+        input_hz,
+    ));
+    let mut local = Latency::default();
+    while let Some(msg) = stream.next().await {
+        let stopping = shared.stop.load(Ordering::Relaxed);
+        let msg = match msg {
+            Ok(Message::Close(_)) | Err(_) if stopping => break,
+            Ok(Message::Close(_)) => {
+                shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Err(_) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Ok(msg) => msg,
+        };
+        let measuring = shared.measuring.load(Ordering::Relaxed);
+        if measuring {
+            shared.frames.fetch_add(1, Ordering::Relaxed);
+            shared.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
+        }
+        let Some((tick, ack)) = ack_of(mode, &msg) else { continue };
+        base.store(tick, Ordering::Relaxed);
+        let acked = ack.map(|a| acknowledged(&sent, a)).unwrap_or_default();
+        if measuring && !acked.is_empty() {
+            acked.iter().for_each(|us| local.record_us(*us));
+            if let Ok(mut h) = shared.interval.lock() {
+                acked.iter().for_each(|us| h.record_us(*us));
+            }
+        }
+        if stopping {
+            break;
+        }
+    }
+    if let Ok(mut all) = shared.latency.lock() {
+        all.merge(&local);
+    }
+    writer.abort();
+}

@@ -1,0 +1,228 @@
+//! `fanout`: one writer, N change-feed subscribers (half on the sync WebSocket, half on
+//! SSE). The writer puts its send time (microseconds since the run started) in each row;
+//! every subscriber reports write -> receive latency, and how many events it missed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::report::{CpuWatch, Latency};
+
+/// Scenario settings.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// `http://host:port` of the main port.
+    pub url: String,
+    /// The admin token (the writer; subscribers read as admin too).
+    pub token: String,
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Writes per second.
+    pub writes_per_sec: u32,
+    /// Measured seconds.
+    pub secs: u64,
+    /// The server's pid, to report its CPU and RSS.
+    pub server_pid: Option<u32>,
+}
+
+struct Shared {
+    start: Instant,
+    latency: Mutex<Latency>,
+    received: AtomicU64,
+    errors: AtomicU64,
+    ready: AtomicU64,
+}
+
+fn record(shared: &Shared, change: &Value) {
+    let Some(sent) = change["data"]["xp"].as_u64() else { return };
+    if change["entity"] != "Player" || change["data"]["region"] != "fanout" {
+        return;
+    }
+    let now = shared.start.elapsed().as_micros() as u64;
+    shared.received.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut h) = shared.latency.lock() {
+        h.record_us(now.saturating_sub(sent));
+    }
+}
+
+async fn ws_subscriber(url: String, token: String, shared: Arc<Shared>, until: Instant) {
+    let Ok(mut request) =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+    else {
+        return;
+    };
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        request.headers_mut().insert("authorization", v);
+    }
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+        shared.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    shared.ready.fetch_add(1, Ordering::Relaxed);
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout(until.saturating_duration_since(Instant::now()), ws.next()).await
+    {
+        if let Message::Text(t) = msg
+            && let Ok(v) = serde_json::from_str::<Value>(&t)
+        {
+            record(&shared, &v);
+        }
+    }
+}
+
+async fn sse_subscriber(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    shared: Arc<Shared>,
+    until: Instant,
+) {
+    let Ok(resp) = http.get(url).bearer_auth(token).send().await else {
+        shared.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    shared.ready.fetch_add(1, Ordering::Relaxed);
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    while let Ok(Some(Ok(chunk))) =
+        tokio::time::timeout(until.saturating_duration_since(Instant::now()), body.next()).await
+    {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:"))
+                && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+            {
+                record(&shared, &v);
+            }
+        }
+    }
+}
+
+/// Starts the subscribers (even: WebSocket on `+1`, odd: SSE on `+2`) and waits, at most
+/// 30 s, until each is connected or failed.
+async fn subscribe(
+    config: &FanoutConfig,
+    host: &str,
+    port: u16,
+    shared: &Arc<Shared>,
+    until: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let http = reqwest::Client::new();
+    let subs: Vec<_> = (0..config.subscribers)
+        .map(|i| {
+            let (token, shared) = (config.token.clone(), Arc::clone(shared));
+            if i % 2 == 0 {
+                tokio::spawn(ws_subscriber(
+                    format!("ws://{host}:{}/", port + 1),
+                    token,
+                    shared,
+                    until,
+                ))
+            } else {
+                tokio::spawn(sse_subscriber(
+                    http.clone(),
+                    format!("http://{host}:{}/", port + 2),
+                    token,
+                    shared,
+                    until,
+                ))
+            }
+        })
+        .collect();
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while shared.ready.load(Ordering::Relaxed) + shared.errors.load(Ordering::Relaxed)
+        < config.subscribers as u64
+        && Instant::now() < ready_by
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    subs
+}
+
+/// Writes at the configured rate for the run; how many writes succeeded.
+async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> u64 {
+    let http = reqwest::Client::new();
+    let mut every = tokio::time::interval(Duration::from_secs_f64(
+        1.0 / f64::from(config.writes_per_sec.max(1)),
+    ));
+    let until = Instant::now() + Duration::from_secs(config.secs);
+    let tag = shared.start.elapsed().as_nanos();
+    let mut writes = 0u64;
+    while Instant::now() < until {
+        every.tick().await;
+        let sent = shared.start.elapsed().as_micros() as u64;
+        let row = json!({"displayName": format!("fan-{tag}-{writes}"), "region": "fanout", "createdAt": "2026-11-25T00:00:00Z", "level": 1, "xp": sent});
+        match http
+            .post(format!("{base}/api/entities/Player"))
+            .bearer_auth(&config.token)
+            .json(&row)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => writes += 1,
+            _ => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    writes
+}
+
+/// Runs the scenario.
+///
+/// # Errors
+/// The server cannot be reached.
+pub async fn run(config: &FanoutConfig) -> anyhow::Result<Map<String, Value>> {
+    let base = config.url.trim_end_matches('/').to_owned();
+    let port: u16 = base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("--url needs an explicit port")?;
+    let host = base
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h)
+        .to_owned();
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        latency: Mutex::new(Latency::default()),
+        received: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        ready: AtomicU64::new(0),
+    });
+    let until = Instant::now() + Duration::from_secs(config.secs + 40);
+    let subs = subscribe(config, &host, port, &shared, until).await;
+    if shared.ready.load(Ordering::Relaxed) == 0 && config.subscribers > 0 {
+        anyhow::bail!("no subscriber could connect to {host}:{} or {host}:{}", port + 1, port + 2);
+    }
+    let watch = CpuWatch::start(config.server_pid);
+    let writes = write_loop(config, &base, &shared).await;
+    let mut out = Map::new();
+    watch.put(&mut out);
+    let expected = writes * shared.ready.load(Ordering::Relaxed);
+    let drain_by = Instant::now() + Duration::from_secs(10);
+    while shared.received.load(Ordering::Relaxed) < expected && Instant::now() < drain_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in subs {
+        s.abort();
+    }
+    let latency = shared.latency.lock().map(|h| h.clone()).unwrap_or_default();
+    let received = shared.received.load(Ordering::Relaxed);
+    out.insert("subscribers".into(), json!(shared.ready.load(Ordering::Relaxed)));
+    out.insert("writes".into(), json!(writes));
+    out.insert("delivered".into(), json!(received));
+    out.insert("missing".into(), json!(expected.saturating_sub(received)));
+    latency.put(&mut out, "");
+    out.insert("errors".into(), json!(shared.errors.load(Ordering::Relaxed)));
+    Ok(out)
+}
