@@ -212,7 +212,10 @@ pub(crate) async fn ws(
         None => Ok(None),
         Some((t, _)) => auth::resolve(&state, t).await.map(Some),
     };
-    let mut upgrade = upgrade.max_message_size(state.config.limits.max_frame_bytes);
+    let mut upgrade = upgrade
+        .max_message_size(state.config.limits.max_frame_bytes)
+        .read_buffer_size(crate::shard_ws::SOCKET_READ_BUFFER)
+        .write_buffer_size(0);
     if let Some(entry) = echo {
         upgrade = upgrade.protocols([entry]);
     }

@@ -36,6 +36,9 @@ use crate::error::{ApiError, close};
 use crate::limits::{ConnSlot, InputBucket};
 use crate::matches::MatchEntry;
 
+/// Read buffer per socket (tungstenite grows it for a larger frame, up to the frame limit).
+pub(crate) const SOCKET_READ_BUFFER: usize = 4096;
+
 /// Reliable frames a subscriber may have unsent (join answer, match end, stop).
 const RELIABLE_FRAMES: usize = 8;
 /// How long a close frame may take to go out before the socket is dropped.
@@ -111,7 +114,14 @@ pub(crate) async fn handler(
     let echo = auth::echo_entry(token.as_ref());
     let plan = plan(&state, peer, query, token).await;
     let limit = state.config.limits.max_frame_bytes;
-    let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
+    // Small per-socket buffers: tungstenite's defaults (128 KiB to read, 128 KiB of write
+    // batching) cost memory on every one of thousands of sockets; frames here are small
+    // and each is written as soon as it is sent.
+    let mut upgrade = upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(SOCKET_READ_BUFFER)
+        .write_buffer_size(0);
     if let Some(entry) = echo {
         upgrade = upgrade.protocols([entry]);
     }

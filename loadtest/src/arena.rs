@@ -15,7 +15,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::procfs;
 use crate::report::{CpuWatch, Latency, round};
 
 /// Wire mode of the bots.
@@ -90,6 +92,7 @@ pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
     let base = config.url.trim_end_matches('/').to_owned();
     let ids = create_matches(&http, &base, config).await?;
+    let rss_before = config.server_pid.map(procfs::pid_rss_bytes);
     let shared = Arc::new(Shared::default());
     let (tasks, connect_times) = connect_bots(&http, &base, config, &ids, &shared).await?;
     let watch = measure(config, &shared).await;
@@ -102,6 +105,14 @@ pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
     }
     let latency = shared.latency.lock().map(|l| l.clone()).unwrap_or_default();
     let connected = shared.connected.load(Ordering::Relaxed) as f64;
+    if let (Some(pid), Some(before)) = (config.server_pid, rss_before) {
+        // Memory the server holds per connected client (sessions, sockets, subscribers).
+        let grown = procfs::pid_rss_bytes(pid).saturating_sub(before) as f64;
+        out.insert(
+            "server_kib_per_client".into(),
+            json!(round(grown / 1024.0 / connected.max(1.0))),
+        );
+    }
     out.insert("bots".into(), json!(config.bots));
     out.insert("matches".into(), json!(ids.len()));
     out.insert("mode".into(), json!(format!("{:?}", config.mode).to_lowercase()));
@@ -279,7 +290,9 @@ async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::Resu
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
     Ok(ws)
 }
 
@@ -343,8 +356,15 @@ async fn send_inputs(
     mode: Mode,
     input_hz: u32,
 ) {
-    let mut every =
-        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(input_hz.max(1))));
+    if input_hz == 0 {
+        // An idle client: connected and reading, sending nothing.
+        while !shared.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = sink.close().await;
+        return;
+    }
+    let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(input_hz)));
     let mut seq = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
         every.tick().await;

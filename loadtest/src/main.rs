@@ -58,7 +58,7 @@ enum Scenario {
         /// Match tick rate.
         #[arg(long, default_value_t = 20)]
         hz: u32,
-        /// Inputs per second per bot.
+        /// Inputs per second per bot (0: idle clients that only read).
         #[arg(long, default_value_t = 20)]
         input_hz: u32,
         /// Warm-up seconds before measuring.
