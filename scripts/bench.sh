@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The standard benchmark suite: builds release, then runs density (1k/5k/20k matches),
-# arena bots (500/2,000/4,000 at 20 Hz in each wire mode), entities on SQLite and
+# arena bots (500/2,000/4,000 at 20 Hz in each wire mode, 4,000 idle), entities on SQLite and
 # Postgres (reads and writes at 64 connections) and fanout to 1,000 subscribers.
 # Figures go to bench-results/<scenario>.json and one summary line each to stdout.
 # Needs Postgres at 127.0.0.1:5432 (database test) for the Postgres entities run.
@@ -37,6 +37,12 @@ for mode in json msgpack delta; do
     stop_server
   done
 done
+
+# Idle clients (connected, reading, sending nothing): the server's memory per client.
+start_server 4600
+$LT arena --url http://127.0.0.1:4600 --bots 4000 --players 8 --hz 20 --input-hz 0 --secs 20 \
+  --mode json --source-ips 8 --server-pid "$SERVER" --json "$out/arena-idle-4000.json" 2>/dev/null
+stop_server
 
 start_server 4600
 for mix in read write; do

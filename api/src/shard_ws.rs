@@ -6,15 +6,18 @@
 //! because browsers never show a client the status of a failed handshake. The `bearer.`
 //! subprotocol entry is echoed in every case, or browsers drop the socket unread.
 //!
-//! After the join, one socket is two tasks: a reader (frames in, rate limit, decode,
-//! hand-off to the tick thread; never waits on the writer) and a writer (mailbox out,
-//! encode, pings, close). A client that stops reading blocks only its own writer, while
-//! its mailbox keeps only the newest snapshot.
+//! After the join, one socket is one task (no split halves, no channel between them): it
+//! reads client frames (rate limit, decode, hand-off to the tick thread), sends what the
+//! mailbox holds, pings, and watches idle time and shutdown. A client that stops reading
+//! stalls only its own task while its mailbox keeps only the newest snapshot; a send
+//! stalled for the idle timeout closes the socket (1013).
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -22,12 +25,10 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use pylon_shard::codec::{FrameEncoder, FrameType, WireMode, decode_client_frame};
 use pylon_shard::{Auth, JoinRejected, Outgoing, StopReason, SubscriberKey};
 use pylon_tick::{InputFrom, Mailbox, SendError, ShardHandle};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::AppState;
@@ -196,25 +197,15 @@ async fn plan(
 
 async fn refuse(mut socket: WebSocket, state: &AppState, code: u16, why: &str) {
     tracing::info!(code, reason = why, "shard socket refused");
-    state.metrics.count_close(code);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close_message(code, why))).await;
-    // Give the client a moment to answer the close, then drop.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        while let Some(Ok(msg)) = socket.next().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
+    finish(&mut socket, state, code, why).await;
 }
 
-/// From the reader to the writer.
-enum Control {
+/// How a subscription ended.
+enum End {
+    /// The client closed or vanished; nothing more to send.
+    Gone,
     /// Close the socket with this code and reason.
     Close(u16, String),
-    /// The client closed or vanished.
-    Gone,
 }
 
 /// Close code and reason for a frame that ends the subscription, if `frame` is one.
@@ -275,11 +266,10 @@ impl Drop for OpenSocket {
     }
 }
 
-async fn run(socket: WebSocket, state: AppState, joining: Joining) {
+async fn run(mut socket: WebSocket, state: AppState, joining: Joining) {
     let _open = OpenSocket::new(&state.metrics);
     let Joining { entry, sid, auth, mode, _slot } = joining;
     state.metrics.sockets_total.fetch_add(1, Ordering::Relaxed);
-    let (mut sink, stream) = socket.split();
     let mailbox = Arc::new(Mailbox::new(RELIABLE_FRAMES));
     let mut sub = Subscription {
         handle: entry.handle.clone(),
@@ -293,55 +283,38 @@ async fn run(socket: WebSocket, state: AppState, joining: Joining) {
     let (key, first) = match outcome {
         Ok(joined) => joined,
         Err((code, why)) => {
-            finish(&mut sink, stream, &state, code, &why).await;
+            finish(&mut socket, &state, code, &why).await;
             return;
         }
     };
     sub.key = Some(key);
     tracing::info!(resumed = first.is_some(), ?mode, "subscribed");
     if let Some(bytes) = first {
-        let _ = send_encoded(&mut sink, &state, bytes, FrameType::Binary).await;
+        let _ = send_encoded(&mut socket, &state, bytes, FrameType::Binary).await;
     }
 
-    let (ctl_tx, ctl_rx) = mpsc::channel(4);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let base_ack = Arc::new(AtomicU64::new(0));
-    let reader = Reader {
-        state: state.clone(),
-        handle: entry.handle.clone(),
+    let connection = Connection {
+        state: &state,
+        handle: &entry.handle,
         key,
         mode,
-        base_ack: Arc::clone(&base_ack),
-        ctl: ctl_tx,
+        mailbox: &mailbox,
+        sid: &sid,
     };
-    let reader = tokio::spawn(reader.run(stream, stop_rx).in_current_span());
-    let writer = Writer { state: &state, mailbox: &mailbox, base_ack: &base_ack, sid: &sid };
-    let end = writer.run(&mut sink, &mut encoder, ctl_rx).await;
-    let _ = stop_tx.send(());
-    let stream = match tokio::time::timeout(CLOSE_TIMEOUT, reader).await {
-        Ok(Ok(stream)) => Some(stream),
-        _ => None,
-    };
+    let end = connection.run(&mut socket, &mut encoder).await;
     drop(sub);
-    let Some((code, why)) = end else {
-        // The client closed; tungstenite answered its close frame.
-        tracing::info!("client closed the shard socket");
-        state.metrics.count_close(close::NORMAL);
-        return;
-    };
-    match stream {
-        Some(stream) => finish(&mut sink, stream, &state, code, &why).await,
-        None => {
-            // The reader is stuck or gone; send the close without waiting for its answer.
-            state.metrics.count_close(code);
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_message(code, &why))).await;
+    match end {
+        End::Gone => {
+            // The client closed (tungstenite answered its close frame) or vanished.
+            tracing::info!("client closed the shard socket");
+            state.metrics.count_close(close::NORMAL);
+        }
+        End::Close(code, why) => {
+            finish(&mut socket, &state, code, &why).await;
+            tracing::info!(code, reason = %why, "shard socket closed");
         }
     }
-    tracing::info!(code, reason = %why, "shard socket closed");
 }
-
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
 
 /// Sends the join, waits for the shard's answer. `Ok((key, frame))`: the msgpack
 /// `Joined` frame to send first, if this mode carries it.
@@ -379,7 +352,7 @@ async fn join(
 }
 
 async fn send_encoded(
-    sink: &mut Sink,
+    socket: &mut WebSocket,
     state: &AppState,
     bytes: Vec<u8>,
     kind: FrameType,
@@ -392,185 +365,219 @@ async fn send_encoded(
             Err(_) => return Err(()),
         },
     };
-    sink.send(message).await.map_err(|_| ())?;
+    socket.send(message).await.map_err(|_| ())?;
     state.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
     state.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
     Ok(())
 }
 
-struct Writer<'a> {
+/// Runs `send`; only a send that does not finish at once gets a timer (most finish at
+/// once: the kernel buffer has room), so the common path arms no timer. `Err(true)`:
+/// stalled past `limit`; `Err(false)`: the socket failed.
+async fn bounded_send<F>(limit: Duration, send: F) -> Result<(), bool>
+where
+    F: Future<Output = Result<(), ()>>,
+{
+    let mut send = pin!(send);
+    match poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+        Poll::Ready(done) => done.map_err(|()| false),
+        Poll::Pending => match tokio::time::timeout(limit, send).await {
+            Ok(done) => done.map_err(|()| false),
+            Err(_) => Err(true),
+        },
+    }
+}
+
+/// The end for a [`bounded_send`] that failed: a stalled client is told it is too slow.
+fn sent(result: Result<(), bool>) -> Result<(), End> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(true) => Err(End::Close(close::TRY_AGAIN, "too slow: not reading".into())),
+        Err(false) => Err(End::Gone),
+    }
+}
+
+/// One subscribed socket, driven by one task: frames in (rate limit, decode, hand-off to
+/// the tick thread), mailbox out (encode, send), pings, idle and shutdown.
+struct Connection<'a> {
     state: &'a AppState,
+    handle: &'a ShardHandle,
+    key: SubscriberKey,
+    mode: WireMode,
     mailbox: &'a Mailbox<Outgoing>,
-    base_ack: &'a AtomicU64,
     sid: &'a str,
 }
 
-impl Writer<'_> {
-    /// Sends frames until something ends the subscription; returns the close to send, or
-    /// `None` when the client closed first.
-    async fn run(
-        self,
-        sink: &mut Sink,
-        encoder: &mut FrameEncoder,
-        mut ctl: mpsc::Receiver<Control>,
-    ) -> Option<(u16, String)> {
-        let mut shutdown = self.state.shutdown.clone();
-        let period = self.state.config.limits.ping_interval;
+impl Connection<'_> {
+    async fn run(self, socket: &mut WebSocket, encoder: &mut FrameEncoder) -> End {
+        let limits = &self.state.config.limits;
+        let mut shutdown_rx = self.state.shutdown.clone();
+        let shutdown = crate::shutting_down(&mut shutdown_rx);
+        let mut shutdown = pin!(shutdown);
+        let period = limits.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // One idle timer, moved only when it fires (not on every frame): it fires at
+        // the old deadline, then sleeps until `last_read + idle_timeout`.
+        let mut last_read = tokio::time::Instant::now();
+        let idle = tokio::time::sleep(limits.idle_timeout);
+        let mut idle = pin!(idle);
+        let mut bucket = InputBucket::new(limits.max_inputs_per_sec, Instant::now());
         let mut applied_base = 0u64;
         loop {
             tokio::select! {
                 biased;
-                _ = crate::shutting_down(&mut shutdown) => {
-                    return Some((close::GOING_AWAY, "server shutting down".to_owned()));
+                () = &mut shutdown => {
+                    return End::Close(close::GOING_AWAY, "server shutting down".into());
                 }
-                msg = ctl.recv() => match msg {
-                    Some(Control::Close(code, why)) => return Some((code, why)),
-                    Some(Control::Gone) | None => return None,
-                },
-                _ = ping.tick() => {
-                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                        return Some((close::GOING_AWAY, "send failed".into()));
+                msg = socket.next() => {
+                    last_read = tokio::time::Instant::now();
+                    if let Some(end) = self.received(msg, &mut bucket, encoder, &mut applied_base) {
+                        return end;
                     }
                 }
                 frame = poll_fn(|cx| self.mailbox.poll_recv(cx)) => {
-                    let Some(frame) = frame else {
-                        // Closed without a final frame: the reliable queue overflowed, or
-                        // a newer connection with the same sid took the subscription.
-                        return Some(if self.mailbox.is_overflowed() {
-                            (close::TRY_AGAIN, "too slow: frames dropped".into())
-                        } else {
-                            (close::REPLACED, "replaced by a newer connection for this sid".into())
-                        });
-                    };
-                    let base = self.base_ack.load(Ordering::Relaxed);
-                    if base > applied_base {
-                        applied_base = base;
-                        encoder.handle_base_ack(base);
-                    }
-                    let mut out = Vec::new();
-                    match encoder.encode(&frame, &mut out) {
-                        Ok(Some(kind)) => {
-                            if send_encoded(sink, self.state, out, kind).await.is_err() {
-                                return Some((close::GOING_AWAY, "send failed".into()));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(error = %e, "encoding a frame failed");
-                            return Some((close::INTERNAL, "encoding failed".into()));
-                        }
-                    }
-                    if let Some(end) = ending(&frame, self.sid) {
-                        return Some(end);
+                    if let Some(end) = self.deliver(socket, encoder, frame).await {
+                        return end;
                     }
                 }
+                _ = ping.tick() => {
+                    let send = async {
+                        socket.send(Message::Ping(Bytes::new())).await.map_err(|_| ())
+                    };
+                    if let Err(end) = sent(bounded_send(limits.idle_timeout, send).await) {
+                        return end;
+                    }
+                }
+                () = &mut idle => {
+                    let deadline = last_read + limits.idle_timeout;
+                    if deadline <= tokio::time::Instant::now() {
+                        return End::Close(close::IDLE, "idle timeout".into());
+                    }
+                    idle.as_mut().reset(deadline);
+                }
             }
+        }
+    }
+
+    /// Handles what the socket read: `Some` ends the connection.
+    fn received(
+        &self,
+        msg: Option<Result<Message, axum::Error>>,
+        bucket: &mut InputBucket,
+        encoder: &mut FrameEncoder,
+        applied_base: &mut u64,
+    ) -> Option<End> {
+        let bytes = match msg {
+            None | Some(Ok(Message::Close(_))) => return Some(End::Gone),
+            Some(Err(e)) => return Some(self.read_failed(&e.to_string())),
+            Some(Ok(Message::Text(text))) => Bytes::from(text),
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return None,
+        };
+        match self.frame(&bytes, bucket) {
+            Ok(Some(base)) if base > *applied_base => {
+                *applied_base = base;
+                encoder.handle_base_ack(base);
+                None
+            }
+            Ok(_) => None,
+            Err(end) => Some(end),
+        }
+    }
+
+    /// Encodes and sends one mailbox frame: `Some` ends the connection.
+    async fn deliver(
+        &self,
+        socket: &mut WebSocket,
+        encoder: &mut FrameEncoder,
+        frame: Option<Outgoing>,
+    ) -> Option<End> {
+        let Some(frame) = frame else {
+            // Closed without a final frame: the reliable queue overflowed, or a newer
+            // connection with the same sid took the subscription.
+            return Some(if self.mailbox.is_overflowed() {
+                End::Close(close::TRY_AGAIN, "too slow: frames dropped".into())
+            } else {
+                End::Close(close::REPLACED, "replaced by a newer connection for this sid".into())
+            });
+        };
+        let mut out = Vec::new();
+        match encoder.encode(&frame, &mut out) {
+            Ok(Some(kind)) => {
+                let send = send_encoded(socket, self.state, out, kind);
+                let limit = self.state.config.limits.idle_timeout;
+                if let Err(end) = sent(bounded_send(limit, send).await) {
+                    return Some(end);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "encoding a frame failed");
+                return Some(End::Close(close::INTERNAL, "encoding failed".into()));
+            }
+        }
+        ending(&frame, self.sid).map(|(code, why)| End::Close(code, why))
+    }
+
+    /// The close for a failed read: too large, a protocol error, or the client gone.
+    fn read_failed(&self, text: &str) -> End {
+        let limits = &self.state.config.limits;
+        if text.contains("Space limit exceeded") || text.contains("too long") {
+            return End::Close(
+                close::TOO_BIG,
+                format!("frame too large (limit {} bytes)", limits.max_frame_bytes),
+            );
+        }
+        if text.contains("UTF-8") || text.contains("protocol error") {
+            return End::Close(close::BAD_REQUEST, format!("protocol error: {text}"));
+        }
+        tracing::debug!(error = %text, "socket read failed");
+        End::Gone
+    }
+
+    /// Handles one data frame: `Ok(Some(tick))` when it acknowledges a delta base,
+    /// `Err` when it ends the connection.
+    fn frame(&self, bytes: &Bytes, bucket: &mut InputBucket) -> Result<Option<u64>, End> {
+        let metrics = &self.state.metrics;
+        metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+        metrics.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if !bucket.take(Instant::now()) {
+            metrics.count_socket_reject(0);
+            return Err(End::Close(close::RATE_LIMITED, "too many inputs per second".into()));
+        }
+        let frame = match decode_client_frame(bytes, self.mode.is_msgpack()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                metrics.count_socket_reject(2);
+                return Err(End::Close(close::BAD_REQUEST, format!("malformed frame: {e}")));
+            }
+        };
+        if frame.base_tick.is_some() && frame.client_seq.is_none() && is_nil(&frame.input) {
+            return Ok(frame.base_tick); // a pure base acknowledgement
+        }
+        match self.handle.input(InputFrom::Key(self.key), frame.client_seq, frame.input) {
+            Ok(()) => Ok(frame.base_tick),
+            Err(SendError::Full) => {
+                metrics.count_socket_reject(1);
+                Ok(frame.base_tick)
+            }
+            Err(_) => Err(End::Close(close::GOING_AWAY, "server shutting down".into())),
         }
     }
 }
 
 /// Sends the close frame and waits (bounded) for the client's answer.
-async fn finish(sink: &mut Sink, mut stream: Stream, state: &AppState, code: u16, why: &str) {
+async fn finish(socket: &mut WebSocket, state: &AppState, code: u16, why: &str) {
     state.metrics.count_close(code);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_message(code, why))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close_message(code, why))).await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        while let Some(Ok(msg)) = stream.next().await {
+        while let Some(Ok(msg)) = socket.next().await {
             if matches!(msg, Message::Close(_)) {
                 break;
             }
         }
     })
     .await;
-}
-
-struct Reader {
-    state: AppState,
-    handle: ShardHandle,
-    key: SubscriberKey,
-    mode: WireMode,
-    base_ack: Arc<AtomicU64>,
-    ctl: mpsc::Sender<Control>,
-}
-
-impl Reader {
-    /// Reads client frames until the client leaves, breaks a rule, or the writer says
-    /// stop; hands the stream back so the close handshake can finish on it.
-    async fn run(self, mut stream: Stream, mut stop: tokio::sync::oneshot::Receiver<()>) -> Stream {
-        let limits = &self.state.config.limits;
-        let mut bucket = InputBucket::new(limits.max_inputs_per_sec, Instant::now());
-        let verdict = loop {
-            let next = tokio::select! {
-                _ = &mut stop => return stream,
-                next = tokio::time::timeout(limits.idle_timeout, stream.next()) => next,
-            };
-            let msg = match next {
-                Err(_) => break Control::Close(close::IDLE, "idle timeout".into()),
-                Ok(None) => break Control::Gone,
-                Ok(Some(Err(e))) => {
-                    let text = e.to_string();
-                    if text.contains("Space limit exceeded") || text.contains("too long") {
-                        break Control::Close(
-                            close::TOO_BIG,
-                            format!("frame too large (limit {} bytes)", limits.max_frame_bytes),
-                        );
-                    }
-                    if text.contains("UTF-8") || text.contains("protocol error") {
-                        break Control::Close(
-                            close::BAD_REQUEST,
-                            format!("protocol error: {text}"),
-                        );
-                    }
-                    tracing::debug!(error = %text, "socket read failed");
-                    break Control::Gone;
-                }
-                Ok(Some(Ok(msg))) => msg,
-            };
-            let bytes = match msg {
-                Message::Text(text) => Bytes::from(text),
-                Message::Binary(bytes) => bytes,
-                Message::Ping(_) | Message::Pong(_) => continue,
-                Message::Close(_) => break Control::Gone,
-            };
-            if let Some(verdict) = self.frame(&bytes, &mut bucket) {
-                break verdict;
-            }
-        };
-        let _ = self.ctl.send(verdict).await;
-        stream
-    }
-
-    /// Handles one data frame; `Some` ends the connection.
-    fn frame(&self, bytes: &Bytes, bucket: &mut InputBucket) -> Option<Control> {
-        let metrics = &self.state.metrics;
-        metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-        metrics.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if !bucket.take(Instant::now()) {
-            metrics.count_socket_reject(0);
-            return Some(Control::Close(close::RATE_LIMITED, "too many inputs per second".into()));
-        }
-        let frame = match decode_client_frame(bytes, self.mode.is_msgpack()) {
-            Ok(frame) => frame,
-            Err(e) => {
-                metrics.count_socket_reject(2);
-                return Some(Control::Close(close::BAD_REQUEST, format!("malformed frame: {e}")));
-            }
-        };
-        if let Some(base) = frame.base_tick {
-            self.base_ack.fetch_max(base, Ordering::Relaxed);
-            if frame.client_seq.is_none() && is_nil(&frame.input) {
-                return None; // a pure base acknowledgement
-            }
-        }
-        match self.handle.input(InputFrom::Key(self.key), frame.client_seq, frame.input) {
-            Ok(()) => None,
-            Err(SendError::Full) => {
-                metrics.count_socket_reject(1);
-                None
-            }
-            Err(_) => Some(Control::Close(close::GOING_AWAY, "server shutting down".into())),
-        }
-    }
 }
 
 fn is_nil(input: &pylon_shard::codec::InputPayload) -> bool {

@@ -100,8 +100,10 @@ pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
     let mut out = Map::new();
     watch.put(&mut out);
     shared.stop.store(true, Ordering::Relaxed);
+    // One deadline for all bots, not one per bot: a hung server must not hold the run.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        let _ = tokio::time::timeout_at(deadline, t).await;
     }
     let latency = shared.latency.lock().map(|l| l.clone()).unwrap_or_default();
     let connected = shared.connected.load(Ordering::Relaxed) as f64;
@@ -345,116 +347,155 @@ fn json_ack(body: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-type Sent = Arc<Mutex<VecDeque<(u64, Instant)>>>;
+/// Sequence numbers sent and not yet acknowledged, with when each left.
+type Sent = VecDeque<(u64, Instant)>;
 
-/// Sends inputs at `input_hz` until stopped, remembering when each seq left.
-async fn send_inputs(
-    mut sink: futures_util::stream::SplitSink<Ws, Message>,
-    sent: Sent,
-    shared: Arc<Shared>,
-    base: Arc<AtomicU64>,
-    mode: Mode,
-    input_hz: u32,
-) {
-    if input_hz == 0 {
-        // An idle client: connected and reading, sending nothing.
-        while !shared.stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// Frames, bytes and latency samples a bot collected and has not yet added to the
+/// shared totals; batched so thousands of bots do not meet on one cache line per frame.
+#[derive(Default)]
+struct Batch {
+    frames: u64,
+    bytes: u64,
+    samples: Vec<u64>,
+}
+
+impl Batch {
+    const FLUSH_FRAMES: u64 = 16;
+
+    fn flush(&mut self, shared: &Shared) {
+        if self.frames > 0 {
+            shared.frames.fetch_add(self.frames, Ordering::Relaxed);
+            shared.bytes.fetch_add(self.bytes, Ordering::Relaxed);
         }
-        let _ = sink.close().await;
-        return;
+        if !self.samples.is_empty()
+            && let Ok(mut h) = shared.interval.lock()
+        {
+            self.samples.iter().for_each(|us| h.record_us(*us));
+        }
+        self.frames = 0;
+        self.bytes = 0;
+        self.samples.clear();
     }
-    let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(input_hz)));
-    let mut seq = 0u64;
-    while !shared.stop.load(Ordering::Relaxed) {
-        every.tick().await;
-        seq += 1;
-        let dx = if (seq / 40).is_multiple_of(2) { 1.0 } else { -1.0 };
-        let msg = match mode {
-            Mode::Json | Mode::Text => Message::text(
-                json!({"input": {"dx": dx, "dy": 0.5}, "client_seq": seq}).to_string(),
-            ),
-            Mode::Msgpack | Mode::Delta => {
-                // The client acknowledges the newest tick it holds as its delta base.
-                let b = base.load(Ordering::Relaxed);
-                let frame = (Some(seq), (b > 0).then_some(b), json!({"dx": dx, "dy": 0.5}));
-                Message::binary(rmp_serde::to_vec(&frame).unwrap_or_default())
-            }
-        };
-        if let Ok(mut q) = sent.lock() {
-            q.push_back((seq, Instant::now()));
-            while q.len() > 256 {
-                q.pop_front();
-            }
+}
+
+/// The next input frame: compat JSON or text as a JSON text frame, MessagePack as a
+/// binary `[seq, base, input]` (the client acknowledges the newest tick it holds as its
+/// delta base).
+fn input_frame(mode: Mode, seq: u64, base: u64) -> Message {
+    let dx = if (seq / 40).is_multiple_of(2) { 1.0 } else { -1.0 };
+    match mode {
+        Mode::Json | Mode::Text => {
+            Message::text(format!(r#"{{"input":{{"dx":{dx},"dy":0.5}},"client_seq":{seq}}}"#))
         }
-        if sink.send(msg).await.is_err() {
-            break;
+        Mode::Msgpack | Mode::Delta => {
+            let frame = (Some(seq), (base > 0).then_some(base), json!({"dx": dx, "dy": 0.5}));
+            Message::binary(rmp_serde::to_vec(&frame).unwrap_or_default())
         }
     }
-    let _ = sink.close().await;
 }
 
 /// Latencies (us) of every sent seq that `ack` acknowledges for the first time.
-fn acknowledged(sent: &Sent, ack: u64) -> Vec<u64> {
+fn acknowledged(sent: &mut Sent, ack: u64, out: &mut Vec<u64>) {
     let now = Instant::now();
-    let mut acked = Vec::new();
-    if let Ok(mut q) = sent.lock() {
-        while q.front().is_some_and(|(s, _)| *s <= ack) {
-            if let Some((_, at)) = q.pop_front() {
-                acked.push(now.duration_since(at).as_micros() as u64);
-            }
-        }
+    while let Some(&(seq, at)) = sent.front()
+        && seq <= ack
+    {
+        sent.pop_front();
+        out.push(now.duration_since(at).as_micros() as u64);
     }
-    acked
 }
 
-async fn bot(ws: Ws, shared: Arc<Shared>, mode: Mode, input_hz: u32) {
-    let (sink, mut stream) = ws.split();
-    let sent: Sent = Arc::new(Mutex::new(VecDeque::new()));
-    let base = Arc::new(AtomicU64::new(0));
-    let writer = tokio::spawn(send_inputs(
-        sink,
-        Arc::clone(&sent),
-        Arc::clone(&shared),
-        Arc::clone(&base),
-        mode,
-        input_hz,
-    ));
-    let mut local = Latency::default();
-    while let Some(msg) = stream.next().await {
+/// What a bot tracks between frames.
+#[derive(Default)]
+struct BotState {
+    sent: Sent,
+    base: u64,
+    local: Latency,
+    batch: Batch,
+    acked: Vec<u64>,
+}
+
+impl BotState {
+    /// Handles what the socket read; `false` ends the bot.
+    fn received(
+        &mut self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        shared: &Shared,
+        mode: Mode,
+    ) -> bool {
         let stopping = shared.stop.load(Ordering::Relaxed);
         let msg = match msg {
-            Ok(Message::Close(_)) | Err(_) if stopping => break,
-            Ok(Message::Close(_)) => {
+            None | Some(Ok(Message::Close(_)) | Err(_)) if stopping => return false,
+            Some(Ok(Message::Close(_))) | None => {
                 shared.disconnects.fetch_add(1, Ordering::Relaxed);
-                break;
+                return false;
             }
-            Err(_) => {
+            Some(Err(_)) => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
-                break;
+                return false;
             }
-            Ok(msg) => msg,
+            Some(Ok(msg)) => msg,
         };
+        if stopping {
+            return false;
+        }
         let measuring = shared.measuring.load(Ordering::Relaxed);
         if measuring {
-            shared.frames.fetch_add(1, Ordering::Relaxed);
-            shared.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
+            self.batch.frames += 1;
+            self.batch.bytes += msg.len() as u64;
         }
-        let Some((tick, ack)) = ack_of(mode, &msg) else { continue };
-        base.store(tick, Ordering::Relaxed);
-        let acked = ack.map(|a| acknowledged(&sent, a)).unwrap_or_default();
-        if measuring && !acked.is_empty() {
-            acked.iter().for_each(|us| local.record_us(*us));
-            if let Ok(mut h) = shared.interval.lock() {
-                acked.iter().for_each(|us| h.record_us(*us));
+        if let Some((tick, ack)) = ack_of(mode, &msg) {
+            self.base = tick;
+            if let Some(ack) = ack {
+                self.acked.clear();
+                acknowledged(&mut self.sent, ack, &mut self.acked);
+                if measuring {
+                    self.acked.iter().for_each(|us| self.local.record_us(*us));
+                    self.batch.samples.extend_from_slice(&self.acked);
+                }
             }
         }
-        if stopping {
-            break;
+        if !measuring || self.batch.frames >= Batch::FLUSH_FRAMES {
+            self.batch.flush(shared);
+        }
+        true
+    }
+}
+
+/// One bot, one task: sends inputs at `input_hz` (0: an idle client that only reads)
+/// and reads frames until stopped.
+async fn bot(mut ws: Ws, shared: Arc<Shared>, mode: Mode, input_hz: u32) {
+    let mut state = BotState::default();
+    let mut seq = 0u64;
+    let period = Duration::from_secs_f64(1.0 / f64::from(input_hz.max(1)));
+    let mut every = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            biased;
+            msg = ws.next() => {
+                if !state.received(msg, &shared, mode) {
+                    break;
+                }
+            }
+            _ = every.tick(), if input_hz > 0 => {
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                seq += 1;
+                state.sent.push_back((seq, Instant::now()));
+                if state.sent.len() > 256 {
+                    state.sent.pop_front();
+                }
+                if ws.send(input_frame(mode, seq, state.base)).await.is_err() {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
         }
     }
+    state.batch.flush(&shared);
     if let Ok(mut all) = shared.latency.lock() {
-        all.merge(&local);
+        all.merge(&state.local);
     }
-    writer.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
 }
