@@ -27,7 +27,7 @@ pub struct Entities {
     /// Compiled policies.
     pub policies: Arc<Policies>,
     /// Live change fan-out.
-    pub hub: Hub<ChangeEvent>,
+    pub hub: Hub<Published>,
 }
 
 pub(crate) fn entities(state: &AppState) -> Result<&Arc<Entities>, ApiError> {
@@ -92,9 +92,34 @@ fn guard(policies: &Arc<Policies>, entity: &str, access: Access, caller: Option<
     Arc::new(move |row: &Row| policies.allows(&entity, access, caller.as_ref(), Some(row)))
 }
 
-fn publish(ents: &Entities, changes: Vec<ChangeEvent>) {
+/// A committed change as the live feeds carry it: its JSON is built once, by the first
+/// subscriber that sends it, and shared by all others (1,000 subscribers, one encode).
+#[derive(Debug)]
+pub struct Published {
+    /// The change.
+    pub event: ChangeEvent,
+    json: std::sync::OnceLock<axum::extract::ws::Utf8Bytes>,
+}
+
+impl Published {
+    /// Wraps a committed change.
+    #[must_use]
+    pub fn new(event: ChangeEvent) -> Self {
+        Self { event, json: std::sync::OnceLock::new() }
+    }
+
+    /// The event's JSON (DESIGN.md section 9), shared.
+    #[must_use]
+    pub fn json(&self) -> axum::extract::ws::Utf8Bytes {
+        self.json
+            .get_or_init(|| serde_json::to_string(&self.event).unwrap_or_default().into())
+            .clone()
+    }
+}
+
+pub(crate) fn publish(ents: &Entities, changes: Vec<ChangeEvent>) {
     for change in changes {
-        ents.hub.publish(Arc::new(change));
+        ents.hub.publish(Arc::new(Published::new(change)));
     }
 }
 

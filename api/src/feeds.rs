@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::{self, AuthFailure};
-use crate::entities::{Entities, entities, entity_error};
+use crate::entities::{Entities, Published, entities, entity_error};
 use crate::error::{ApiError, close};
 use crate::policies::Access;
 
@@ -78,10 +78,10 @@ pub(crate) async fn pull(
 struct Feed {
     ents: Arc<Entities>,
     caller: Option<Auth>,
-    rx: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
+    rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
     last: u64,
     catching_up: bool,
-    backlog: VecDeque<Arc<ChangeEvent>>,
+    backlog: VecDeque<Arc<Published>>,
 }
 
 impl Feed {
@@ -100,14 +100,14 @@ impl Feed {
 
     /// The next event this caller may see, in seq order; `Err` when the log no longer
     /// holds what the feed needs (resync), `Ok(None)` when the hub is gone.
-    async fn next(&mut self) -> Result<Option<Arc<ChangeEvent>>, EntityError> {
+    async fn next(&mut self) -> Result<Option<Arc<Published>>, EntityError> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
-                if e.seq <= self.last {
+                if e.event.seq <= self.last {
                     continue;
                 }
-                self.last = e.seq;
-                if visible(&self.ents, self.caller.as_ref(), &e) {
+                self.last = e.event.seq;
+                if visible(&self.ents, self.caller.as_ref(), &e.event) {
                     return Ok(Some(e));
                 }
                 continue;
@@ -115,14 +115,14 @@ impl Feed {
             if self.catching_up {
                 let page = self.ents.store.changes_since(self.last, 500).await?;
                 self.catching_up = page.has_more;
-                self.backlog.extend(page.changes.into_iter().map(Arc::new));
+                self.backlog.extend(page.changes.into_iter().map(|c| Arc::new(Published::new(c))));
                 if !self.backlog.is_empty() || self.catching_up {
                     continue;
                 }
             }
             match self.rx.recv().await {
-                Ok(e) if e.seq <= self.last => {}
-                Ok(e) if e.seq == self.last + 1 => self.backlog.push_back(e),
+                Ok(e) if e.event.seq <= self.last => {}
+                Ok(e) if e.event.seq == self.last + 1 => self.backlog.push_back(e),
                 Ok(_) | Err(RecvError::Lagged(_)) => self.catching_up = true,
                 Err(RecvError::Closed) => return Ok(None),
             }
@@ -170,13 +170,10 @@ fn sse_events(
             next = feed.next() => next,
         };
         match next {
-            Ok(Some(e)) => {
-                let data = serde_json::to_string(&*e).unwrap_or_default();
-                Some((
-                    Ok(Event::default().id(e.seq.to_string()).data(data)),
-                    Some((feed, shutdown)),
-                ))
-            }
+            Ok(Some(e)) => Some((
+                Ok(Event::default().id(e.event.seq.to_string()).data(e.json().as_str())),
+                Some((feed, shutdown)),
+            )),
             Ok(None) => None,
             Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
                 let data =
@@ -251,19 +248,19 @@ async fn run_ws(
         }
     };
     let (mut sink, mut stream) = socket.split();
-    let mut shutdown = state.shutdown.clone();
+    let mut shutdown_rx = state.shutdown.clone();
+    let mut shutdown = std::pin::pin!(crate::shutting_down(&mut shutdown_rx));
     let (code, why) = loop {
         tokio::select! {
             biased;
-            () = crate::shutting_down(&mut shutdown) => break (close::GOING_AWAY, "server shutting down".to_owned()),
+            () = &mut shutdown => break (close::GOING_AWAY, "server shutting down".to_owned()),
             incoming = stream.next() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
             },
             next = feed.next() => match next {
                 Ok(Some(e)) => {
-                    let text = serde_json::to_string(&*e).unwrap_or_default();
-                    if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                    if sink.send(Message::Text(e.json())).await.is_err() {
                         return;
                     }
                 }

@@ -7,8 +7,6 @@
 //! It runs until every tick thread is gone (the channel closes), so at shutdown it writes
 //! the states the tick threads saved while stopping their matches.
 
-use std::sync::Arc;
-
 use crossbeam_channel::Receiver;
 use pylon_storage::{ChangeKind, Row, WriteOp};
 use pylon_tick::Persist;
@@ -108,11 +106,7 @@ async fn write_result(
         guard: None,
     };
     match ents.store.write(vec![op]).await {
-        Ok(result) => {
-            for change in result.changes {
-                ents.hub.publish(Arc::new(change));
-            }
-        }
+        Ok(result) => crate::entities::publish(ents, result.changes),
         Err(e) => tracing::error!(shard = %id, error = %e, "writing the MatchResult row failed"),
     }
 }

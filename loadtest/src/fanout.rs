@@ -147,8 +147,9 @@ async fn subscribe(
     subs
 }
 
-/// Writes at the configured rate for the run; how many writes succeeded.
-async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> u64 {
+/// Writes at the configured rate for the run; how many writes succeeded, and how long
+/// each took to be acknowledged (committed durably), the floor under write -> receive.
+async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> (u64, Latency) {
     let http = reqwest::Client::new();
     let mut every = tokio::time::interval(Duration::from_secs_f64(
         1.0 / f64::from(config.writes_per_sec.max(1)),
@@ -156,8 +157,10 @@ async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> u64 {
     let until = Instant::now() + Duration::from_secs(config.secs);
     let tag = shared.start.elapsed().as_nanos();
     let mut writes = 0u64;
+    let mut acked = Latency::default();
     while Instant::now() < until {
         every.tick().await;
+        let started = Instant::now();
         let sent = shared.start.elapsed().as_micros() as u64;
         let row = json!({"displayName": format!("fan-{tag}-{writes}"), "region": "fanout", "createdAt": "2026-11-25T00:00:00Z", "level": 1, "xp": sent});
         match http
@@ -167,13 +170,16 @@ async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> u64 {
             .send()
             .await
         {
-            Ok(r) if r.status().is_success() => writes += 1,
+            Ok(r) if r.status().is_success() => {
+                writes += 1;
+                acked.record_us(started.elapsed().as_micros() as u64);
+            }
             _ => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
-    writes
+    (writes, acked)
 }
 
 /// Runs the scenario.
@@ -205,7 +211,7 @@ pub async fn run(config: &FanoutConfig) -> anyhow::Result<Map<String, Value>> {
         anyhow::bail!("no subscriber could connect to {host}:{} or {host}:{}", port + 1, port + 2);
     }
     let watch = CpuWatch::start(config.server_pid);
-    let writes = write_loop(config, &base, &shared).await;
+    let (writes, write_acked) = write_loop(config, &base, &shared).await;
     let mut out = Map::new();
     watch.put(&mut out);
     let expected = writes * shared.ready.load(Ordering::Relaxed);
@@ -223,6 +229,7 @@ pub async fn run(config: &FanoutConfig) -> anyhow::Result<Map<String, Value>> {
     out.insert("delivered".into(), json!(received));
     out.insert("missing".into(), json!(expected.saturating_sub(received)));
     latency.put(&mut out, "");
+    write_acked.put(&mut out, "write_");
     out.insert("errors".into(), json!(shared.errors.load(Ordering::Relaxed)));
     Ok(out)
 }
