@@ -7,8 +7,9 @@
 //! # Wire format
 //!
 //! A patch is one of three maps, told apart by their keys. JSON is shown; MessagePack
-//! carries the same maps with the same string keys when written with
-//! `rmp_serde::to_vec_named` (the positional `rmp_serde::to_vec` does not round-trip).
+//! carries the same maps with the same string keys ([`Patch::write_msgpack`], which also
+//! writes floats that are exact in `f32` as float32; `rmp_serde::to_vec_named` gives the
+//! same maps with float64, while the positional `rmp_serde::to_vec` does not round-trip).
 //!
 //! - `{"r": <value>}`: replace the whole value (`<value>` may be `null`).
 //! - `{"o": {"<key>": <Patch>, ...}, "d": ["removed key", ...]}`: an object; only changed
@@ -75,8 +76,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
+
+use crate::error::CodecError;
 
 /// A change from one [`Value`] to another; see the module docs for the wire format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +106,110 @@ pub enum Patch {
         /// The length of the array after the patch.
         n: usize,
     },
+}
+
+impl Patch {
+    /// Writes the patch as MessagePack, the body of a delta frame. The same maps as
+    /// `rmp_serde::to_vec_named(self)`, except that a number which survives a round trip
+    /// through `f32` is written as a float32 (5 bytes, not 9): snapshot trees hold game
+    /// `f32`s widened to `f64`, and every MessagePack reader widens them back to the very
+    /// same value, so decoding gives an equal patch.
+    ///
+    /// # Errors
+    /// [`CodecError::Encode`] when serialization fails.
+    pub fn write_msgpack(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        rmp_serde::encode::write_named(out, &CompactPatch(self))
+            .map_err(|e| CodecError::Encode(e.to_string()))
+    }
+}
+
+/// [`Patch`] with its values written through [`CompactValue`].
+struct CompactPatch<'a>(&'a Patch);
+
+impl Serialize for CompactPatch<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Patch::Replace { r } => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("r", &CompactValue(r))?;
+                map.end()
+            }
+            Patch::Object { o, d } => {
+                let mut map = serializer.serialize_map(Some(1 + usize::from(!d.is_empty())))?;
+                map.serialize_entry("o", &CompactEntries(o))?;
+                if !d.is_empty() {
+                    map.serialize_entry("d", d)?;
+                }
+                map.end()
+            }
+            Patch::Array { a, n } => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("a", &CompactElements(a))?;
+                map.serialize_entry("n", n)?;
+                map.end()
+            }
+        }
+    }
+}
+
+struct CompactEntries<'a>(&'a BTreeMap<String, Patch>);
+
+impl Serialize for CompactEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, patch) in self.0 {
+            map.serialize_entry(key, &CompactPatch(patch))?;
+        }
+        map.end()
+    }
+}
+
+struct CompactElements<'a>(&'a [(usize, Patch)]);
+
+impl Serialize for CompactElements<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (index, patch) in self.0 {
+            seq.serialize_element(&(index, CompactPatch(patch)))?;
+        }
+        seq.end()
+    }
+}
+
+/// `f` as an `f32` when that loses nothing (same bits back).
+#[expect(clippy::cast_possible_truncation, reason = "the round trip below checks it is exact")]
+fn exact_f32(f: f64) -> Option<f32> {
+    let narrow = f as f32;
+    (f64::from(narrow).to_bits() == f.to_bits()).then_some(narrow)
+}
+
+/// A JSON value whose `f32`-exact floats serialize as `f32`.
+struct CompactValue<'a>(&'a Value);
+
+impl Serialize for CompactValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Number(n) if n.is_f64() => match n.as_f64().and_then(exact_f32) {
+                Some(f) => serializer.serialize_f32(f),
+                None => n.serialize(serializer),
+            },
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&CompactValue(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, value) in map {
+                    out.serialize_entry(key, &CompactValue(value))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 /// Why a patch does not fit the value it is applied to.
@@ -428,6 +536,25 @@ mod tests {
         let mut target = base.clone();
         assert_eq!(apply_in_place(&mut target, &patch), Ok(()));
         assert_eq!(&target, current);
+        let mut bytes = Vec::new();
+        patch.write_msgpack(&mut bytes).unwrap();
+        let decoded: Patch = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(decoded, patch, "the compact MessagePack decodes to the same patch");
+        assert!(bytes.len() <= rmp_serde::to_vec_named(&patch).unwrap().len());
+    }
+
+    #[test]
+    fn f32_exact_floats_are_written_as_float32_and_others_keep_their_bits() {
+        let base = json!({"x": 1.0, "y": 0.0, "t": 5});
+        let current = json!({"x": f64::from(128.3_f32), "y": 0.1, "t": -7});
+        assert_round_trip(&base, &current);
+        let patch = diff(&base, &current).unwrap();
+        let mut compact = Vec::new();
+        patch.write_msgpack(&mut compact).unwrap();
+        let named = rmp_serde::to_vec_named(&patch).unwrap();
+        assert_eq!(named.len() - compact.len(), 4, "x as float32 saves 4 bytes; y stays float64");
+        let decoded: Patch = rmp_serde::from_slice(&compact).unwrap();
+        assert_eq!(apply(&base, &decoded), Ok(current));
     }
 
     fn json_text(patch: &Patch) -> String {

@@ -19,7 +19,7 @@ mod payload;
 mod server;
 
 pub use client::{ClientFrame, InputPayload, PayloadFormat, decode_client_frame, decode_input};
-pub use payload::{Cached, Payload, PayloadValue};
+pub use payload::{Cached, DeltaBytes, DeltaCache, Payload, PayloadValue};
 pub use server::{FrameEncoder, FrameKind, FrameType, HISTORY_LIMIT};
 
 /// How a subscriber's frames are encoded, chosen by the socket query at connect time.

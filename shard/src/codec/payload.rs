@@ -5,7 +5,7 @@
 //! value; every subscriber sharing it shares one `Arc` and therefore one encoding.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::Serialize;
 
@@ -34,6 +34,47 @@ pub trait PayloadValue: Send + Sync {
     fn tree(&self) -> Result<&serde_json::Value, CodecError>;
     /// The key under which compat frames splice the subscriber's ack, if any.
     fn ack_key(&self) -> Option<&'static str>;
+    /// The delta from a base to this payload, kept for the next subscriber with that base.
+    fn delta_cache(&self) -> &DeltaCache;
+}
+
+/// The encoded delta patch from one base payload to the payload that owns the cache.
+///
+/// Subscribers of one match usually acknowledge the same base (the previous snapshot), so
+/// the first one to encode computes the patch and the others reuse its bytes: one diff
+/// per match and base instead of one per subscriber. Only I/O threads touch it (the tick
+/// thread builds payloads and never locks this). The base is held weakly, so a chain of
+/// snapshots never keeps older ones alive, and a live `Weak` keeps the base's address
+/// from being reused while it is compared.
+#[derive(Default)]
+pub struct DeltaCache(Mutex<Option<(Weak<dyn PayloadValue>, DeltaBytes)>>);
+
+/// An encoded patch; `None`: the payload equals its base.
+pub type DeltaBytes = Option<Arc<[u8]>>;
+
+impl DeltaCache {
+    /// The cached patch against `base`, or `make`'s result, remembered for the next caller.
+    /// A poisoned lock only disables the cache.
+    ///
+    /// # Errors
+    /// Whatever `make` returns.
+    pub fn get_or_make(
+        &self,
+        base: &Payload,
+        make: impl FnOnce() -> Result<Option<Vec<u8>>, CodecError>,
+    ) -> Result<DeltaBytes, CodecError> {
+        let Ok(mut slot) = self.0.lock() else {
+            return make().map(|made| made.map(Arc::from));
+        };
+        if let Some((cached_base, bytes)) = slot.as_ref()
+            && std::ptr::addr_eq(cached_base.as_ptr(), Arc::as_ptr(base))
+        {
+            return Ok(bytes.clone());
+        }
+        let bytes: DeltaBytes = make()?.map(Arc::from);
+        *slot = Some((Arc::downgrade(base), bytes.clone()));
+        Ok(bytes)
+    }
 }
 
 impl fmt::Debug for dyn PayloadValue {
@@ -49,6 +90,7 @@ pub struct Cached<T> {
     json: OnceLock<Result<Box<[u8]>, String>>,
     msgpack: OnceLock<Result<Box<[u8]>, String>>,
     tree: OnceLock<Result<serde_json::Value, String>>,
+    delta: DeltaCache,
 }
 
 impl<T: Serialize + Send + Sync + 'static> Cached<T> {
@@ -61,6 +103,7 @@ impl<T: Serialize + Send + Sync + 'static> Cached<T> {
             json: OnceLock::new(),
             msgpack: OnceLock::new(),
             tree: OnceLock::new(),
+            delta: DeltaCache::default(),
         }
     }
 
@@ -111,5 +154,46 @@ impl<T: Serialize + Send + Sync + 'static> PayloadValue for Cached<T> {
 
     fn ack_key(&self) -> Option<&'static str> {
         self.ack_key
+    }
+
+    fn delta_cache(&self) -> &DeltaCache {
+        &self.delta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn the_delta_against_one_base_is_made_once_and_shared() {
+        let base = Cached::payload(1_u32, None);
+        let other_base = Cached::payload(2_u32, None);
+        let current = Cached::payload(3_u32, None);
+        let made = Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            Ok(Some(vec![made.get()]))
+        };
+        let first = current.delta_cache().get_or_make(&base, make).unwrap();
+        let second = current.delta_cache().get_or_make(&base, make).unwrap();
+        assert_eq!(
+            (made.get(), first.as_deref(), second.as_deref()),
+            (1, Some(&[1][..]), Some(&[1][..]))
+        );
+        let third = current.delta_cache().get_or_make(&other_base, make).unwrap();
+        assert_eq!((made.get(), third.as_deref()), (2, Some(&[2][..])), "another base: made anew");
+    }
+
+    #[test]
+    fn the_cache_does_not_keep_its_base_alive() {
+        let base = Cached::payload(1_u32, None);
+        let current = Cached::payload(2_u32, None);
+        current.delta_cache().get_or_make(&base, || Ok(None)).unwrap();
+        let weak = Arc::downgrade(&base);
+        drop(base);
+        assert!(weak.upgrade().is_none());
     }
 }

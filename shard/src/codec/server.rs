@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::WireMode;
 use super::delta;
-use super::payload::Payload;
+use super::payload::{DeltaBytes, Payload};
 use crate::error::CodecError;
 use crate::outgoing::{Outgoing, SnapshotFrame};
 
@@ -148,7 +148,7 @@ impl FrameEncoder {
         {
             header(out, FrameKind::Delta, s.tick, s.ack, Some(base_tick))?;
             match patch {
-                Some(p) => write_named(out, &p)?,
+                Some(bytes) => out.extend_from_slice(&bytes),
                 None => rmp::encode::write_nil(out).map_err(io_err)?,
             }
             self.remember(s);
@@ -165,14 +165,22 @@ impl FrameEncoder {
     fn delta_against_base(
         &self,
         s: &SnapshotFrame,
-    ) -> Result<Option<(u64, Option<delta::Patch>)>, CodecError> {
+    ) -> Result<Option<(u64, DeltaBytes)>, CodecError> {
         let Some(base_tick) = self.base else {
             return Ok(None);
         };
         let Some((_, base)) = self.history.iter().find(|(t, _)| *t == base_tick) else {
             return Ok(None);
         };
-        let patch = delta::diff(base.tree()?, s.body.tree()?);
+        // Shared by every subscriber of this snapshot that holds the same base.
+        let patch = s.body.delta_cache().get_or_make(base, || {
+            let Some(patch) = delta::diff(base.tree()?, s.body.tree()?) else {
+                return Ok(None);
+            };
+            let mut bytes = Vec::new();
+            patch.write_msgpack(&mut bytes)?;
+            Ok(Some(bytes))
+        })?;
         Ok(Some((base_tick, patch)))
     }
 
