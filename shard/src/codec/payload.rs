@@ -38,23 +38,28 @@ pub trait PayloadValue: Send + Sync {
     fn delta_cache(&self) -> &DeltaCache;
 }
 
-/// The encoded delta patch from one base payload to the payload that owns the cache.
+/// The encoded delta patches from recent bases to the payload that owns the cache.
 ///
-/// Subscribers of one match usually acknowledge the same base (the previous snapshot), so
-/// the first one to encode computes the patch and the others reuse its bytes: one diff
-/// per match and base instead of one per subscriber. Only I/O threads touch it (the tick
-/// thread builds payloads and never locks this). The base is held weakly, so a chain of
-/// snapshots never keeps older ones alive, and a live `Weak` keeps the base's address
-/// from being reused while it is compared.
+/// Subscribers of one match acknowledge one of a few recent snapshots as their base (the
+/// previous one, or the one before when their acknowledgement has not arrived yet), so
+/// the first one to encode against a base computes the patch and the others reuse its
+/// bytes: one diff per match and base instead of one per subscriber. Only I/O threads
+/// touch it (the tick thread builds payloads and never locks this). Bases are held
+/// weakly, so a chain of snapshots never keeps older ones alive, and a live `Weak` keeps
+/// a base's address from being reused while it is compared.
 #[derive(Default)]
-pub struct DeltaCache(Mutex<Option<(Weak<dyn PayloadValue>, DeltaBytes)>>);
+pub struct DeltaCache(Mutex<Vec<(Weak<dyn PayloadValue>, DeltaBytes)>>);
 
 /// An encoded patch; `None`: the payload equals its base.
 pub type DeltaBytes = Option<Arc<[u8]>>;
 
 impl DeltaCache {
-    /// The cached patch against `base`, or `make`'s result, remembered for the next caller.
-    /// A poisoned lock only disables the cache.
+    /// Bases remembered per payload.
+    const BASES: usize = 4;
+
+    /// The cached patch against `base`, or `make`'s result, remembered for the next caller
+    /// (the oldest of [`Self::BASES`] entries makes room). A poisoned lock only disables
+    /// the cache.
     ///
     /// # Errors
     /// Whatever `make` returns.
@@ -63,16 +68,20 @@ impl DeltaCache {
         base: &Payload,
         make: impl FnOnce() -> Result<Option<Vec<u8>>, CodecError>,
     ) -> Result<DeltaBytes, CodecError> {
-        let Ok(mut slot) = self.0.lock() else {
+        let Ok(mut entries) = self.0.lock() else {
             return make().map(|made| made.map(Arc::from));
         };
-        if let Some((cached_base, bytes)) = slot.as_ref()
-            && std::ptr::addr_eq(cached_base.as_ptr(), Arc::as_ptr(base))
-        {
+        let found = entries
+            .iter()
+            .find(|(cached, _)| std::ptr::addr_eq(cached.as_ptr(), Arc::as_ptr(base)));
+        if let Some((_, bytes)) = found {
             return Ok(bytes.clone());
         }
         let bytes: DeltaBytes = make()?.map(Arc::from);
-        *slot = Some((Arc::downgrade(base), bytes.clone()));
+        if entries.len() >= Self::BASES {
+            entries.remove(0);
+        }
+        entries.push((Arc::downgrade(base), bytes.clone()));
         Ok(bytes)
     }
 }
@@ -185,6 +194,8 @@ mod tests {
         );
         let third = current.delta_cache().get_or_make(&other_base, make).unwrap();
         assert_eq!((made.get(), third.as_deref()), (2, Some(&[2][..])), "another base: made anew");
+        let again = current.delta_cache().get_or_make(&base, make).unwrap();
+        assert_eq!((made.get(), again.as_deref()), (2, Some(&[1][..])), "both bases are kept");
     }
 
     #[test]
