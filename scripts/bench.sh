@@ -47,7 +47,7 @@ $LT arena --url http://127.0.0.1:4600 --bots 4000 --players 8 --hz 20 --input-hz
 stop_server
 
 start_server 4600
-for mix in read write; do
+for mix in mixed read write; do
   $LT entities --url http://127.0.0.1:4600 --concurrency 64 --mix "$mix" --secs 20 --server-pid "$SERVER" \
     --json "$out/entities-sqlite-$mix.json"
 done
@@ -58,7 +58,7 @@ stop_server
 schema=pylon_bench_$$
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
 start_server 4600 DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D$schema"
-for mix in read write; do
+for mix in mixed read write; do
   $LT entities --url http://127.0.0.1:4600 --concurrency 64 --mix "$mix" --secs 20 --server-pid "$SERVER" \
     --json "$out/entities-postgres-$mix.json"
 done
