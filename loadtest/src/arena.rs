@@ -163,16 +163,7 @@ async fn connect_bots(
     ids: &[String],
     shared: &Arc<Shared>,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Latency)> {
-    let port: u16 = base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .context("--url needs an explicit port")?;
-    let host = base
-        .trim_start_matches("http://")
-        .rsplit_once(':')
-        .map_or("127.0.0.1", |(h, _)| h)
-        .to_owned();
+    let (host, port) = crate::report::host_port(base)?;
     let ws_base = format!("ws://{host}:{}", port + 3);
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut pending = Vec::with_capacity(config.bots);

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -188,16 +187,7 @@ async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> (u64,
 /// The server cannot be reached.
 pub async fn run(config: &FanoutConfig) -> anyhow::Result<Map<String, Value>> {
     let base = config.url.trim_end_matches('/').to_owned();
-    let port: u16 = base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .context("--url needs an explicit port")?;
-    let host = base
-        .trim_start_matches("http://")
-        .rsplit_once(':')
-        .map_or("127.0.0.1", |(h, _)| h)
-        .to_owned();
+    let (host, port) = crate::report::host_port(&base)?;
     let shared = Arc::new(Shared {
         start: Instant::now(),
         latency: Mutex::new(Latency::default()),

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
@@ -98,6 +99,18 @@ impl CpuWatch {
     }
 }
 
+/// Host and port of a `http://host:port` URL (the port must be explicit: the other
+/// ports of the server are counted from it).
+///
+/// # Errors
+/// The URL has no port.
+pub fn host_port(base: &str) -> anyhow::Result<(String, u16)> {
+    let rest = base.trim_start_matches("http://").trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').context("--url needs an explicit port")?;
+    let port = port.parse().context("--url needs an explicit port")?;
+    Ok((host.to_owned(), port))
+}
+
 /// Three decimals.
 #[must_use]
 pub fn round(v: f64) -> f64 {
@@ -174,5 +187,13 @@ mod tests {
         }
         assert!((h.ms(0.5) - 50.0).abs() < 0.5);
         assert!((h.ms(1.0) - 100.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn host_and_port_of_a_url() {
+        assert_eq!(host_port("http://127.0.0.1:4600").unwrap(), ("127.0.0.1".into(), 4600));
+        assert_eq!(host_port("http://localhost:80/").unwrap(), ("localhost".into(), 80));
+        assert!(host_port("http://localhost").is_err());
+        assert!(host_port("http://localhost:http").is_err());
     }
 }
