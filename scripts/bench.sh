@@ -51,8 +51,8 @@ for mix in mixed read write; do
   $LT entities --url http://127.0.0.1:4600 --concurrency 64 --mix "$mix" --secs 20 --server-pid "$SERVER" \
     --json "$out/entities-sqlite-$mix.json"
 done
-$LT fanout --url http://127.0.0.1:4600 --subscribers 1000 --writes-per-sec 20 --secs 20 --server-pid "$SERVER" \
-  --json "$out/fanout-1000.json"
+$LT fanout --url http://127.0.0.1:4600 --subscribers 1000 --writes-per-sec 20 --secs 20 --source-ips 8 \
+  --server-pid "$SERVER" --json "$out/fanout-1000.json"
 stop_server
 
 schema=pylon_bench_$$

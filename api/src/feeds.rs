@@ -8,12 +8,13 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, Stream, StreamExt};
@@ -27,6 +28,7 @@ use crate::AppState;
 use crate::auth::{self, AuthFailure};
 use crate::entities::{Entities, Published, entities, entity_error};
 use crate::error::{ApiError, close};
+use crate::limits::ConnSlot;
 use crate::policies::Access;
 
 fn visible(ents: &Entities, caller: Option<&Auth>, e: &ChangeEvent) -> bool {
@@ -133,9 +135,19 @@ impl Feed {
 /// `GET /events` (and port `+2`): SSE, `id: <seq>`, `data: <change JSON>`.
 pub(crate) async fn sse(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let max = state.config.limits.max_conns_per_ip;
+    let Some(slot) = state.conns.acquire(peer.ip(), max) else {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_CONNECTIONS",
+            format!("too many connections from this address (limit {max})"),
+        )
+        .into_response();
+    };
     let result = async {
         let ents = Arc::clone(entities(&state)?);
         let (since, _, token) = feed_query(raw.as_deref())?;
@@ -149,7 +161,7 @@ pub(crate) async fn sse(
     }
     .await;
     match result {
-        Ok(feed) => Sse::new(sse_events(feed, state.shutdown.clone()))
+        Ok(feed) => Sse::new(sse_events(feed, state.shutdown.clone(), slot))
             .keep_alive(
                 KeepAlive::new().interval(state.config.limits.sse_heartbeat).text(" heartbeat"),
             )
@@ -158,12 +170,14 @@ pub(crate) async fn sse(
     }
 }
 
+/// The event stream; it holds the client address's connection slot until it ends.
 fn sse_events(
     feed: Feed,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    slot: ConnSlot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(Some((feed, shutdown)), |state| async move {
-        let (mut feed, mut shutdown) = state?;
+    futures_util::stream::unfold(Some((feed, shutdown, slot)), |state| async move {
+        let (mut feed, mut shutdown, slot) = state?;
         let next = tokio::select! {
             biased;
             () = crate::shutting_down(&mut shutdown) => return None,
@@ -172,7 +186,7 @@ fn sse_events(
         match next {
             Ok(Some(e)) => Some((
                 Ok(Event::default().id(e.event.seq.to_string()).data(e.json().as_str())),
-                Some((feed, shutdown)),
+                Some((feed, shutdown, slot)),
             )),
             Ok(None) => None,
             Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
@@ -191,6 +205,7 @@ fn sse_events(
 /// `GET /ws` (and port `+1`): the sync WebSocket, one text frame per change.
 pub(crate) async fn ws(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -199,6 +214,8 @@ pub(crate) async fn ws(
         Ok(u) => u,
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
+    // Counted with the shard sockets: one cap on long-lived sockets per client address.
+    let slot = state.conns.acquire(peer.ip(), state.config.limits.max_conns_per_ip);
     let (since, _, query_token) = match feed_query(raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
@@ -217,7 +234,20 @@ pub(crate) async fn ws(
         upgrade = upgrade.protocols([entry]);
     }
     let tasks = state.tasks.clone();
-    upgrade.on_upgrade(move |socket| tasks.track_future(run_ws(socket, state, caller, since)))
+    upgrade.on_upgrade(move |mut socket| {
+        tasks.track_future(async move {
+            let Some(_slot) = slot else {
+                let max = state.config.limits.max_conns_per_ip;
+                let why = format!("too many connections from this address (limit {max})");
+                state.metrics.count_close(close::RATE_LIMITED);
+                let reason = Utf8Bytes::from(why.as_str());
+                let frame = CloseFrame { code: close::RATE_LIMITED, reason };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return;
+            };
+            run_ws(socket, state, caller, since).await;
+        })
+    })
 }
 
 async fn run_ws(

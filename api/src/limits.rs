@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Counts open shard sockets per client address.
+/// Counts open long-lived sockets per client address: shard sockets, sync (feed)
+/// WebSockets and SSE streams share one cap.
 #[derive(Debug, Default)]
 pub struct ConnLimiter {
     open: Mutex<HashMap<IpAddr, u32>>,

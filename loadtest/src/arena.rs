@@ -174,9 +174,7 @@ async fn connect_bots(
             ids[i / config.players.max(1)],
             config.mode.query()
         );
-        let source = (config.source_ips > 1).then(|| {
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(config.source_ips)) as u8))
-        });
+        let source = source_ip(i, config.source_ips);
         let gate = Arc::clone(&gate);
         pending.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
@@ -261,9 +259,19 @@ async fn create_match(
     Ok(info["id"].as_str().context("create reply has no id")?.to_owned())
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::Result<Ws> {
+/// The loopback source address of socket `i` when spreading over `n` (0 or 1: `None`, the
+/// OS picks): 127.0.0.1, 127.0.0.2, … 127.0.0.n, round robin.
+pub(crate) fn source_ip(i: usize, n: u8) -> Option<IpAddr> {
+    (n > 1).then(|| {
+        let k = u8::try_from(i % usize::from(n)).unwrap_or(0);
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + k))
+    })
+}
+
+/// Connects the way the stock client does: the token in the `bearer.` subprotocol.
+pub(crate) async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::Result<Ws> {
     let mut request = url.into_client_request()?;
     // What the stock client sends: `bearer.` + encodeURIComponent(token).
     let entry = format!("bearer.{}", percent(token));

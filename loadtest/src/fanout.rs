@@ -2,6 +2,7 @@
 //! SSE). The writer puts its send time (microseconds since the run started) in each row;
 //! every subscriber reports write -> receive latency, and how many events it missed.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ pub struct FanoutConfig {
     pub subscribers: usize,
     /// Writes per second.
     pub writes_per_sec: u32,
+    /// Spread subscriber sockets over 127.0.0.1 .. 127.0.0.N (0 or 1: the OS picks).
+    pub source_ips: u8,
     /// Measured seconds.
     pub secs: u64,
     /// The server's pid, to report its CPU and RSS.
@@ -49,18 +52,14 @@ fn record(shared: &Shared, change: &Value) {
     }
 }
 
-async fn ws_subscriber(url: String, token: String, shared: Arc<Shared>, until: Instant) {
-    let Ok(mut request) =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            url.as_str(),
-        )
-    else {
-        return;
-    };
-    if let Ok(v) = format!("Bearer {token}").parse() {
-        request.headers_mut().insert("authorization", v);
-    }
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+async fn ws_subscriber(
+    url: String,
+    token: String,
+    source: Option<IpAddr>,
+    shared: Arc<Shared>,
+    until: Instant,
+) {
+    let Ok(mut ws) = crate::arena::connect(&url, &token, source).await else {
         shared.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -83,9 +82,18 @@ async fn sse_subscriber(
     shared: Arc<Shared>,
     until: Instant,
 ) {
-    let Ok(resp) = http.get(url).bearer_auth(token).send().await else {
-        shared.errors.fetch_add(1, Ordering::Relaxed);
-        return;
+    let resp = match http.get(url).bearer_auth(token).send().await {
+        Ok(resp) if resp.status().is_success() => resp,
+        Ok(resp) => {
+            // Refused (429 over the per-address cap, 401, …): an error, not a subscriber.
+            eprintln!("SSE subscriber refused: {}", resp.status());
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Err(_) => {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
     };
     shared.ready.fetch_add(1, Ordering::Relaxed);
     let mut body = resp.bytes_stream();
@@ -114,20 +122,30 @@ async fn subscribe(
     shared: &Arc<Shared>,
     until: Instant,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let http = reqwest::Client::new();
+    // One HTTP client per source address (reqwest binds a client, not a request).
+    let spread = usize::from(config.source_ips.max(1));
+    let clients: Vec<reqwest::Client> = (0..spread)
+        .map(|k| {
+            let source = crate::arena::source_ip(k, config.source_ips);
+            reqwest::Client::builder().local_address(source).build().unwrap_or_default()
+        })
+        .collect();
     let subs: Vec<_> = (0..config.subscribers)
         .map(|i| {
             let (token, shared) = (config.token.clone(), Arc::clone(shared));
+            // Even and odd subscribers alternate transports; each pair shares an address.
+            let slot = (i / 2) % spread;
             if i % 2 == 0 {
                 tokio::spawn(ws_subscriber(
                     format!("ws://{host}:{}/", port + 1),
                     token,
+                    crate::arena::source_ip(slot, config.source_ips),
                     shared,
                     until,
                 ))
             } else {
                 tokio::spawn(sse_subscriber(
-                    http.clone(),
+                    clients[slot].clone(),
                     format!("http://{host}:{}/", port + 2),
                     token,
                     shared,

@@ -92,6 +92,10 @@ enum Scenario {
         /// Writes per second.
         #[arg(long, default_value_t = 20)]
         writes_per_sec: u32,
+        /// Spread subscriber sockets over 127.0.0.1 .. 127.0.0.N (the server caps sockets
+        /// per address, 256 by default).
+        #[arg(long, default_value_t = 1)]
+        source_ips: u8,
     },
     /// N arena matches in-process on the real tick threads, synthetic inputs, one summary line.
     Density {
@@ -187,12 +191,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let figures = rt.block_on(entities::run(&config))?;
             finish("entities", &common, &figures)
         }
-        Scenario::Fanout { common, subscribers, writes_per_sec } => {
+        Scenario::Fanout { common, subscribers, writes_per_sec, source_ips } => {
             let config = FanoutConfig {
                 url: common.url.clone(),
                 token: token(&common)?,
                 subscribers,
                 writes_per_sec,
+                source_ips,
                 secs: common.secs,
                 server_pid: common.server_pid,
             };

@@ -278,6 +278,15 @@ async fn close_codes() {
     }
     let (mut ws, _) = connect(&url(&format!("shard={id}")), Some(&token), AuthPath::Header).await;
     expect(close_of(&mut ws, SECS5).await, 4429, "too many connections", "per-address cap");
+    // The cap counts the change-feed sockets too: the sync WebSocket is closed with 4429,
+    // the SSE stream refused with 429.
+    let (mut feed, _) = connect(&server.sync_url(""), Some(ADMIN), AuthPath::Header).await;
+    expect(close_of(&mut feed, SECS5).await, 4429, "too many connections", "feed socket cap");
+    let refused =
+        reqwest::Client::new().get(server.events_url("")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_CONNECTIONS", "{body}");
     // 4409: the same sid connecting again takes over; the older socket is told why.
     drop(held.pop());
     let deadline = Instant::now() + SECS5;
