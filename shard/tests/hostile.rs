@@ -113,3 +113,22 @@ fn hostile_patches_never_panic() {
         assert_eq!(target, base, "a refused patch changes nothing");
     }
 }
+
+/// A create request cannot make the arena allocate without bound: too many pickups is a
+/// parameter error, not a huge allocation.
+#[test]
+fn arena_refuses_unbounded_pickups() {
+    use pylon_shard::games::arena::{Arena, MAX_PICKUPS};
+    use pylon_shard::{MatchConfig, Shard, ShardError};
+    let config = |n: u64| MatchConfig {
+        params: serde_json::json!({ "pickups": n }),
+        ..MatchConfig::default()
+    };
+    assert!(Shard::<Arena>::new(&config(u64::from(MAX_PICKUPS))).is_ok());
+    match Shard::<Arena>::new(&config(4_000_000_000)) {
+        Err(ShardError::BadParams { source, .. }) => {
+            assert!(source.to_string().contains("pickups must be at most"), "{source}");
+        }
+        other => panic!("expected BadParams, got {:?}", other.map(|_| ())),
+    }
+}

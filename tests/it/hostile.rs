@@ -81,3 +81,28 @@ async fn hostile_frames_get_close_codes_and_others_keep_playing() {
     let Seen::Snapshot(tick, _) = next(&mut good, SECS5).await else { panic!("snapshot") };
     assert!(tick > last_tick);
 }
+
+/// A client that keeps its socket alive but stops reading: once the server's send has
+/// been stuck for the idle timeout, the socket is closed as too slow (1013) instead of
+/// holding a task and a slot forever. Large snapshots (10,000 pickups, ~200 KB a frame)
+/// fill the kernel buffers within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_as_too_slow() {
+    let server =
+        TestServer::start(&[("PYLON_IDLE_TIMEOUT_SECS", "2"), ("PYLON_PING_INTERVAL_SECS", "1")])
+            .await;
+    let id = server.create(ADMIN, "arena", json!({"pickups": 10_000})).await;
+    let mut raw = RawWs::connect(server.shard_addr(), &format!("/?shard={id}"), ADMIN);
+    let series = "pylon_socket_closes_total{code=\"1013\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Pings keep the server reading (no 4408) until its sends stall; nothing is read.
+        raw.send(0x9, b"");
+        if metric(&server.metrics().await, series) >= 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled socket was never closed");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(metric(&server.metrics().await, "pylon_socket_closes_total{code=\"4408\"}"), 0.0);
+}

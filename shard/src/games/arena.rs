@@ -34,7 +34,8 @@ pub struct ArenaParams {
     pub score_limit: u32,
     /// Match length in seconds of simulated time. Default 300.
     pub time_limit_secs: u32,
-    /// Pickups on the field at any time. Default 12.
+    /// Pickups on the field at any time (at most [`MAX_PICKUPS`]). Default 12.
+    #[serde(deserialize_with = "pickups_in_range")]
     pub pickups: u32,
     /// Player speed in units per second at full input. Default 250.
     pub speed: f32,
@@ -51,6 +52,20 @@ impl Default for ArenaParams {
             speed: 250.0,
         }
     }
+}
+
+/// The most pickups a match may ask for: every tick checks each player against each
+/// pickup, and the field is allocated up front, so the create request is refused above it.
+pub const MAX_PICKUPS: u32 = 10_000;
+
+fn pickups_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n > MAX_PICKUPS {
+        return Err(serde::de::Error::custom(format!(
+            "pickups must be at most {MAX_PICKUPS} (got {n})"
+        )));
+    }
+    Ok(n)
 }
 
 /// One input: a direction, each axis in [-1, 1] (clamped; NaN counts as 0).
