@@ -239,7 +239,6 @@ pub(crate) async fn ws(
             let Some(_slot) = slot else {
                 let max = state.config.limits.max_conns_per_ip;
                 let why = format!("too many connections from this address (limit {max})");
-                state.metrics.count_close(close::RATE_LIMITED);
                 let reason = Utf8Bytes::from(why.as_str());
                 let frame = CloseFrame { code: close::RATE_LIMITED, reason };
                 let _ = socket.send(Message::Close(Some(frame))).await;

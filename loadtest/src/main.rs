@@ -20,6 +20,20 @@ struct Cli {
     scenario: Scenario,
 }
 
+/// The shape of the matches and their load (arena and density).
+#[derive(Args, Clone, Copy)]
+struct GameLoad {
+    /// Players per match.
+    #[arg(long, default_value_t = 8)]
+    players: usize,
+    /// Match tick rate (1 to 128).
+    #[arg(long, default_value_t = 20)]
+    hz: u32,
+    /// Inputs per second per player (arena: 0 makes idle clients that only read).
+    #[arg(long, default_value_t = 20)]
+    input_hz: u32,
+}
+
 /// Flags every socket scenario has.
 #[derive(Args, Clone)]
 struct Common {
@@ -52,15 +66,8 @@ enum Scenario {
         /// Bots.
         #[arg(long, default_value_t = 200)]
         bots: usize,
-        /// Players per match.
-        #[arg(long, default_value_t = 8)]
-        players: usize,
-        /// Match tick rate.
-        #[arg(long, default_value_t = 20)]
-        hz: u32,
-        /// Inputs per second per bot (0: idle clients that only read).
-        #[arg(long, default_value_t = 20)]
-        input_hz: u32,
+        #[command(flatten)]
+        game: GameLoad,
         /// Warm-up seconds before measuring.
         #[arg(long, default_value_t = 3)]
         warmup: u64,
@@ -102,15 +109,8 @@ enum Scenario {
         /// Matches to run.
         #[arg(long, default_value_t = 1000)]
         matches: usize,
-        /// Players per match.
-        #[arg(long, default_value_t = 8)]
-        players: usize,
-        /// Tick rate (1 to 128).
-        #[arg(long, default_value_t = 20)]
-        hz: u32,
-        /// Inputs per second per player.
-        #[arg(long, default_value_t = 20)]
-        input_hz: u32,
+        #[command(flatten)]
+        game: GameLoad,
         /// Measured seconds.
         #[arg(long, default_value_t = 30)]
         secs: u64,
@@ -161,7 +161,8 @@ fn token(common: &Common) -> anyhow::Result<String> {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.scenario {
-        Scenario::Arena { common, bots, players, hz, input_hz, warmup, mode, source_ips } => {
+        Scenario::Arena { common, bots, game, warmup, mode, source_ips } => {
+            let GameLoad { players, hz, input_hz } = game;
             anyhow::ensure!(bots > 0 && players > 0, "--bots and --players must be positive");
             let config = ArenaConfig {
                 url: common.url.clone(),
@@ -204,7 +205,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let figures = rt.block_on(fanout::run(&config))?;
             finish("fanout", &common, &figures)
         }
-        Scenario::Density { matches, players, hz, input_hz, secs, warmup, threads } => {
+        Scenario::Density { matches, game, secs, warmup, threads } => {
+            let GameLoad { players, hz, input_hz } = game;
             anyhow::ensure!((1..=128).contains(&hz), "--hz must be 1 to 128");
             anyhow::ensure!(players > 0 && matches > 0, "--matches and --players must be positive");
             let config = DensityConfig {
