@@ -147,4 +147,15 @@ pub mod close {
     pub const WRONG_REGION: u16 = 4421;
     /// Too many inputs per second, or too many sockets from one address.
     pub const RATE_LIMITED: u16 = 4429;
+
+    /// A close frame with `code` and `why`, cut at a character boundary to the 123 bytes a
+    /// close reason may hold.
+    pub(crate) fn message(code: u16, why: &str) -> axum::extract::ws::Message {
+        let mut end = why.len().min(123);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reason = axum::extract::ws::Utf8Bytes::from(&why[..end]);
+        axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame { code, reason }))
+    }
 }

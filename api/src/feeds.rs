@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -144,7 +144,7 @@ pub(crate) async fn sse(
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_CONNECTIONS",
-            format!("too many connections from this address (limit {max})"),
+            crate::limits::over_cap(max),
         )
         .into_response();
     };
@@ -237,11 +237,8 @@ pub(crate) async fn ws(
     upgrade.on_upgrade(move |mut socket| {
         tasks.track_future(async move {
             let Some(_slot) = slot else {
-                let max = state.config.limits.max_conns_per_ip;
-                let why = format!("too many connections from this address (limit {max})");
-                let reason = Utf8Bytes::from(why.as_str());
-                let frame = CloseFrame { code: close::RATE_LIMITED, reason };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                let why = crate::limits::over_cap(state.config.limits.max_conns_per_ip);
+                let _ = socket.send(close::message(close::RATE_LIMITED, &why)).await;
                 return;
             };
             run_ws(socket, state, caller, since).await;
@@ -255,24 +252,21 @@ async fn run_ws(
     caller: Result<Option<Auth>, AuthFailure>,
     since: Option<u64>,
 ) {
-    let close_with = |code: u16, why: &str| {
-        Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(why) }))
-    };
     let caller = match caller {
         Ok(c) => c,
         Err(_) => {
-            let _ = socket.send(close_with(close::POLICY, "invalid or expired token")).await;
+            let _ = socket.send(close::message(close::POLICY, "invalid or expired token")).await;
             return;
         }
     };
     let Some(ents) = state.entities.clone() else {
-        let _ = socket.send(close_with(close::TRY_AGAIN, "no entity store")).await;
+        let _ = socket.send(close::message(close::TRY_AGAIN, "no entity store")).await;
         return;
     };
     let mut feed = match Feed::start(ents, caller, since).await {
         Ok(feed) => feed,
         Err(e) => {
-            let _ = socket.send(close_with(close::INTERNAL, &e.to_string())).await;
+            let _ = socket.send(close::message(close::INTERNAL, &e.to_string())).await;
             return;
         }
     };
@@ -306,5 +300,5 @@ async fn run_ws(
             },
         }
     };
-    let _ = sink.send(close_with(code, &why)).await;
+    let _ = sink.send(close::message(code, &why)).await;
 }

@@ -45,6 +45,12 @@ impl ConnLimiter {
     }
 }
 
+/// Why a socket over the per-address cap of `max` is refused.
+#[must_use]
+pub fn over_cap(max: u32) -> String {
+    format!("too many connections from this address (limit {max})")
+}
+
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         let mut open = self.limiter.lock();

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -72,18 +72,6 @@ fn parse_query(raw: Option<&str>) -> SocketQuery {
 
 /// A close frame reason: at most 123 bytes of UTF-8 (the WebSocket limit), cut on a
 /// character boundary.
-fn reason(text: &str) -> Utf8Bytes {
-    let mut end = text.len().min(123);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Utf8Bytes::from(&text[..end])
-}
-
-fn close_message(code: u16, why: &str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason(why) }))
-}
-
 /// What the handler decided before the upgrade.
 enum Plan {
     Refuse(u16, String),
@@ -155,10 +143,7 @@ async fn plan(
 ) -> Plan {
     let max = state.config.limits.max_conns_per_ip;
     let Some(slot) = state.conns.acquire(peer.ip(), max) else {
-        return Plan::Refuse(
-            close::RATE_LIMITED,
-            format!("too many connections from this address (limit {max})"),
-        );
+        return Plan::Refuse(close::RATE_LIMITED, crate::limits::over_cap(max));
     };
     let Some(shard_id) = query.shard.filter(|s| !s.is_empty()) else {
         return Plan::Refuse(close::BAD_REQUEST, "missing query parameter: shard".into());
@@ -372,29 +357,21 @@ async fn send_encoded(
 }
 
 /// Runs `send`; only a send that does not finish at once gets a timer (most finish at
-/// once: the kernel buffer has room), so the common path arms no timer. `Err(true)`:
-/// stalled past `limit`; `Err(false)`: the socket failed.
-async fn bounded_send<F>(limit: Duration, send: F) -> Result<(), bool>
+/// once: the kernel buffer has room), so the common path arms no timer. A send stalled
+/// past `limit` ends the connection as too slow; a failed one as gone.
+async fn bounded_send<F>(limit: Duration, send: F) -> Result<(), End>
 where
     F: Future<Output = Result<(), ()>>,
 {
     let mut send = pin!(send);
-    match poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
-        Poll::Ready(done) => done.map_err(|()| false),
+    let done = match poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+        Poll::Ready(done) => done,
         Poll::Pending => match tokio::time::timeout(limit, send).await {
-            Ok(done) => done.map_err(|()| false),
-            Err(_) => Err(true),
+            Ok(done) => done,
+            Err(_) => return Err(End::Close(close::TRY_AGAIN, "too slow: not reading".into())),
         },
-    }
-}
-
-/// The end for a [`bounded_send`] that failed: a stalled client is told it is too slow.
-fn sent(result: Result<(), bool>) -> Result<(), End> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(true) => Err(End::Close(close::TRY_AGAIN, "too slow: not reading".into())),
-        Err(false) => Err(End::Gone),
-    }
+    };
+    done.map_err(|()| End::Gone)
 }
 
 /// One subscribed socket, driven by one task: frames in (rate limit, decode, hand-off to
@@ -444,7 +421,7 @@ impl Connection<'_> {
                     let send = async {
                         socket.send(Message::Ping(Bytes::new())).await.map_err(|_| ())
                     };
-                    if let Err(end) = sent(bounded_send(limits.idle_timeout, send).await) {
+                    if let Err(end) = bounded_send(limits.idle_timeout, send).await {
                         return end;
                     }
                 }
@@ -506,7 +483,7 @@ impl Connection<'_> {
             Ok(Some(kind)) => {
                 let send = send_encoded(socket, self.state, out, kind);
                 let limit = self.state.config.limits.idle_timeout;
-                if let Err(end) = sent(bounded_send(limit, send).await) {
+                if let Err(end) = bounded_send(limit, send).await {
                     return Some(end);
                 }
             }
@@ -569,7 +546,7 @@ impl Connection<'_> {
 /// Sends the close frame and waits (bounded) for the client's answer.
 async fn finish(socket: &mut WebSocket, state: &AppState, code: u16, why: &str) {
     state.metrics.count_close(code);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close_message(code, why))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close::message(code, why))).await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Some(Ok(msg)) = socket.next().await {
             if matches!(msg, Message::Close(_)) {
