@@ -137,8 +137,12 @@ pub trait DynShard: Send {
     fn stop(&mut self, reason: StopReason);
     /// Moves the frames produced since the last drain into `out`.
     fn drain_outgoing(&mut self, out: &mut Vec<(SubscriberKey, Outgoing)>);
-    /// Moves the stamps of inputs applied since the last drain into `out`.
+    /// Moves the stamps of inputs applied since the last drain into `out` (inputs the game
+    /// refused included: they were taken from the queue too).
     fn drain_applied_stamps(&mut self, out: &mut Vec<u64>);
+    /// Moves the (subscriber, stamp) of inputs the game's `authorize_input` refused since
+    /// the last drain into `out` (answers to HTTP inputs; empty in the common case).
+    fn drain_refused(&mut self, out: &mut Vec<(SubscriberKey, u64)>);
     /// The game's state hash (replay checks).
     fn state_hash(&mut self) -> u64;
     /// The replay log, if recording.
@@ -176,6 +180,7 @@ pub struct Shard<G: Game> {
     pending: Vec<Pending<G::Input>>,
     outgoing: Vec<(SubscriberKey, Outgoing)>,
     applied_stamps: Vec<u64>,
+    refused: Vec<(SubscriberKey, u64)>,
     finished: bool,
     membership_changed: bool,
     replay: Option<Box<ReplayLog>>,
@@ -233,6 +238,7 @@ impl<G: Game> Shard<G> {
             pending: Vec::new(),
             outgoing: Vec::new(),
             applied_stamps: Vec::new(),
+            refused: Vec::new(),
             finished: false,
             membership_changed: false,
             replay,
@@ -385,6 +391,7 @@ impl<G: Game> Shard<G> {
             self.applied_stamps.push(p.stamp);
             if !G::authorize_input(&self.world, &slot.sub, &p.input) {
                 report.inputs_unauthorized += 1;
+                self.refused.push((p.key, p.stamp));
                 continue;
             }
             report.inputs_applied += 1;
@@ -527,6 +534,10 @@ impl<G: Game> DynShard for Shard<G> {
 
     fn drain_applied_stamps(&mut self, out: &mut Vec<u64>) {
         out.append(&mut self.applied_stamps);
+    }
+
+    fn drain_refused(&mut self, out: &mut Vec<(SubscriberKey, u64)>) {
+        out.append(&mut self.refused);
     }
 
     fn state_hash(&mut self) -> u64 {

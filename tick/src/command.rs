@@ -6,6 +6,7 @@ use pylon_shard::codec::InputPayload;
 use pylon_shard::{Auth, DynShard, Outgoing, StopReason, SubscriberKey};
 
 use crate::mailbox::Mailbox;
+use crate::receipt::InputReceipt;
 use crate::status::ShardStatus;
 
 /// Identifies a shard inside a pool (unique for the pool's lifetime).
@@ -61,6 +62,8 @@ pub enum Command {
         payload: InputPayload,
         /// Clock reading at hand-off (input latency metric).
         sent_at_ns: u64,
+        /// Where to answer what happened to it (HTTP inputs); `None` for socket inputs.
+        receipt: Option<InputReceipt>,
     },
     /// Stop the match; subscribers get `Stopped(reason)`.
     Stop {

@@ -38,6 +38,8 @@ pub mod persist;
 #[cfg(not(loom))]
 pub mod pool;
 #[cfg(not(loom))]
+pub mod receipt;
+#[cfg(not(loom))]
 pub mod scheduler;
 #[cfg(not(loom))]
 pub mod status;
@@ -60,6 +62,8 @@ pub use metrics::{Histogram, HistogramSnapshot, ThreadMetrics};
 pub use persist::{Persist, PersistSink};
 #[cfg(not(loom))]
 pub use pool::{ShardHandle, TickPool};
+#[cfg(not(loom))]
+pub use receipt::{InputReceipt, InputVerdict};
 #[cfg(not(loom))]
 pub use scheduler::Scheduler;
 #[cfg(not(loom))]

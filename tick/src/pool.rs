@@ -18,6 +18,7 @@ use crate::config::TickConfig;
 use crate::error::{SendError, StartError};
 use crate::mailbox::Mailbox;
 use crate::metrics::ThreadMetrics;
+use crate::receipt::{InputReceipt, InputVerdict};
 use crate::scheduler::{Flow, Scheduler};
 use crate::status::ShardStatus;
 
@@ -246,10 +247,38 @@ impl ShardHandle {
         client_seq: Option<u64>,
         payload: InputPayload,
     ) -> Result<(), SendError> {
+        self.send_input(from, client_seq, payload, None)
+    }
+
+    /// Queues one input and returns where the shard's [`InputVerdict`] arrives: after the
+    /// tick that takes it (applied, or refused by the game), or at once when the shard
+    /// refuses it on arrival. The mailbox ends without a verdict when the match ends first.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] when the thread is overloaded, or [`SendError::Closed`].
+    pub fn input_with_receipt(
+        &self,
+        from: InputFrom,
+        client_seq: Option<u64>,
+        payload: InputPayload,
+    ) -> Result<Arc<Mailbox<InputVerdict>>, SendError> {
+        let (receipt, verdict) = InputReceipt::new();
+        self.send_input(from, client_seq, payload, Some(receipt))?;
+        Ok(verdict)
+    }
+
+    fn send_input(
+        &self,
+        from: InputFrom,
+        client_seq: Option<u64>,
+        payload: InputPayload,
+        receipt: Option<InputReceipt>,
+    ) -> Result<(), SendError> {
         let urgent = self.status.tick_rate_hz() == 0;
         let sent_at_ns = self.clock.now_ns();
-        self.inbox
-            .send(Command::Input { shard: self.id, from, client_seq, payload, sent_at_ns }, urgent)
+        let command =
+            Command::Input { shard: self.id, from, client_seq, payload, sent_at_ns, receipt };
+        self.inbox.send(command, urgent)
     }
 
     /// Stops the match.

@@ -23,6 +23,7 @@ use crate::config::TickConfig;
 use crate::mailbox::Mailbox;
 use crate::metrics::ThreadMetrics;
 use crate::persist::{Persist, PersistSink};
+use crate::receipt::{InputReceipt, InputVerdict};
 use crate::status::{ShardState, ShardStatus};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -71,6 +72,25 @@ struct Entry {
     start_ns: u64,
     k: u64,
     last_activity_ns: u64,
+    /// Receipts of queued inputs, answered after the tick that takes them (HTTP inputs
+    /// only: empty for socket traffic).
+    receipts: Vec<Awaiting>,
+}
+
+/// A queued input whose sender waits for its verdict.
+struct Awaiting {
+    key: SubscriberKey,
+    stamp: u64,
+    receipt: InputReceipt,
+}
+
+/// The parts of `Command::Input` the scheduler uses.
+struct InputArgs {
+    from: InputFrom,
+    client_seq: Option<u64>,
+    payload: InputPayload,
+    sent_at_ns: u64,
+    receipt: Option<InputReceipt>,
 }
 
 impl Entry {
@@ -103,6 +123,19 @@ impl Entry {
         Some(self.subs.remove(index).1)
     }
 
+    /// Answers the receipts of `key`'s queued inputs: they were dropped with it.
+    fn forget_receipts(&mut self, key: SubscriberKey) {
+        if self.receipts.is_empty() {
+            return;
+        }
+        let (gone, kept): (Vec<Awaiting>, Vec<Awaiting>) =
+            self.receipts.drain(..).partition(|a| a.key == key);
+        self.receipts = kept;
+        for a in gone {
+            a.receipt.fill(InputVerdict::Rejected(InputRejected::UnknownSubscriber));
+        }
+    }
+
     fn publish_status(&self) {
         self.status.update(
             self.shard.tick(),
@@ -120,6 +153,7 @@ struct Ctx {
     idle_timeout_ns: u64,
     out: Vec<(SubscriberKey, Outgoing)>,
     stamps: Vec<u64>,
+    refused: Vec<(SubscriberKey, u64)>,
     gone: Vec<SubscriberKey>,
     persist: Option<PersistSink>,
 }
@@ -195,6 +229,7 @@ impl Scheduler {
                 idle_timeout_ns: u64::try_from(config.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
                 out: Vec::new(),
                 stamps: Vec::new(),
+                refused: Vec::new(),
                 gone: Vec::new(),
                 persist: None,
             },
@@ -236,11 +271,13 @@ impl Scheduler {
                         mailbox.close();
                     }
                     guarded(&self.ctx, entry, |s| s.handle_leave(key));
+                    entry.forget_receipts(key);
                 }
                 self.after_command(shard);
             }
-            Command::Input { shard, from, client_seq, payload, sent_at_ns } => {
-                self.input(shard, from, client_seq, &payload, sent_at_ns, now);
+            Command::Input { shard, from, client_seq, payload, sent_at_ns, receipt } => {
+                let args = InputArgs { from, client_seq, payload, sent_at_ns, receipt };
+                self.input(shard, args, now);
             }
             Command::Stop { shard, reason } => self.stop(shard, reason),
             Command::Shutdown => {
@@ -280,29 +317,40 @@ impl Scheduler {
         self.after_command(shard);
     }
 
-    fn input(
-        &mut self,
-        shard: ShardId,
-        from: InputFrom,
-        client_seq: Option<u64>,
-        payload: &InputPayload,
-        sent_at_ns: u64,
-        now: u64,
-    ) {
+    /// Queues one input. Only an input the shard accepted counts as activity: inputs it
+    /// refuses (a sid with no subscription, a full queue, bad bytes) never keep an
+    /// otherwise idle match from its idle stop.
+    fn input(&mut self, shard: ShardId, args: InputArgs, now: u64) {
+        let InputArgs { from, client_seq, payload, sent_at_ns, receipt } = args;
         let Some(entry) = self.shards.get_mut(shard) else {
             self.ctx.metrics.count_rejected(InputRejected::Finished);
+            if let Some(receipt) = receipt {
+                receipt.fill(InputVerdict::Rejected(InputRejected::Finished));
+            }
             return;
         };
-        entry.last_activity_ns = now;
         let result = guarded(&self.ctx, entry, |s| {
             let key = match from {
                 InputFrom::Key(key) => key,
                 InputFrom::Sid(sid) => s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX)),
             };
-            s.handle_input(key, client_seq, payload, sent_at_ns)
+            (key, s.handle_input(key, client_seq, &payload, sent_at_ns))
         });
-        if let Some(Err(reason)) = result {
-            self.ctx.metrics.count_rejected(reason);
+        match result {
+            Some((key, Ok(()))) => {
+                entry.last_activity_ns = now;
+                if let Some(receipt) = receipt {
+                    entry.receipts.push(Awaiting { key, stamp: sent_at_ns, receipt });
+                }
+            }
+            Some((_, Err(reason))) => {
+                self.ctx.metrics.count_rejected(reason);
+                if let Some(receipt) = receipt {
+                    receipt.fill(InputVerdict::Rejected(reason));
+                }
+            }
+            // The game panicked: the match is over, and the dropped receipt says so.
+            None => {}
         }
         self.after(shard, false);
     }
@@ -324,6 +372,7 @@ impl Scheduler {
             hz,
             k: 1,
             last_activity_ns: now,
+            receipts: Vec::new(),
         };
         // A restored shard starts at its saved tick: show it before the first step.
         entry.publish_status();
@@ -563,6 +612,11 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     metrics.inputs_applied.fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
     metrics.inputs_unauthorized.fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
     entry.shard.drain_applied_stamps(&mut ctx.stamps);
+    entry.shard.drain_refused(&mut ctx.refused);
+    if !entry.receipts.is_empty() {
+        answer_receipts(ctx, entry);
+    }
+    ctx.refused.clear();
     for stamp in ctx.stamps.drain(..) {
         metrics.input_latency_us.record(started.saturating_sub(stamp) / 1_000);
     }
@@ -577,6 +631,21 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
         }
     }
     true
+}
+
+/// Answers every waiting receipt after a step: every queued input was taken by it, so each
+/// was applied, refused by the game, or dropped with its subscriber.
+fn answer_receipts(ctx: &Ctx, entry: &mut Entry) {
+    for a in entry.receipts.drain(..) {
+        let verdict = if ctx.refused.contains(&(a.key, a.stamp)) {
+            InputVerdict::Unauthorized
+        } else if ctx.stamps.contains(&a.stamp) {
+            InputVerdict::Applied
+        } else {
+            InputVerdict::Rejected(InputRejected::UnknownSubscriber)
+        };
+        a.receipt.fill(verdict);
+    }
 }
 
 /// Moves the shard's frames into mailboxes; drops subscribers whose writer is gone or whose
@@ -605,6 +674,7 @@ fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
             mailbox.close();
             // Game code: contained like every other call into the shard.
             guarded(ctx, entry, |s| s.handle_leave(key));
+            entry.forget_receipts(key);
         }
     }
     ctx.gone = gone;
@@ -663,6 +733,7 @@ impl DynShard for Dead {
     fn stop(&mut self, _: StopReason) {}
     fn drain_outgoing(&mut self, _: &mut Vec<(SubscriberKey, Outgoing)>) {}
     fn drain_applied_stamps(&mut self, _: &mut Vec<u64>) {}
+    fn drain_refused(&mut self, _: &mut Vec<(SubscriberKey, u64)>) {}
     fn save(&mut self) -> Option<pylon_shard::SavedMatch> {
         None
     }

@@ -11,6 +11,7 @@ use crate::command::{Command, InputFrom, ShardId};
 use crate::config::TickConfig;
 use crate::mailbox::Mailbox;
 use crate::metrics::ThreadMetrics;
+use crate::receipt::{InputReceipt, InputVerdict};
 use crate::scheduler::Scheduler;
 use crate::status::ShardStatus;
 
@@ -67,7 +68,22 @@ impl Stepper {
             client_seq: Some(client_seq),
             payload,
             sent_at_ns,
+            receipt: None,
         });
+    }
+
+    /// Sends an input from `from` with a receipt; returns where its verdict arrives.
+    pub fn input_with_receipt(
+        &mut self,
+        shard: ShardId,
+        from: InputFrom,
+        payload: InputPayload,
+    ) -> Arc<Mailbox<InputVerdict>> {
+        let (receipt, verdict) = InputReceipt::new();
+        let sent_at_ns = self.now();
+        let receipt = Some(receipt);
+        self.send(Command::Input { shard, from, client_seq: None, payload, sent_at_ns, receipt });
+        verdict
     }
 
     /// Stops a shard.

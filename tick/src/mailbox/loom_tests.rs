@@ -123,3 +123,32 @@ fn loom_close_after_drain() {
         assert_eq!(got, vec![F::Rel(1)]);
     });
 }
+
+/// The input receipt pattern (a one-slot mailbox: the tick thread pushes one verdict and
+/// closes; the sender polls): a poll never misses the wake-up, and the verdict is always
+/// seen before the end, never lost to the close.
+#[test]
+fn loom_receipt_verdict_then_close() {
+    loom::model(|| {
+        let m = Arc::new(Mailbox::new(1));
+        let p = m.clone();
+        let producer = thread::spawn(move || {
+            p.push_reliable(F::Rel(7)).unwrap();
+            p.close();
+        });
+        let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let polled = m.poll_recv(&mut cx);
+        producer.join().unwrap();
+        match polled {
+            Poll::Ready(frame) => assert_eq!(frame, Some(F::Rel(7)), "the verdict, not the end"),
+            Poll::Pending => {
+                assert!(flag.0.load(Ordering::SeqCst), "pending but never woken");
+                assert_eq!(m.try_recv(), Some(F::Rel(7)));
+            }
+        }
+        assert_eq!(m.try_recv(), None);
+        assert!(m.is_closed());
+    });
+}
