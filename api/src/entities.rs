@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
-use crate::policies::{Access, Policies};
+use crate::policies::{self, Policies, Projection};
 use crate::shard_http::JsonBody;
+use crate::visible::{self, ReadError};
 
 /// The entity side of the server: store, compiled policies, change hub.
 pub struct Entities {
@@ -66,9 +67,12 @@ pub(crate) fn entity_error(e: EntityError) -> ApiError {
         e @ EntityError::Conflict { .. } => {
             ApiError::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
         }
-        e @ EntityError::PolicyDenied { .. } => {
-            ApiError::new(StatusCode::FORBIDDEN, "POLICY_DENIED", e.to_string())
-        }
+        EntityError::PolicyDenied { entity, kind, hint } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "POLICY_DENIED",
+            format!("{kind} on {entity} denied by policy"),
+        )
+        .with_hint(hint),
         EntityError::BadRequest(msg) => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg),
         EntityError::ResyncRequired { oldest_seq, latest_seq } => ApiError::new(
             StatusCode::GONE,
@@ -87,9 +91,23 @@ fn indexed_error(e: IndexedError) -> ApiError {
     entity_error(e.error).with_detail("operation", json!(index))
 }
 
-fn guard(policies: &Arc<Policies>, entity: &str, access: Access, caller: Option<&Auth>) -> Guard {
-    let (policies, entity, caller) = (Arc::clone(policies), entity.to_owned(), caller.cloned());
-    Arc::new(move |row: &Row| policies.allows(&entity, access, caller.as_ref(), Some(row)))
+fn read_error(e: ReadError) -> ApiError {
+    match e {
+        ReadError::Entity(e) => entity_error(e),
+        e @ ReadError::TooBroad => {
+            ApiError::new(StatusCode::BAD_REQUEST, "QUERY_TOO_BROAD", e.to_string())
+                .with_hint("filter on an indexed field the read policy names, or page with /cursor")
+        }
+    }
+}
+
+/// The write check of one operation: the caller's policy on the row before and after.
+fn guard(policies: &Arc<Policies>, entity: &str, kind: ChangeKind, caller: Option<&Auth>) -> Guard {
+    let (policies, entity, caller) =
+        (Arc::clone(policies), entity.to_owned(), policies::caller(caller));
+    Arc::new(move |before: Option<&Row>, after: Option<&Row>| {
+        policies.check_write(&entity, kind, &caller, before, after)
+    })
 }
 
 /// A committed change as the live feeds carry it: its JSON is built once, by the first
@@ -99,21 +117,37 @@ pub struct Published {
     /// The change.
     pub event: ChangeEvent,
     json: std::sync::OnceLock<axum::extract::ws::Utf8Bytes>,
+    as_delete: std::sync::OnceLock<axum::extract::ws::Utf8Bytes>,
 }
 
 impl Published {
     /// Wraps a committed change.
     #[must_use]
     pub fn new(event: ChangeEvent) -> Self {
-        Self { event, json: std::sync::OnceLock::new() }
+        Self { event, json: std::sync::OnceLock::new(), as_delete: std::sync::OnceLock::new() }
     }
 
-    /// The event's JSON (DESIGN.md section 9), shared.
+    /// The event's JSON (docs/PROTOCOL.md, change feeds), shared.
     #[must_use]
     pub fn json(&self) -> axum::extract::ws::Utf8Bytes {
         self.json
             .get_or_init(|| serde_json::to_string(&self.event).unwrap_or_default().into())
             .clone()
+    }
+
+    /// The JSON a subscriber receives under `projection`: the event, or the delete of its
+    /// row for a subscriber who could read the row before the write but not after.
+    #[must_use]
+    pub fn json_as(&self, projection: Projection) -> axum::extract::ws::Utf8Bytes {
+        match projection {
+            Projection::AsIs => self.json(),
+            Projection::AsDelete => self
+                .as_delete
+                .get_or_init(|| {
+                    serde_json::to_string(&self.event.as_delete()).unwrap_or_default().into()
+                })
+                .clone(),
+        }
     }
 }
 
@@ -173,13 +207,6 @@ async fn read_request<'s>(
     Ok((ents, q, caller))
 }
 
-/// The rows of `rows` the caller may read.
-fn readable(ents: &Entities, entity: &str, caller: Option<&Auth>, rows: Vec<Row>) -> Vec<Row> {
-    rows.into_iter()
-        .filter(|r| ents.policies.allows(entity, Access::Read, caller, Some(r)))
-        .collect()
-}
-
 /// `GET /api/entities/:entity?limit=&offset=&<field>=<value>`.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -188,10 +215,14 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
+    let caller = policies::caller(caller.as_ref());
     let page =
-        ents.store.list(&entity, q.filters, q.limit, q.offset).await.map_err(entity_error)?;
-    let data = readable(ents, &entity, caller.as_ref(), page.rows);
-    Ok(Json(json!({ "data": data, "count": page.count, "offset": q.offset, "limit": q.limit })))
+        visible::list(&ents.store, &ents.policies, &entity, &caller, q.filters, q.limit, q.offset)
+            .await
+            .map_err(read_error)?;
+    Ok(Json(
+        json!({ "data": page.rows, "count": page.count, "offset": q.offset, "limit": q.limit }),
+    ))
 }
 
 /// `GET /api/entities/:entity/cursor?after=<id>&limit=N`.
@@ -202,10 +233,14 @@ pub(crate) async fn cursor(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
+    let caller = policies::caller(caller.as_ref());
     let page =
-        ents.store.cursor(&entity, q.after, q.filters, q.limit).await.map_err(entity_error)?;
-    let data = readable(ents, &entity, caller.as_ref(), page.rows);
-    Ok(Json(json!({ "data": data, "next_cursor": page.next_cursor, "has_more": page.has_more })))
+        visible::cursor(&ents.store, &ents.policies, &entity, &caller, q.after, q.filters, q.limit)
+            .await
+            .map_err(read_error)?;
+    Ok(Json(
+        json!({ "data": page.rows, "next_cursor": page.next_cursor, "has_more": page.has_more }),
+    ))
 }
 
 /// `GET /api/entities/:entity/:id`.
@@ -217,8 +252,9 @@ pub(crate) async fn get_one(
     let ents = entities(&state)?;
     let caller = auth::http_caller(&state, &headers, None).await?;
     let row = ents.store.get(&entity, &id).await.map_err(entity_error)?;
-    if !ents.policies.allows(&entity, Access::Read, caller.as_ref(), Some(&row)) {
-        return Err(entity_error(EntityError::PolicyDenied { entity, kind: "read" }));
+    if !ents.policies.can_read(&entity, &policies::caller(caller.as_ref()), &row) {
+        // A row the caller may not read answers like a missing one: ids cannot be probed.
+        return Err(entity_error(EntityError::NotFound { entity, id }));
     }
     Ok(Json(row))
 }
@@ -240,14 +276,9 @@ async fn write_one(
 ) -> Result<String, ApiError> {
     let ents = entities(state)?;
     let caller = auth::http_caller(state, headers, None).await?;
-    let access = match kind {
-        ChangeKind::Insert => Access::Insert,
-        ChangeKind::Update => Access::Update,
-        ChangeKind::Delete => Access::Delete,
-    };
     let op = WriteOp {
         kind,
-        guard: Some(guard(&ents.policies, &entity, access, caller.as_ref())),
+        guard: Some(guard(&ents.policies, &entity, kind, caller.as_ref())),
         entity,
         id,
         data,
@@ -329,14 +360,9 @@ pub(crate) async fn transact(
             )
             .with_detail("operation", json!(i)));
         };
-        let access = match kind {
-            ChangeKind::Insert => Access::Insert,
-            ChangeKind::Update => Access::Update,
-            ChangeKind::Delete => Access::Delete,
-        };
         batch.push(WriteOp {
             kind,
-            guard: Some(guard(&ents.policies, &op.entity, access, caller.as_ref())),
+            guard: Some(guard(&ents.policies, &op.entity, kind, caller.as_ref())),
             entity: op.entity,
             id: op.id,
             data: op.data.unwrap_or_default(),

@@ -29,11 +29,12 @@ use crate::auth::{self, AuthFailure};
 use crate::entities::{Entities, Published, entities, entity_error};
 use crate::error::{ApiError, close};
 use crate::limits::ConnSlot;
-use crate::policies::Access;
+use crate::policies::{self, Caller, Projection};
 
-fn visible(ents: &Entities, caller: Option<&Auth>, e: &ChangeEvent) -> bool {
-    let row = e.data.as_ref().or(e.before.as_ref());
-    ents.policies.allows(&e.entity, Access::Read, caller, row)
+/// How `e` reaches `caller`: as it is, as a delete (the row left the caller's view), or
+/// not at all (the caller's feed shows a gap in `seq`).
+fn projection(ents: &Entities, caller: &Caller, e: &ChangeEvent) -> Option<Projection> {
+    ents.policies.project(e, caller)
 }
 
 /// `since`, `limit`, `token` from a query string.
@@ -69,8 +70,15 @@ pub(crate) async fn pull(
     let (since, limit, token) = feed_query(raw.as_deref())?;
     let caller = auth::http_caller(&state, &headers, token.as_deref()).await?;
     let page = ents.store.changes_since(since.unwrap_or(0), limit).await.map_err(entity_error)?;
-    let changes: Vec<&ChangeEvent> =
-        page.changes.iter().filter(|e| visible(ents, caller.as_ref(), e)).collect();
+    let caller = policies::caller(caller.as_ref());
+    let changes: Vec<ChangeEvent> = page
+        .changes
+        .into_iter()
+        .filter_map(|e| match projection(ents, &caller, &e)? {
+            Projection::AsIs => Some(e),
+            Projection::AsDelete => Some(e.as_delete()),
+        })
+        .collect();
     Ok(Json(
         json!({ "changes": changes, "cursor": { "last_seq": page.last_seq }, "has_more": page.has_more }),
     ))
@@ -79,7 +87,7 @@ pub(crate) async fn pull(
 /// The ordered, policy-filtered event source behind both live transports.
 struct Feed {
     ents: Arc<Entities>,
-    caller: Option<Auth>,
+    caller: Caller,
     rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
     last: u64,
     catching_up: bool,
@@ -97,20 +105,22 @@ impl Feed {
             Some(since) => (since, true),
             None => (ents.store.latest_seq().await?, false),
         };
+        let caller = policies::caller(caller.as_ref());
         Ok(Self { ents, caller, rx, last, catching_up, backlog: VecDeque::new() })
     }
 
-    /// The next event this caller may see, in seq order; `Err` when the log no longer
-    /// holds what the feed needs (resync), `Ok(None)` when the hub is gone.
-    async fn next(&mut self) -> Result<Option<Arc<Published>>, EntityError> {
+    /// The next event this caller may see, in seq order, with how they see it; `Err` when
+    /// the log no longer holds what the feed needs (resync), `Ok(None)` when the hub is
+    /// gone.
+    async fn next(&mut self) -> Result<Option<(Arc<Published>, Projection)>, EntityError> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
                 if e.event.seq <= self.last {
                     continue;
                 }
                 self.last = e.event.seq;
-                if visible(&self.ents, self.caller.as_ref(), &e.event) {
-                    return Ok(Some(e));
+                if let Some(p) = projection(&self.ents, &self.caller, &e.event) {
+                    return Ok(Some((e, p)));
                 }
                 continue;
             }
@@ -184,8 +194,8 @@ fn sse_events(
             next = feed.next() => next,
         };
         match next {
-            Ok(Some(e)) => Some((
-                Ok(Event::default().id(e.event.seq.to_string()).data(e.json().as_str())),
+            Ok(Some((e, p))) => Some((
+                Ok(Event::default().id(e.event.seq.to_string()).data(e.json_as(p).as_str())),
                 Some((feed, shutdown, slot)),
             )),
             Ok(None) => None,
@@ -282,8 +292,8 @@ async fn run_ws(
                 Some(Ok(_)) => {}
             },
             next = feed.next() => match next {
-                Ok(Some(e)) => {
-                    if sink.send(Message::Text(e.json())).await.is_err() {
+                Ok(Some((e, p))) => {
+                    if sink.send(Message::Text(e.json_as(p))).await.is_err() {
                         return;
                     }
                 }

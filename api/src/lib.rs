@@ -31,6 +31,7 @@ pub mod policies;
 pub mod server;
 pub mod shard_http;
 pub mod shard_ws;
+pub mod visible;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -10,10 +10,14 @@ use thiserror::Error;
 /// A row: `id` plus the manifest's fields, as JSON.
 pub type Row = Map<String, Value>;
 
-/// A check a write must pass, evaluated inside the write transaction against the row as
-/// it will be (insert, update) or as it is (delete). The API builds these from the
-/// manifest's policies; `false` aborts the whole batch with [`EntityError::PolicyDenied`].
-pub type Guard = Arc<dyn Fn(&Row) -> bool + Send + Sync>;
+/// A check a write must pass, evaluated inside the write transaction with the row as it
+/// is (`before`: update, delete) and as it will be (`after`: insert, update). The API
+/// builds these from the manifest's policies ([`crate::access::Policies::check_write`]);
+/// anything but [`Verdict::Allow`] aborts the whole batch: `Deny` with
+/// [`EntityError::PolicyDenied`], `Hidden` with [`EntityError::NotFound`].
+pub type Guard = Arc<dyn Fn(Option<&Row>, Option<&Row>) -> Verdict + Send + Sync>;
+
+pub use crate::access::Verdict;
 
 /// One operation of a write batch.
 #[derive(Clone)]
@@ -93,9 +97,61 @@ pub struct ChangeEvent {
     pub data: Option<Row>,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
-    /// Delete events: the row as it was, for read-policy checks (never sent).
+    /// Update and delete events: the row as it was, for read-policy checks (never sent).
+    /// `None` for updates logged before pylon kept it.
     #[serde(skip)]
     pub before: Option<Row>,
+}
+
+impl ChangeEvent {
+    /// The event as a delete of its row: what a subscriber who could read the row before
+    /// the write, but not after it, receives.
+    #[must_use]
+    pub fn as_delete(&self) -> Self {
+        Self {
+            seq: self.seq,
+            entity: self.entity.clone(),
+            row_id: self.row_id.clone(),
+            kind: ChangeKind::Delete,
+            data: None,
+            timestamp: self.timestamp.clone(),
+            before: None,
+        }
+    }
+
+    /// Rebuilds an event from its change-log columns (both backends store the same
+    /// columns: `data` is the row after an insert or update and the row before a delete;
+    /// `prior` is the row before an update).
+    #[must_use]
+    pub fn from_log(
+        seq: u64,
+        entity: String,
+        row_id: String,
+        kind: &str,
+        data: Option<&str>,
+        prior: Option<&str>,
+        timestamp: String,
+    ) -> Self {
+        let kind = ChangeKind::parse(kind).unwrap_or(ChangeKind::Update);
+        let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str::<Row>(t).ok());
+        let (data, before) = match kind {
+            ChangeKind::Delete => (None, parse(data)),
+            ChangeKind::Update => (parse(data), parse(prior)),
+            ChangeKind::Insert => (parse(data), None),
+        };
+        Self { seq, entity, row_id, kind, data, timestamp, before }
+    }
+
+    /// The change-log columns of this event: (`data`, `prior`) as JSON text.
+    #[must_use]
+    pub fn log_columns(&self) -> (Option<String>, Option<String>) {
+        let text = |row: &Option<Row>| row.as_ref().map(|r| Value::Object(r.clone()).to_string());
+        match self.kind {
+            ChangeKind::Delete => (text(&self.before), None),
+            ChangeKind::Update => (text(&self.data), text(&self.before)),
+            ChangeKind::Insert => (text(&self.data), None),
+        }
+    }
 }
 
 /// What a committed batch produced.
@@ -186,6 +242,8 @@ pub enum EntityError {
         entity: String,
         /// The operation.
         kind: &'static str,
+        /// Which rule refused and what it needs.
+        hint: String,
     },
     /// A malformed request (missing id for update, bad cursor, …).
     #[error("{0}")]

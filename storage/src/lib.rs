@@ -5,12 +5,14 @@
 //! channel and skipped (counted) when full.
 //!
 //! Layout: [`manifest`] (pylon.manifest.json), [`policy`] (rule expressions),
+//! [`access`] (the compiled policies: who may read and write which row),
 //! [`entity`] (rows, write operations, change events, errors), [`sqlite`] (the embedded
 //! backend: writer thread with group commit, read pool, migrations, change log),
 //! [`postgres`] (the same contract on Postgres), [`store`] (the enum the server uses),
 //! [`migrate`] and [`write`] (the backend-neutral migration planner and write rules),
 //! [`sessions`] (the session store the server's auth uses).
 
+pub mod access;
 pub mod entity;
 pub mod manifest;
 pub mod migrate;
@@ -23,6 +25,7 @@ pub mod store;
 pub mod time;
 pub mod write;
 
+pub use access::{Access, Caller, Policies, Projection, ReadScope, Verdict};
 pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult};
 pub use manifest::Manifest;
 pub use sessions::{NewSession, Session, SessionStore, SqliteSessionStore};

@@ -1,6 +1,13 @@
 //! The policy expression language of pylon's manifest: per-entity read and write rules
-//! over `auth.userId`, `auth.isAdmin`, `auth.hasRole('x')`, `data.<field>`, literals,
-//! `== != && || !` and parentheses. A rule that does not parse denies everything.
+//! over `auth.userId`, `auth.isAdmin`, `auth.hasRole('x')`, `data.<field>`, `old.<field>`,
+//! literals, `== != && || !` and parentheses. A rule that does not parse denies
+//! everything.
+//!
+//! `data.<field>` is the row the rule is asked about; `old.<field>` is the row as it was
+//! before the write being checked (null for an insert and for reads). pylon's manifests
+//! never use `old.`, so they load unchanged; a rule such as
+//! `auth.userId == data.owner && data.owner == old.owner` says who may change a row and
+//! that the change may not move it to another owner.
 //!
 //! Precedence, tightest first: `!`, then `==`/`!=`, then `&&`, then `||`; left
 //! associative. `==` compares JSON values (numbers numerically, so `1 == 1.0`);
@@ -62,8 +69,10 @@ pub struct EvalContext<'a> {
     pub is_admin: bool,
     /// The caller's roles.
     pub roles: &'a [String],
-    /// The row (after the write, for inserts and updates).
+    /// The row the rule is asked about.
     pub data: Option<&'a Map<String, Value>>,
+    /// The row before the write being checked (`None`: an insert, or a read).
+    pub old: Option<&'a Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +82,7 @@ enum Node {
     IsAdmin,
     HasRole(String),
     Data(String),
+    Old(String),
     Not(Box<Node>),
     Eq(Box<Node>, Box<Node>, bool),
     And(Box<Node>, Box<Node>),
@@ -253,7 +263,7 @@ impl Parser {
             "true" => return Ok(Node::Lit(Value::Bool(true))),
             "false" => return Ok(Node::Lit(Value::Bool(false))),
             "null" => return Ok(Node::Lit(Value::Null)),
-            "auth" | "data" => {}
+            "auth" | "data" | "old" => {}
             _ => return Err(PolicyError::UnknownIdentifier { name, at }),
         }
         self.expect(".")?;
@@ -261,8 +271,10 @@ impl Parser {
             (a, Tok::Ident(m)) => (a, m),
             (a, t) => return Err(PolicyError::UnexpectedToken { at: a, found: format!("{t:?}") }),
         };
-        if name == "data" {
-            return Ok(Node::Data(member));
+        match name.as_str() {
+            "data" => return Ok(Node::Data(member)),
+            "old" => return Ok(Node::Old(member)),
+            _ => {}
         }
         match member.as_str() {
             "userId" => Ok(Node::UserId),
@@ -310,6 +322,143 @@ impl Expr {
     }
 }
 
+/// What a rule says about a caller before any row is seen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Residual {
+    /// Every row passes.
+    Always,
+    /// No row passes.
+    Never,
+    /// It depends on the row.
+    Depends(Expr),
+}
+
+/// The caller's side of an evaluation: everything a rule may read except the rows.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerFacts<'a> {
+    /// The caller's user id (None: anonymous).
+    pub user_id: Option<&'a str>,
+    /// Whether the caller is an admin.
+    pub is_admin: bool,
+    /// The caller's roles.
+    pub roles: &'a [String],
+}
+
+/// A partly evaluated node: a value known from the caller alone, or what is left.
+enum Partial {
+    Known(Value),
+    Left(Node),
+}
+
+impl Partial {
+    fn node(self) -> Node {
+        match self {
+            Self::Known(v) => Node::Lit(v),
+            Self::Left(n) => n,
+        }
+    }
+}
+
+impl Expr {
+    /// Evaluates everything the caller alone decides (`auth.*` and literals), leaving
+    /// what depends on the row.
+    #[must_use]
+    pub fn residual(&self, caller: &CallerFacts<'_>) -> Residual {
+        match partial(&self.root, caller) {
+            Partial::Known(v) if truthy(&v) => Residual::Always,
+            Partial::Known(_) => Residual::Never,
+            Partial::Left(root) => Residual::Depends(Self { root }),
+        }
+    }
+
+    /// The `data.<field> == <literal>` terms this expression requires (its top-level
+    /// `&&` terms), and whether they are all it requires: `(terms, exact)`. A store can
+    /// answer the terms with an indexed lookup; when `exact` is false, the rows found
+    /// must still be checked one by one.
+    #[must_use]
+    pub fn required_equalities(&self) -> (Vec<(String, Value)>, bool) {
+        let mut terms = Vec::new();
+        let mut exact = true;
+        let mut stack = vec![&self.root];
+        while let Some(node) = stack.pop() {
+            match node {
+                Node::And(a, b) => {
+                    stack.push(b);
+                    stack.push(a);
+                }
+                Node::Lit(v) if truthy(v) => {}
+                Node::Eq(a, b, true) => match (a.as_ref(), b.as_ref()) {
+                    (Node::Data(f), Node::Lit(v)) | (Node::Lit(v), Node::Data(f))
+                        if !v.is_null() =>
+                    {
+                        terms.push((f.clone(), v.clone()));
+                    }
+                    _ => exact = false,
+                },
+                _ => exact = false,
+            }
+        }
+        (terms, exact)
+    }
+}
+
+/// Whether `node` always evaluates to a JSON boolean.
+fn boolean(node: &Node) -> bool {
+    matches!(node, Node::Not(_) | Node::Eq(..) | Node::And(..) | Node::Or(..))
+}
+
+fn partial(node: &Node, caller: &CallerFacts<'_>) -> Partial {
+    let known_ctx = EvalContext {
+        user_id: caller.user_id,
+        is_admin: caller.is_admin,
+        roles: caller.roles,
+        data: None,
+        old: None,
+    };
+    match node {
+        Node::Data(_) | Node::Old(_) => Partial::Left(node.clone()),
+        Node::Lit(_) | Node::UserId | Node::IsAdmin | Node::HasRole(_) => {
+            Partial::Known(value(node, &known_ctx))
+        }
+        Node::Not(inner) => match partial(inner, caller) {
+            Partial::Known(v) => Partial::Known(Value::Bool(!truthy(&v))),
+            Partial::Left(n) => Partial::Left(Node::Not(Box::new(n))),
+        },
+        Node::Eq(a, b, equal) => match (partial(a, caller), partial(b, caller)) {
+            (Partial::Known(x), Partial::Known(y)) => {
+                Partial::Known(Value::Bool(same(&x, &y) == *equal))
+            }
+            (x, y) => Partial::Left(Node::Eq(Box::new(x.node()), Box::new(y.node()), *equal)),
+        },
+        Node::And(a, b) => match (partial(a, caller), partial(b, caller)) {
+            (Partial::Known(x), _) | (_, Partial::Known(x)) if !truthy(&x) => {
+                Partial::Known(Value::Bool(false))
+            }
+            (Partial::Known(_), Partial::Known(_)) => Partial::Known(Value::Bool(true)),
+            // `true && x` is x when x is already a boolean.
+            (Partial::Known(_), Partial::Left(n)) | (Partial::Left(n), Partial::Known(_))
+                if boolean(&n) =>
+            {
+                Partial::Left(n)
+            }
+            (x, y) => Partial::Left(Node::And(Box::new(x.node()), Box::new(y.node()))),
+        },
+        Node::Or(a, b) => match (partial(a, caller), partial(b, caller)) {
+            (Partial::Known(x), _) | (_, Partial::Known(x)) if truthy(&x) => {
+                Partial::Known(Value::Bool(true))
+            }
+            (Partial::Known(_), Partial::Known(_)) => Partial::Known(Value::Bool(false)),
+            // `false || x` is x when x is already a boolean.
+            (Partial::Known(_), Partial::Left(n)) | (Partial::Left(n), Partial::Known(_))
+                if boolean(&n) =>
+            {
+                Partial::Left(n)
+            }
+            (x, y) => Partial::Left(Node::Or(Box::new(x.node()), Box::new(y.node()))),
+        },
+    }
+}
+
 fn value(node: &Node, ctx: &EvalContext<'_>) -> Value {
     match node {
         Node::Lit(v) => v.clone(),
@@ -317,6 +466,7 @@ fn value(node: &Node, ctx: &EvalContext<'_>) -> Value {
         Node::IsAdmin => Value::Bool(ctx.is_admin),
         Node::HasRole(r) => Value::Bool(ctx.roles.iter().any(|x| x == r)),
         Node::Data(f) => ctx.data.and_then(|d| d.get(f)).cloned().unwrap_or(Value::Null),
+        Node::Old(f) => ctx.old.and_then(|d| d.get(f)).cloned().unwrap_or(Value::Null),
         Node::Not(inner) => Value::Bool(!truthy(&value(inner, ctx))),
         Node::Eq(a, b, equal) => Value::Bool(same(&value(a, ctx), &value(b, ctx)) == *equal),
         Node::And(a, b) => Value::Bool(truthy(&value(a, ctx)) && truthy(&value(b, ctx))),
@@ -361,6 +511,13 @@ impl Rule {
         self.parsed.as_ref().is_ok_and(|e| e.eval(ctx))
     }
 
+    /// What the rule says about `caller` before any row is seen (a rule that did not
+    /// parse: [`Residual::Never`]).
+    #[must_use]
+    pub fn residual(&self, caller: &CallerFacts<'_>) -> Residual {
+        self.parsed.as_ref().map_or(Residual::Never, |e| e.residual(caller))
+    }
+
     /// Why the rule did not parse, if it did not.
     #[must_use]
     pub fn error(&self) -> Option<&PolicyError> {
@@ -385,7 +542,7 @@ mod tests {
         data: &'a Map<String, Value>,
         roles: &'a [String],
     ) -> EvalContext<'a> {
-        EvalContext { user_id: user, is_admin: false, roles, data: Some(data) }
+        EvalContext { user_id: user, is_admin: false, roles, data: Some(data), old: None }
     }
 
     fn map(v: Value) -> Map<String, Value> {
@@ -406,7 +563,8 @@ mod tests {
             user_id: Some("x"),
             is_admin: true,
             roles: &[],
-            data: Some(&row)
+            data: Some(&row),
+            old: None,
         }));
         let roles = ["mod".to_owned()];
         assert!(Rule::parse("auth.hasRole('mod') && !auth.hasRole(\"ban\")").allows(&ctx(
@@ -430,6 +588,58 @@ mod tests {
                 .eval(&c)
         );
         assert!(!Expr::parse("'' || 0 || null").unwrap().eval(&c));
+    }
+
+    /// `old.` reads the row before the write; it is null where there is none.
+    #[test]
+    fn old_fields() {
+        let before = map(json!({"owner": "ada"}));
+        let after = map(json!({"owner": "bob"}));
+        let rule = Rule::parse("auth.userId == data.owner && data.owner == old.owner");
+        let ctx = |data, old| EvalContext {
+            user_id: Some("ada"),
+            is_admin: false,
+            roles: &[],
+            data: Some(data),
+            old,
+        };
+        assert!(rule.allows(&ctx(&before, Some(&before))));
+        assert!(!rule.allows(&ctx(&after, Some(&before))));
+        assert!(!rule.allows(&ctx(&before, None)), "no old row: old.owner is null");
+    }
+
+    /// Partial evaluation: what the caller decides is folded away, what the row decides
+    /// is left, and an owner rule yields its indexed equality.
+    #[test]
+    fn residuals() {
+        let facts = |user| CallerFacts { user_id: user, is_admin: false, roles: &[] };
+        let owner = Rule::parse("auth.isAdmin || auth.userId == data.owner");
+        let Residual::Depends(left) = owner.residual(&facts(Some("ada"))) else { panic!() };
+        assert_eq!(left.required_equalities(), (vec![("owner".into(), json!("ada"))], true));
+        assert_eq!(Rule::parse("true").residual(&facts(None)), Residual::Always);
+        assert_eq!(Rule::parse("auth.userId != null").residual(&facts(None)), Residual::Never);
+        assert_eq!(
+            Rule::parse("auth.userId != null").residual(&facts(Some("x"))),
+            Residual::Always
+        );
+        assert_eq!(Rule::parse("(").residual(&facts(Some("x"))), Residual::Never);
+        let mixed = Rule::parse("data.public == true || auth.userId == data.owner");
+        let Residual::Depends(left) = mixed.residual(&facts(Some("ada"))) else { panic!() };
+        assert_eq!(left.required_equalities(), (vec![], false));
+        let both = Rule::parse("auth.userId == data.owner && data.kind == 'a' && !data.gone");
+        let Residual::Depends(left) = both.residual(&facts(Some("ada"))) else { panic!() };
+        let (terms, exact) = left.required_equalities();
+        assert_eq!(terms.len(), 2);
+        assert!(!exact, "`!data.gone` is checked per row");
+        // The residual agrees with full evaluation on rows.
+        let row = map(json!({"owner": "ada", "kind": "a", "gone": false}));
+        assert!(left.eval(&EvalContext {
+            user_id: None,
+            is_admin: false,
+            roles: &[],
+            data: Some(&row),
+            old: None
+        }));
     }
 
     /// Every kind of malformed rule is an error that denies, never a panic.

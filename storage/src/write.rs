@@ -4,19 +4,33 @@
 
 use serde_json::Value;
 
-use crate::entity::{ChangeKind, EntityError, Row, WriteOp};
+use crate::entity::{EntityError, Row, Verdict, WriteOp};
 use crate::manifest::{EntityDef, check_value};
 
-fn deny(entity: &EntityDef, kind: ChangeKind) -> EntityError {
-    EntityError::PolicyDenied { entity: entity.name.clone(), kind: kind.as_str() }
-}
-
-/// Refuses the operation when its guard says no to `row`.
+/// Refuses the operation when its guard says no to going from `before` to `after`.
 ///
 /// # Errors
-/// [`EntityError::PolicyDenied`].
-pub fn check_guard(entity: &EntityDef, op: &WriteOp, row: &Row) -> Result<(), EntityError> {
-    if op.guard.as_ref().is_some_and(|g| !g(row)) { Err(deny(entity, op.kind)) } else { Ok(()) }
+/// [`EntityError::PolicyDenied`]; [`EntityError::NotFound`] when the caller may not see
+/// the row (it answers like a row that does not exist).
+pub fn check_guard(
+    entity: &EntityDef,
+    op: &WriteOp,
+    before: Option<&Row>,
+    after: Option<&Row>,
+) -> Result<(), EntityError> {
+    let Some(guard) = op.guard.as_ref() else { return Ok(()) };
+    match guard(before, after) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny(hint) => Err(EntityError::PolicyDenied {
+            entity: entity.name.clone(),
+            kind: op.kind.as_str(),
+            hint,
+        }),
+        Verdict::Hidden => Err(EntityError::NotFound {
+            entity: entity.name.clone(),
+            id: op.id.clone().unwrap_or_default(),
+        }),
+    }
 }
 
 /// Validates `data`'s fields against the entity into `row` (unknown fields refused).
@@ -78,7 +92,7 @@ pub fn insert_row(entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), Ent
             Some(_) => {}
         }
     }
-    check_guard(entity, op, &row)?;
+    check_guard(entity, op, None, Some(&row))?;
     Ok((id, row))
 }
 
@@ -92,23 +106,41 @@ pub fn target_id(op: &WriteOp) -> Result<String, EntityError> {
         .ok_or_else(|| EntityError::BadRequest(format!("{} needs an id", op.kind.as_str())))
 }
 
-/// An update of `current`: (the row after it, the changed fields), guard passed.
+/// An update of `current`: (the row after it, the changed fields), guard passed on both
+/// sides. The guard runs before the fields are validated, so a caller who may not see the
+/// row learns nothing about it from a validation error.
 ///
 /// # Errors
-/// Invalid fields, an empty update, a policy denial.
+/// Invalid fields, an empty update, a policy denial, a hidden row.
 pub fn update_row(
     entity: &EntityDef,
     op: &WriteOp,
-    mut current: Row,
+    current: &Row,
 ) -> Result<(Row, Row), EntityError> {
+    if op.guard.is_some() {
+        check_guard(entity, op, Some(current), None).or_else(|e| match e {
+            // Only visibility is decided here; the rule itself is checked on both rows below.
+            EntityError::PolicyDenied { .. } => Ok(()),
+            other => Err(other),
+        })?;
+    }
     let mut changes = Row::new();
     validate_into(entity, &op.data, &mut changes)?;
     if changes.is_empty() {
         return Err(EntityError::BadRequest("an update needs at least one field".into()));
     }
+    let mut after = current.clone();
     for (k, v) in &changes {
-        current.insert(k.clone(), v.clone());
+        after.insert(k.clone(), v.clone());
     }
-    check_guard(entity, op, &current)?;
-    Ok((current, changes))
+    check_guard(entity, op, Some(current), Some(&after))?;
+    Ok((after, changes))
+}
+
+/// A delete of `current`, guard passed.
+///
+/// # Errors
+/// A policy denial, a hidden row.
+pub fn delete_row(entity: &EntityDef, op: &WriteOp, current: &Row) -> Result<(), EntityError> {
+    check_guard(entity, op, Some(current), None)
 }

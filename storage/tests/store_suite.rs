@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pylon_storage::entity::{EntityError, Row};
+use pylon_storage::entity::{EntityError, Guard, Row, Verdict};
 use pylon_storage::{Backend, ChangeKind, Manifest, SqliteOptions, SqliteStore, Store, WriteOp};
 use serde_json::{Value, json};
 
@@ -144,6 +144,7 @@ both_backends!(
     validation_names_the_field,
     batches_are_all_or_nothing,
     guards_deny_inside_the_transaction,
+    changes_keep_the_row_before,
     cursor_and_filters,
     concurrent_writers_and_durable_dense_log,
     migrations_refuse_data_loss,
@@ -162,6 +163,26 @@ fn insert(entity: &str, data: Value) -> WriteOp {
         entity: entity.into(),
         id: None,
         data: row(data),
+        guard: None,
+    }
+}
+
+fn update(entity: &str, id: &str, data: Value) -> WriteOp {
+    WriteOp {
+        kind: ChangeKind::Update,
+        entity: entity.into(),
+        id: Some(id.into()),
+        data: row(data),
+        guard: None,
+    }
+}
+
+fn delete(entity: &str, id: &str) -> WriteOp {
+    WriteOp {
+        kind: ChangeKind::Delete,
+        entity: entity.into(),
+        id: Some(id.into()),
+        data: Row::new(),
         guard: None,
     }
 }
@@ -257,14 +278,69 @@ async fn batches_are_all_or_nothing(place: Place) {
     assert_eq!(store.latest_seq().await.unwrap(), 1, "no change events from the failed batch");
 }
 
-/// A guard that says no aborts the write with PolicyDenied.
+/// A guard that says no aborts the write with PolicyDenied; one that hides the row
+/// answers NotFound; an update's guard sees the row before and after, and a refused
+/// update inside a batch leaves every row as it was.
 async fn guards_deny_inside_the_transaction(place: Place) {
     let store = place.open().await;
     let mut op = insert("Player", json!({"name": "eve", "level": 1}));
-    op.guard = Some(Arc::new(|r: &Row| r["name"] != "eve"));
+    op.guard = Some(Arc::new(|_: Option<&Row>, after: Option<&Row>| {
+        if after.is_some_and(|r| r["name"] == "eve") {
+            Verdict::Deny("no eves".into())
+        } else {
+            Verdict::Allow
+        }
+    }));
     let err = store.write(vec![op]).await.unwrap_err();
-    assert!(matches!(err.error, EntityError::PolicyDenied { .. }));
+    assert!(matches!(err.error, EntityError::PolicyDenied { ref hint, .. } if hint == "no eves"));
     assert_eq!(store.list("Player", vec![], 10, 0).await.unwrap().count, 0);
+
+    let id =
+        store.write(vec![insert("Player", json!({"name": "ada", "level": 1}))]).await.unwrap().ids
+            [0]
+        .clone();
+    // Level may only go up: the guard compares both sides.
+    let only_up: Guard =
+        Arc::new(|before: Option<&Row>, after: Option<&Row>| match (before, after) {
+            (Some(b), Some(a)) if a["level"].as_i64() < b["level"].as_i64() => {
+                Verdict::Deny("down".into())
+            }
+            _ => Verdict::Allow,
+        });
+    let mut up = update("Player", &id, json!({"level": 5}));
+    up.guard = Some(Arc::clone(&only_up));
+    let mut down = update("Player", &id, json!({"level": 2}));
+    down.guard = Some(only_up);
+    let err = store.write(vec![up, down]).await.unwrap_err();
+    assert_eq!(err.index, 1);
+    assert!(matches!(err.error, EntityError::PolicyDenied { .. }));
+    assert_eq!(store.get("Player", &id).await.unwrap()["level"], 1, "nothing of the batch applied");
+
+    let mut hidden = update("Player", &id, json!({"level": 9}));
+    hidden.guard = Some(Arc::new(|_: Option<&Row>, _: Option<&Row>| Verdict::Hidden));
+    let err = store.write(vec![hidden]).await.unwrap_err();
+    assert!(matches!(err.error, EntityError::NotFound { .. }), "{err:?}");
+}
+
+/// Update and delete events carry the row as it was, in the write's result and in the
+/// durable log, so feeds can tell who could see the row before the write.
+async fn changes_keep_the_row_before(place: Place) {
+    let store = place.open().await;
+    let id =
+        store.write(vec![insert("Player", json!({"name": "ada", "level": 1}))]).await.unwrap().ids
+            [0]
+        .clone();
+    let written = store.write(vec![update("Player", &id, json!({"level": 2}))]).await.unwrap();
+    assert_eq!(written.changes[0].before.as_ref().unwrap()["level"], 1);
+    assert_eq!(written.changes[0].data.as_ref().unwrap()["level"], 2);
+    store.write(vec![delete("Player", &id)]).await.unwrap();
+    let log = store.changes_since(0, 10).await.unwrap().changes;
+    assert_eq!(log.len(), 3);
+    assert!(log[0].before.is_none());
+    assert_eq!(log[1].before.as_ref().unwrap()["level"], 1);
+    assert_eq!(log[1].data.as_ref().unwrap()["level"], 2);
+    assert_eq!(log[2].before.as_ref().unwrap()["level"], 2);
+    assert!(log[2].data.is_none());
 }
 
 /// Keyset pagination visits every row once, in id order; filters need an index.

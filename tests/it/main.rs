@@ -8,6 +8,7 @@ mod cli;
 mod entities;
 mod hostile;
 mod persist;
+mod policy;
 mod postgres;
 mod server;
 mod support;

@@ -42,11 +42,12 @@ async fn current(
     Ok((id, read_row(entity, &row).map_err(pg)?))
 }
 
+/// Applies one operation; returns the row id and the row before and after it.
 async fn apply_op(
     tx: &mut PgConnection,
     store: &PgStore,
     op: &WriteOp,
-) -> Result<(String, Row), EntityError> {
+) -> Result<(String, Option<Row>, Option<Row>), EntityError> {
     let entity = store
         .manifest
         .entity(&op.entity)
@@ -67,11 +68,11 @@ async fn apply_op(
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict(entity, e))?;
-            Ok((id, row))
+            Ok((id, None, Some(row)))
         }
         ChangeKind::Update => {
             let (id, current) = current(tx, entity, op).await?;
-            let (row, changes) = write::update_row(entity, op, current)?;
+            let (row, changes) = write::update_row(entity, op, &current)?;
             let sets: Vec<String> =
                 changes.keys().enumerate().map(|(i, k)| format!("\"{k}\" = ${}", i + 2)).collect();
             let mut args = vec![Arg::Text(Some(id.clone()))];
@@ -84,35 +85,31 @@ async fn apply_op(
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict(entity, e))?;
-            Ok((id, row))
+            Ok((id, Some(current), Some(row)))
         }
         ChangeKind::Delete => {
             let (id, row) = current(tx, entity, op).await?;
-            write::check_guard(entity, op, &row)?;
+            write::delete_row(entity, op, &row)?;
             sqlx::query(&format!("DELETE FROM {t} WHERE \"id\" = $1"))
                 .bind(&id)
                 .execute(&mut *tx)
                 .await
                 .map_err(pg)?;
-            Ok((id, row))
+            Ok((id, Some(row), None))
         }
     }
 }
 
 fn change_from_row(r: &sqlx::postgres::PgRow) -> Result<ChangeEvent, sqlx::Error> {
-    let kind = ChangeKind::parse(&r.try_get::<String, _>(3)?).unwrap_or(ChangeKind::Update);
-    let row: Option<Row> =
-        r.try_get::<Option<String>, _>(4)?.and_then(|d| serde_json::from_str(&d).ok());
-    let (data, before) = if kind == ChangeKind::Delete { (None, row) } else { (row, None) };
-    Ok(ChangeEvent {
-        seq: u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
-        entity: r.try_get(1)?,
-        row_id: r.try_get(2)?,
-        kind,
-        data,
-        timestamp: r.try_get(5)?,
-        before,
-    })
+    Ok(ChangeEvent::from_log(
+        u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+        r.try_get(1)?,
+        r.try_get(2)?,
+        &r.try_get::<String, _>(3)?,
+        r.try_get::<Option<String>, _>(4)?.as_deref(),
+        r.try_get::<Option<String>, _>(6)?.as_deref(),
+        r.try_get(5)?,
+    ))
 }
 
 fn where_clause(
@@ -157,34 +154,36 @@ impl PgStore {
         let ts = time::now_rfc3339();
         let mut out = WriteResult::default();
         for (i, op) in ops.iter().enumerate() {
-            let (id, row) = apply_op(&mut tx, self, op).await.map_err(|e| e.in_operation(i))?;
+            let (id, before, after) =
+                apply_op(&mut tx, self, op).await.map_err(|e| e.in_operation(i))?;
             let seq: i64 = sqlx::query_scalar(
                 "UPDATE pylon_seq SET last = last + 1 WHERE id = 1 RETURNING last",
             )
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| store_err(e, i))?;
-            sqlx::query("INSERT INTO pylon_changes (seq, entity, row_id, kind, data, ts) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(seq)
-                .bind(&op.entity)
-                .bind(&id)
-                .bind(op.kind.as_str())
-                .bind(Value::Object(row.clone()).to_string())
-                .bind(&ts)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_err(e, i))?;
-            let (data, before) =
-                if op.kind == ChangeKind::Delete { (None, Some(row)) } else { (Some(row), None) };
-            out.changes.push(ChangeEvent {
+            let change = ChangeEvent {
                 seq: u64::try_from(seq).unwrap_or(0),
                 entity: op.entity.clone(),
                 row_id: id.clone(),
                 kind: op.kind,
-                data,
+                data: after,
                 timestamp: ts.clone(),
                 before,
-            });
+            };
+            let (data, prior) = change.log_columns();
+            sqlx::query("INSERT INTO pylon_changes (seq, entity, row_id, kind, data, prior, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(seq)
+                .bind(&op.entity)
+                .bind(&id)
+                .bind(op.kind.as_str())
+                .bind(data)
+                .bind(prior)
+                .bind(&ts)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| store_err(e, i))?;
+            out.changes.push(change);
             out.ids.push(id);
         }
         tx.commit().await.map_err(|e| store_err(e, 0))?;
@@ -282,7 +281,7 @@ impl PgStore {
                 .map_err(pg)?;
         query::check_window(since, oldest, latest)?;
         let limit = limit.clamp(1, limits::MAX_PAGE) as usize;
-        let rows = sqlx::query("SELECT seq, entity, row_id, kind, data, ts FROM pylon_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+        let rows = sqlx::query("SELECT seq, entity, row_id, kind, data, ts, prior FROM pylon_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(i64::try_from(since).unwrap_or(i64::MAX))
             .bind((limit + 1) as i64)
             .fetch_all(&self.pool)

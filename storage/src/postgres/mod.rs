@@ -75,6 +75,7 @@ const INTERNAL: &str = "
     INSERT INTO pylon_seq (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
     CREATE TABLE IF NOT EXISTS pylon_changes (seq BIGINT PRIMARY KEY, entity TEXT NOT NULL, row_id TEXT NOT NULL,
         kind TEXT NOT NULL, data TEXT, ts TEXT NOT NULL);
+    ALTER TABLE pylon_changes ADD COLUMN IF NOT EXISTS prior TEXT;
     CREATE TABLE IF NOT EXISTS pylon_matches (match_id TEXT PRIMARY KEY, game TEXT NOT NULL, tick BIGINT NOT NULL,
         state TEXT NOT NULL, updated_at TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS pylon_replays (match_id TEXT PRIMARY KEY, game TEXT NOT NULL, log TEXT NOT NULL,

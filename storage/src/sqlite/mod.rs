@@ -16,8 +16,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::entity::{
-    ChangeEvent, ChangeKind, ChangesPage, CursorPage, EntityError, IndexedError, Page, Row,
-    WriteOp, WriteResult, limits,
+    ChangeEvent, ChangesPage, CursorPage, EntityError, IndexedError, Page, Row, WriteOp,
+    WriteResult, limits,
 };
 use crate::manifest::{EntityDef, Manifest};
 use crate::query::{self, FilterValue};
@@ -415,7 +415,7 @@ impl SqliteStore {
             query::check_window(since, oldest, latest)?;
             let limit = limit.clamp(1, limits::MAX_PAGE) as usize;
             let mut stmt = conn
-                .prepare_cached("SELECT seq, entity, row_id, kind, data, ts FROM pylon_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .prepare_cached("SELECT seq, entity, row_id, kind, data, ts, prior FROM pylon_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
                 .map_err(StoreError::from)?;
             let mut changes = stmt
                 .query_map(params![since as i64, (limit + 1) as i64], change_from_row)
@@ -550,17 +550,13 @@ fn query_rows(
 }
 
 fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeEvent> {
-    let kind = ChangeKind::parse(&r.get::<_, String>(3)?).unwrap_or(ChangeKind::Update);
-    let row: Option<Row> =
-        r.get::<_, Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok());
-    let (data, before) = if kind == ChangeKind::Delete { (None, row) } else { (row, None) };
-    Ok(ChangeEvent {
-        seq: r.get::<_, i64>(0)? as u64,
-        entity: r.get(1)?,
-        row_id: r.get(2)?,
-        kind,
-        data,
-        timestamp: r.get(5)?,
-        before,
-    })
+    Ok(ChangeEvent::from_log(
+        u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        r.get(1)?,
+        r.get(2)?,
+        &r.get::<_, String>(3)?,
+        r.get::<_, Option<String>>(4)?.as_deref(),
+        r.get::<_, Option<String>>(6)?.as_deref(),
+        r.get(5)?,
+    ))
 }

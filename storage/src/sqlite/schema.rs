@@ -33,7 +33,7 @@ pub fn init_internal(conn: &Connection) -> rusqlite::Result<()> {
              PRIMARY KEY (entity, field)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS pylon_changes (
              seq INTEGER PRIMARY KEY, entity TEXT NOT NULL, row_id TEXT NOT NULL,
-             kind TEXT NOT NULL, data TEXT, ts TEXT NOT NULL);
+             kind TEXT NOT NULL, data TEXT, ts TEXT NOT NULL, prior TEXT);
          CREATE TABLE IF NOT EXISTS pylon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
              WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS pylon_matches (
@@ -42,7 +42,17 @@ pub fn init_internal(conn: &Connection) -> rusqlite::Result<()> {
          CREATE TABLE IF NOT EXISTS pylon_replays (
              match_id TEXT PRIMARY KEY, game TEXT NOT NULL, log TEXT NOT NULL,
              finished_at TEXT NOT NULL) WITHOUT ROWID;",
-    )
+    )?;
+    // Change logs written before updates kept the row as it was gain the column.
+    let has_prior: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('pylon_changes') WHERE name = 'prior'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_prior {
+        conn.execute_batch("ALTER TABLE pylon_changes ADD COLUMN prior TEXT")?;
+    }
+    Ok(())
 }
 
 /// Brings the database to `manifest`; returns what it did (empty: already current).

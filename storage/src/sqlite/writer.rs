@@ -136,38 +136,36 @@ fn apply_batch(
 ) -> Result<WriteResult, IndexedError> {
     let mut out = WriteResult::default();
     for (i, op) in ops.iter().enumerate() {
-        let (id, row) = apply_op(tx, manifest, op).map_err(|e| e.in_operation(i))?;
-        // The log keeps the row after the write, or before a delete (for policy checks).
-        let json = Value::Object(row.clone()).to_string();
-        let (data, before) =
-            if op.kind == ChangeKind::Delete { (None, Some(row)) } else { (Some(row), None) };
-        tx.execute(
-            "INSERT INTO pylon_changes (entity, row_id, kind, data, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![op.entity, id, op.kind.as_str(), json, ts],
-        )
-        .map_err(|e| EntityError::from(StoreError::from(e)).in_operation(i))?;
-        let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-        out.changes.push(ChangeEvent {
-            seq,
+        let (id, before, after) = apply_op(tx, manifest, op).map_err(|e| e.in_operation(i))?;
+        let mut change = ChangeEvent {
+            seq: 0,
             entity: op.entity.clone(),
             row_id: id.clone(),
             kind: op.kind,
-            data,
+            data: after,
             timestamp: ts.to_owned(),
             before,
-        });
+        };
+        // The log keeps the rows on both sides of the write, for read-policy checks.
+        let (data, prior) = change.log_columns();
+        tx.execute(
+            "INSERT INTO pylon_changes (entity, row_id, kind, data, prior, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![op.entity, id, op.kind.as_str(), data, prior, ts],
+        )
+        .map_err(|e| EntityError::from(StoreError::from(e)).in_operation(i))?;
+        change.seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
+        out.changes.push(change);
         out.ids.push(id);
     }
     Ok(out)
 }
 
-/// Applies one operation; returns the row id and the row after it (before it, for a
-/// delete).
+/// Applies one operation; returns the row id and the row before and after it.
 fn apply_op(
     tx: &Connection,
     manifest: &Manifest,
     op: &WriteOp,
-) -> Result<(String, Row), EntityError> {
+) -> Result<(String, Option<Row>, Option<Row>), EntityError> {
     let entity =
         manifest.entity(&op.entity).ok_or_else(|| EntityError::UnknownEntity(op.entity.clone()))?;
     match op.kind {
@@ -177,7 +175,9 @@ fn apply_op(
     }
 }
 
-fn insert(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
+type Applied = Result<(String, Option<Row>, Option<Row>), EntityError>;
+
+fn insert(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Applied {
     let (id, row) = write::insert_row(entity, op)?;
     let cols = select_list(entity);
     let marks: Vec<String> = (1..=entity.fields.len() + 1).map(|i| format!("?{i}")).collect();
@@ -188,7 +188,7 @@ fn insert(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, 
         rusqlite::params_from_iter(values),
     )
     .map_err(|e| conflict(entity, e))?;
-    Ok((id, row))
+    Ok((id, None, Some(row)))
 }
 
 fn current(
@@ -207,9 +207,9 @@ fn current(
     Ok((id, row))
 }
 
-fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
+fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Applied {
     let (id, current) = current(tx, entity, op)?;
-    let (row, changes) = write::update_row(entity, op, current)?;
+    let (row, changes) = write::update_row(entity, op, &current)?;
     let sets: Vec<String> =
         changes.keys().enumerate().map(|(i, k)| format!("\"{k}\" = ?{}", i + 2)).collect();
     let mut values = vec![rusqlite::types::Value::Text(id.clone())];
@@ -219,15 +219,15 @@ fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, 
         rusqlite::params_from_iter(values),
     )
     .map_err(|e| conflict(entity, e))?;
-    Ok((id, row))
+    Ok((id, Some(current), Some(row)))
 }
 
-fn delete(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Result<(String, Row), EntityError> {
+fn delete(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Applied {
     let (id, row) = current(tx, entity, op)?;
-    write::check_guard(entity, op, &row)?;
+    write::delete_row(entity, op, &row)?;
     tx.execute(&format!("DELETE FROM {} WHERE \"id\" = ?1", table(&entity.name)), params![id])
         .map_err(StoreError::from)?;
-    Ok((id, row))
+    Ok((id, Some(row), None))
 }
 
 fn conflict(entity: &EntityDef, e: rusqlite::Error) -> EntityError {
