@@ -81,7 +81,7 @@ export {
 export { type PendingInput, type PredictFn, Predictor } from "./prediction.js";
 export { PylonRealtime, type RealtimeEvents, type RealtimeOptions, type SnapshotInfo } from "./realtime.js";
 export { type ShardClient, type UseShardOptions, type UseShardReturn, connectShard } from "./shard.js";
-export { type CloseInfo, type ShardConnectionOptions, type Transport, stoppedCloseCode } from "./shard-core.js";
+export { type CloseInfo, type ShardConnectionOptions, type ShardStats, type Transport, stoppedCloseCode } from "./shard-core.js";
 export { SseParser, type SseEvent, readEventStream } from "./sse.js";
 export { type PresenceEvent, SyncConnection, type SyncOptions, type TopicMessage, parseSyncFrame, subscribeChanges } from "./sync.js";
 export { type WebSocketCtor, type WebSocketLike } from "./transport.js";

@@ -24,7 +24,7 @@ import { shardInfo } from "./http.js";
 import { InterpolationBuffer, type InterpolationOptions } from "./interpolation.js";
 import { LatencyTracker, type LatencyStats } from "./latency.js";
 import { type PredictFn, Predictor } from "./prediction.js";
-import { type CloseInfo, ShardCore, type ShardConnectionOptions, type Transport } from "./shard-core.js";
+import { type CloseInfo, ShardCore, type ShardConnectionOptions, type ShardStats, type Transport } from "./shard-core.js";
 
 export interface RealtimeOptions<S, I> extends ShardConnectionOptions {
   /** Wire format (default `"msgpack"`). */
@@ -213,6 +213,10 @@ export class PylonRealtime<S = unknown, I = unknown, O = unknown> {
   /** The match outcome, once it ended. */
   get outcome(): O | null {
     return this.outcome_;
+  }
+  /** Traffic counters: frames, bytes, full snapshots, deltas, inputs, opens. */
+  get stats(): Readonly<ShardStats> {
+    return this.core.stats;
   }
   /** Input -> ack round trip: newest, EWMA, jitter. */
   get latency(): LatencyStats {

@@ -125,7 +125,24 @@ function httpCloseCode(err: PylonError): { code: number; retry: boolean } {
   return { code: CloseCode.BadRequest, retry: false };
 }
 
+/** Counters of one client's traffic. */
+export interface ShardStats {
+  /** Messages received (frames or SSE events). */
+  frames: number;
+  /** Bytes of those messages (SSE: characters of the data). */
+  bytes: number;
+  /** Full snapshots received. */
+  snapshots: number;
+  /** Delta frames applied (MessagePack + delta). */
+  deltas: number;
+  /** Inputs sent. */
+  inputs: number;
+  /** Connections opened (the first and every reconnect). */
+  opens: number;
+}
+
 export class ShardCore {
+  readonly stats: ShardStats = { frames: 0, bytes: 0, snapshots: 0, deltas: 0, inputs: 0, opens: 0 };
   transport: Transport | null = null;
   connected = false;
   /** The newest snapshot tick received. */
@@ -180,12 +197,14 @@ export class ShardCore {
       } else {
         ws.send(encodeJsonInput(input, seq));
       }
+      this.stats.inputs += 1;
       return true;
     }
     if (this.transport === "sse" && this.connected) {
       const body: { input: unknown; client_seq?: number; subscriber_id?: string } = { input: input ?? null };
       if (seq !== null) body.client_seq = seq;
       if (this.opts.subscriberId) body.subscriber_id = this.opts.subscriberId;
+      this.stats.inputs += 1;
       const http = this.httpOptions();
       // One request at a time, so inputs reach the server in order.
       this.inputs = this.inputs.then(() =>
@@ -273,6 +292,7 @@ export class ShardCore {
       opened = true;
       this.connected = true;
       this.transport = "websocket";
+      this.stats.opens += 1;
       this.on.open("websocket");
     };
     ws.onmessage = (ev) => {
@@ -340,15 +360,18 @@ export class ShardCore {
   }
 
   private wsMessage(data: unknown): void {
+    this.stats.frames += 1;
     try {
       const text = messageText(data);
       if (text !== null) {
+        this.stats.bytes += text.length;
         const { tick, snapshot } = decodeTextSnapshot(text);
         this.compatSnapshot(snapshot, tick);
         return;
       }
       const bytes = messageBytes(data);
       if (!bytes) return;
+      this.stats.bytes += bytes.byteLength;
       if (this.opts.format === "msgpack") this.msgpackFrame(bytes);
       else {
         const { tick, snapshot } = decodeBinarySnapshot(bytes);
@@ -389,7 +412,9 @@ export class ShardCore {
     this.delivered(snapshot, tick, ack);
   }
 
-  private delivered(snapshot: unknown, tick: number, ack: number | null): void {
+  private delivered(snapshot: unknown, tick: number, ack: number | null, delta = false): void {
+    if (delta) this.stats.deltas += 1;
+    else this.stats.snapshots += 1;
     if (!this.healthy) {
       this.healthy = true;
       this.redirects = 0;
@@ -415,7 +440,7 @@ export class ShardCore {
           if (t < frame.base) this.bases.delete(t);
         }
         this.remember(frame.tick, snapshot);
-        this.delivered(snapshot, frame.tick, frame.ack);
+        this.delivered(snapshot, frame.tick, frame.ack, true);
         return;
       }
       case 3:
@@ -464,6 +489,7 @@ export class ShardCore {
         opened = true;
         this.connected = true;
         this.transport = "sse";
+        this.stats.opens += 1;
         this.on.open("sse");
       },
     };
@@ -471,6 +497,8 @@ export class ShardCore {
     if (resumeFrom) streamOpts.lastEventId = resumeFrom;
     readEventStream(url.toString(), streamOpts, (ev) => {
       if (this.sse !== ctrl) return;
+      this.stats.frames += 1;
+      this.stats.bytes += ev.data.length;
       try {
         if (ev.event === "message") {
           const tick = Number(ev.id);

@@ -8,7 +8,7 @@
  */
 
 import { PylonError } from "./errors.js";
-import { type CloseInfo, ShardCore, type ShardConnectionOptions, type Transport } from "./shard-core.js";
+import { type CloseInfo, ShardCore, type ShardConnectionOptions, type ShardStats, type Transport } from "./shard-core.js";
 
 /** The options of pylon's web client `useShard` / `connectShard`, plus a few of ours. */
 export interface UseShardOptions extends ShardConnectionOptions {
@@ -50,6 +50,8 @@ export interface ShardClient<TSnapshot = unknown, TInput = unknown> {
   readonly ack: number | null;
   /** What carries the subscription now. */
   readonly transport: Transport | null;
+  /** Traffic counters. */
+  readonly stats: Readonly<ShardStats>;
 }
 
 type Set_<T> = Set<T>;
@@ -149,6 +151,9 @@ export function connectShard<TSnapshot = unknown, TInput = unknown>(
     },
     get transport() {
       return core.transport;
+    },
+    get stats() {
+      return core.stats;
     },
   };
 }

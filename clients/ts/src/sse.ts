@@ -23,6 +23,7 @@ export class SseParser {
   private data: string[] = [];
   private eventType = "";
   private started = false;
+  private skipLf = false;
   /** The last event ID seen so far. */
   lastEventId = "";
 
@@ -30,11 +31,13 @@ export class SseParser {
 
   /** Feeds decoded text; dispatches every complete event. */
   push(chunk: string): void {
+    if (chunk.length === 0) return;
     if (!this.started) {
-      if (chunk.length === 0) return;
       this.started = true;
       if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
     }
+    if (this.skipLf && chunk.startsWith("\n")) chunk = chunk.slice(1);
+    this.skipLf = false;
     this.buffer += chunk;
     let start = 0;
     for (;;) {
@@ -44,10 +47,14 @@ export class SseParser {
       let end: number;
       let next: number;
       if (cr >= 0 && (lf < 0 || cr < lf)) {
-        // A lone CR at the end may be the first half of CRLF: wait for more.
-        if (cr === this.buffer.length - 1) break;
         end = cr;
-        next = this.buffer[cr + 1] === "\n" ? cr + 2 : cr + 1;
+        if (cr === this.buffer.length - 1) {
+          // A CR ending the chunk may be the first half of a CRLF split across chunks.
+          this.skipLf = true;
+          next = cr + 1;
+        } else {
+          next = this.buffer[cr + 1] === "\n" ? cr + 2 : cr + 1;
+        }
       } else {
         end = lf;
         next = lf + 1;
