@@ -14,7 +14,7 @@
 #     with the admin token, the insert arriving on /ws and on /events (unbuffered), and
 #     a shard socket over TLS (wss);
 #  4. the Dockerfile's HEALTHCHECK command against the server;
-#  5. an online backup (`pylon backup`, same env file), SIGTERM (graceful, exit 0, within
+#  5. an online backup (deploy/systemd/pylon-backup, same env file), SIGTERM (graceful, exit 0, within
 #     TimeoutStopSec), a restore into an empty data location as docs/DEPLOY.md says,
 #     and the restored server answering with the inserted row and the old session;
 #  6. the two-region nginx config: two servers (PYLON_REGION eu and us) behind one edge,
@@ -639,12 +639,17 @@ fi
 say "the Dockerfile's HEALTHCHECK passes on a healthy server and fails on a closed port"
 
 # --- 5. backup, graceful stop, restore ------------------------------------------------------
+# The nightly job's own wrapper (pylon-backup.service runs it the same way: the service
+# user, the env file, BACKUP_ROOT), while the server keeps serving.
 backups=$tmp/backups
 service_dir "$backups"
-backup_dir=$backups/$(date -u +%Y-%m-%dT%H%M%SZ)
-pylon_cmd "$env_file" backup "$backup_dir" || fail "pylon backup"
-[ -f "$backup_dir/backup.json" ] || fail "no backup.json in $backup_dir"
-say "online backup: $(cd "$backup_dir" && ls | tr '\n' ' ')"
+install -m 0755 deploy/systemd/pylon-backup "$tmp/pylon-backup"
+load_env "$env_file"
+"${RUN_AS[@]}" env -i PATH=/usr/bin:/bin "${ENV_ARGS[@]}" BACKUP_ROOT="$backups" BACKUP_KEEP_DAYS=14 \
+  PYLON_BIN="$PYLON_BIN" "$tmp/pylon-backup" || fail "deploy/systemd/pylon-backup"
+backup_dir=$(find "$backups" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+[ -n "$backup_dir" ] && [ -f "$backup_dir/backup.json" ] || fail "no backup.json under $backups"
+say "online backup by deploy/systemd/pylon-backup: $backup_dir: $(cd "$backup_dir" && ls | tr '\n' ' ')"
 stop_server server
 # The drill in docs/DEPLOY.md: keep the old data aside, restore into an empty location.
 mv "$data" "$tmp/data.before-restore"
