@@ -61,6 +61,7 @@ fi
 tmp=$(mktemp -d /tmp/pylon-test-deploy.XXXXXX)
 chmod 755 "$tmp"
 pids=()
+declare -A server_pids=()
 ok=0
 
 cleanup() {
@@ -206,7 +207,7 @@ start_server() {
   "${RUN_AS[@]}" env -i PATH=/usr/bin:/bin "${ENV_ARGS[@]}" "$PYLON_BIN" serve >>"$tmp/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
-  eval "${name}_pid=$pid"
+  server_pids[$name]=$pid
   local deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || fail "$name exited during start-up (see $name.log)"
@@ -218,7 +219,7 @@ start_server() {
 # stop_server NAME: SIGTERM, then the exit code must be 0 within TimeoutStopSec.
 stop_server() {
   local name=$1 pid
-  pid=$(eval "echo \$${name}_pid")
+  pid=${server_pids[$name]}
   local stop_timeout
   stop_timeout=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s\?$/\1/p' deploy/systemd/pylon.service)
   local started=$SECONDS rc=0
@@ -587,7 +588,7 @@ render_env "$env_file" \
   "PYLON_MANIFEST=$tmp/pylon.manifest.json" \
   PYLON_LOG=warn
 start_server server "$env_file" "$P_MAIN"
-say "pylon serve is ready on 127.0.0.1:$P_MAIN (pid $server_pid)"
+say "pylon serve is ready on 127.0.0.1:$P_MAIN (pid ${server_pids[server]})"
 region=$(sed -n 's/^PYLON_REGION=//p' "$env_file")
 
 # --- 2. nginx, plain and TLS ----------------------------------------------------------------
