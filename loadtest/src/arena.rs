@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use pylon_shard::Game;
+use pylon_shard::codec::{
+    FrameKind, FrameType, WireMode, decode_server_frame, encode_client_frame,
+};
+use pylon_shard::games::arena::{Arena, ArenaInput};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,28 +25,30 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::procfs;
 use crate::report::{CpuWatch, Latency, round};
 
-/// Wire mode of the bots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Compat: binary frames (tick + JSON), what stock clients speak.
-    Json,
-    /// Compat text frames (`format=json`).
-    Text,
-    /// MessagePack (`format=msgpack`).
-    Msgpack,
-    /// MessagePack with deltas (`format=msgpack&delta=1`).
-    Delta,
+/// The wire modes by their command-line names: `json` (compat binary frames, what stock
+/// clients speak), `text` (`format=json`), `msgpack`, `delta` (MessagePack with deltas).
+pub const MODES: [(&str, WireMode); 4] = [
+    ("json", WireMode::Binary),
+    ("text", WireMode::Text),
+    ("msgpack", WireMode::MsgPack),
+    ("delta", WireMode::MsgPackDelta),
+];
+
+/// The wire mode named `name` (see [`MODES`]).
+///
+/// # Errors
+/// An unknown name, listing the known ones.
+pub fn parse_mode(name: &str) -> Result<WireMode, String> {
+    MODES.iter().find(|(n, _)| *n == name).map(|(_, m)| *m).ok_or_else(|| {
+        let known: Vec<&str> = MODES.iter().map(|(n, _)| *n).collect();
+        format!("unknown mode {name:?}: one of {}", known.join(", "))
+    })
 }
 
-impl Mode {
-    fn query(self) -> &'static str {
-        match self {
-            Self::Json => "",
-            Self::Text => "&format=json",
-            Self::Msgpack => "&format=msgpack",
-            Self::Delta => "&format=msgpack&delta=1",
-        }
-    }
+/// The command-line name of `mode`.
+#[must_use]
+pub fn mode_name(mode: WireMode) -> &'static str {
+    MODES.iter().find(|(_, m)| *m == mode).map_or("json", |(n, _)| n)
 }
 
 /// Scenario settings.
@@ -62,7 +69,7 @@ pub struct ArenaConfig {
     /// Seconds before measuring.
     pub warmup: u64,
     /// Wire mode.
-    pub mode: Mode,
+    pub mode: WireMode,
     /// Spread sockets over 127.0.0.1 .. 127.0.0.N (0 or 1: the OS picks).
     pub source_ips: u8,
     /// Token to create matches with (admin); else a guest creates them.
@@ -117,7 +124,7 @@ pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
     }
     out.insert("bots".into(), json!(config.bots));
     out.insert("matches".into(), json!(ids.len()));
-    out.insert("mode".into(), json!(format!("{:?}", config.mode).to_lowercase()));
+    out.insert("mode".into(), json!(mode_name(config.mode)));
     out.insert("connected".into(), json!(connected));
     latency.put(&mut out, "");
     out.insert("acks".into(), json!(latency.count()));
@@ -169,10 +176,11 @@ async fn connect_bots(
     let mut pending = Vec::with_capacity(config.bots);
     for i in 0..config.bots {
         let (token, user) = guest(http, base).await?;
+        let query = config.mode.query();
         let url = format!(
-            "{ws_base}/?shard={}&sid={user}{}",
+            "{ws_base}/?shard={}&sid={user}{}{query}",
             ids[i / config.players.max(1)],
-            config.mode.query()
+            if query.is_empty() { "" } else { "&" },
         );
         let source = source_ip(i, config.source_ips);
         let gate = Arc::clone(&gate);
@@ -309,41 +317,15 @@ fn percent(s: &str) -> String {
         .collect()
 }
 
-/// The ack (and tick) a server frame carries, by mode; `None` for frames without one.
-fn ack_of(mode: Mode, msg: &Message) -> Option<(u64, Option<u64>)> {
-    match (mode, msg) {
-        (Mode::Json, Message::Binary(b)) if b.len() > 8 => {
-            let tick = u64::from_be_bytes(b[..8].try_into().ok()?);
-            Some((tick, json_ack(&b[8..])))
-        }
-        (Mode::Text, Message::Text(t)) => {
-            let v: Value = serde_json::from_str(t).ok()?;
-            Some((v["tick"].as_u64()?, v["snapshot"]["ack"].as_u64()))
-        }
-        (Mode::Msgpack | Mode::Delta, Message::Binary(b)) => {
-            let mut rest: &[u8] = b;
-            let _ = rmp::decode::read_array_len(&mut rest).ok()?;
-            let kind: u8 = rmp::decode::read_int(&mut rest).ok()?;
-            if kind != 1 && kind != 2 {
-                return None;
-            }
-            let tick: u64 = rmp::decode::read_int(&mut rest).ok()?;
-            let ack = if rest.first() == Some(&0xc0) {
-                None
-            } else {
-                rmp::decode::read_int(&mut rest).ok()
-            };
-            Some((tick, ack))
-        }
-        _ => None,
-    }
-}
-
-/// The arena splices the ack in as the first key: `{"ack":17,…` or `{"ack":null,…`.
-fn json_ack(body: &[u8]) -> Option<u64> {
-    let rest = body.strip_prefix(b"{\"ack\":")?;
-    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
-    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+/// The tick and ack a snapshot or delta frame carries; `None` for other frames.
+fn ack_of(mode: WireMode, msg: &Message) -> Option<(u64, Option<u64>)> {
+    let (kind, bytes): (FrameType, &[u8]) = match msg {
+        Message::Binary(b) => (FrameType::Binary, b),
+        Message::Text(t) => (FrameType::Text, t.as_bytes()),
+        _ => return None,
+    };
+    let frame = decode_server_frame(mode, kind, bytes, Arena::ACK_KEY).ok()?;
+    matches!(frame.kind, FrameKind::Snapshot | FrameKind::Delta).then_some((frame.tick, frame.ack))
 }
 
 /// Sequence numbers sent and not yet acknowledged, with when each left.
@@ -377,19 +359,16 @@ impl Batch {
     }
 }
 
-/// The next input frame: compat JSON or text as a JSON text frame, MessagePack as a
-/// binary `[seq, base, input]` (the client acknowledges the newest tick it holds as its
-/// delta base).
-fn input_frame(mode: Mode, seq: u64, base: u64) -> Message {
+/// The next input frame, as the codec writes it for `mode`; in delta mode it also
+/// acknowledges the newest tick the bot holds as its base.
+fn input_frame(mode: WireMode, seq: u64, base: u64) -> Message {
     let dx = if (seq / 40).is_multiple_of(2) { 1.0 } else { -1.0 };
-    match mode {
-        Mode::Json | Mode::Text => {
-            Message::text(format!(r#"{{"input":{{"dx":{dx},"dy":0.5}},"client_seq":{seq}}}"#))
-        }
-        Mode::Msgpack | Mode::Delta => {
-            let frame = (Some(seq), (base > 0).then_some(base), json!({"dx": dx, "dy": 0.5}));
-            Message::binary(rmp_serde::to_vec(&frame).unwrap_or_default())
-        }
+    let input = ArenaInput { dx, dy: 0.5 };
+    let mut out = Vec::with_capacity(48);
+    match encode_client_frame(mode, Some(seq), (base > 0).then_some(base), &input, &mut out) {
+        Ok(FrameType::Text) => Message::text(String::from_utf8(out).unwrap_or_default()),
+        Ok(FrameType::Binary) => Message::binary(out),
+        Err(_) => Message::text("{}"),
     }
 }
 
@@ -420,7 +399,7 @@ impl BotState {
         &mut self,
         msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
         shared: &Shared,
-        mode: Mode,
+        mode: WireMode,
     ) -> bool {
         let stopping = shared.stop.load(Ordering::Relaxed);
         let msg = match msg {
@@ -463,7 +442,7 @@ impl BotState {
 
 /// One bot, one task: sends inputs at `input_hz` (0: an idle client that only reads)
 /// and reads frames until stopped.
-async fn bot(mut ws: Ws, shared: Arc<Shared>, mode: Mode, input_hz: u32) {
+async fn bot(mut ws: Ws, shared: Arc<Shared>, mode: WireMode, input_hz: u32) {
     let mut state = BotState::default();
     let mut seq = 0u64;
     let period = Duration::from_secs_f64(1.0 / f64::from(input_hz.max(1)));

@@ -3,11 +3,12 @@
 //! and `--assert 'p99_ms<=60,errors==0'` makes the exit code say whether they hold.
 
 use clap::{Args, Parser, Subcommand};
-use pylon_loadtest::arena::{self, ArenaConfig, Mode};
+use pylon_loadtest::arena::{self, ArenaConfig};
 use pylon_loadtest::density::{self, DensityConfig};
 use pylon_loadtest::entities::{self, EntitiesConfig, Mix};
 use pylon_loadtest::fanout::{self, FanoutConfig};
 use pylon_loadtest::report;
+use pylon_shard::codec::WireMode;
 use serde_json::{Map, Value};
 
 #[global_allocator]
@@ -71,9 +72,9 @@ enum Scenario {
         /// Warm-up seconds before measuring.
         #[arg(long, default_value_t = 3)]
         warmup: u64,
-        /// Wire mode.
-        #[arg(long, value_enum, default_value_t = Mode::Json)]
-        mode: Mode,
+        /// Wire mode: json (compat binary frames), text, msgpack or delta.
+        #[arg(long, default_value = "json", value_parser = arena::parse_mode)]
+        mode: WireMode,
         /// Spread sockets over 127.0.0.1 .. 127.0.0.N.
         #[arg(long, default_value_t = 1)]
         source_ips: u8,

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use pylon_shard::codec::{FrameType, WireMode, decode_server_frame, encode_client_frame};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -291,12 +292,14 @@ pub async fn next(ws: &mut Ws, within: Duration) -> Seen {
             .expect("socket open")
             .expect("socket ok");
         match msg {
-            Message::Binary(b) if b.len() >= 8 => {
-                let tick = u64::from_be_bytes(b[..8].try_into().unwrap());
+            Message::Binary(b) => {
                 // Compat frames are tick + JSON; anything else (MessagePack) is `Other`.
-                return match serde_json::from_slice(&b[8..]) {
-                    Ok(snapshot) => Seen::Snapshot(tick, snapshot),
-                    Err(_) => Seen::Other(Message::Binary(b)),
+                let snapshot = decode_server_frame(WireMode::Binary, FrameType::Binary, &b, None)
+                    .ok()
+                    .and_then(|f| Some((f.tick, f.body.value().ok()?)));
+                return match snapshot {
+                    Some((tick, value)) => Seen::Snapshot(tick, value),
+                    None => Seen::Other(Message::Binary(b)),
                 };
             }
             Message::Close(Some(CloseFrame { code, reason })) => {
@@ -320,9 +323,11 @@ pub async fn close_of(ws: &mut Ws, within: Duration) -> (u16, String) {
     }
 }
 
+/// Sends one compat input frame, as the codec writes it.
 pub async fn send_input(ws: &mut Ws, input: Value, seq: u64) {
-    let frame = json!({ "input": input, "client_seq": seq }).to_string();
-    ws.send(Message::text(frame)).await.unwrap();
+    let mut frame = Vec::new();
+    encode_client_frame(WireMode::Binary, Some(seq), None, &input, &mut frame).unwrap();
+    ws.send(Message::text(String::from_utf8(frame).unwrap())).await.unwrap();
 }
 
 /// A raw WebSocket client over a blocking TCP socket: it answers nothing unless told,

@@ -1,12 +1,15 @@
-//! Client → server frames: decoding the input envelope without decoding the input itself.
-//! The input bytes are kept as a zero-copy slice and decoded into the game's input type on
-//! the tick thread, where a bad input is rejected and counted.
+//! Client → server frames. The server side ([`decode_client_frame`]) reads the input
+//! envelope without decoding the input itself: the input bytes are kept as a zero-copy
+//! slice and decoded into the game's input type on the tick thread, where a bad input is
+//! rejected and counted. The client side ([`encode_client_frame`]) writes them.
 
 use bytes::Bytes;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::WireMode;
+use super::server::FrameType;
 use crate::error::CodecError;
 
 /// The encoding of an input payload.
@@ -105,6 +108,38 @@ fn decode_msgpack(frame: &Bytes) -> Result<ClientFrame, CodecError> {
     })
 }
 
+/// Writes one client frame of `mode` into `out` (cleared first): compat modes a JSON text
+/// frame `{"input":…,"client_seq":N,"base":T}` (absent keys omitted), MessagePack modes a
+/// binary `[client_seq, base, input]` with the input's maps keyed by field name.
+///
+/// # Errors
+/// [`CodecError::Encode`] when the input does not serialize.
+pub fn encode_client_frame<T: Serialize + ?Sized>(
+    mode: WireMode,
+    client_seq: Option<u64>,
+    base: Option<u64>,
+    input: &T,
+    out: &mut Vec<u8>,
+) -> Result<FrameType, CodecError> {
+    #[derive(Serialize)]
+    struct JsonFrame<'a, T: ?Sized> {
+        input: &'a T,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        base: Option<u64>,
+    }
+    out.clear();
+    if mode.is_msgpack() {
+        rmp_serde::encode::write_named(out, &(client_seq, base, input))
+            .map_err(|e| CodecError::Encode(e.to_string()))?;
+        Ok(FrameType::Binary)
+    } else {
+        serde_json::to_writer(&mut *out, &JsonFrame { input, client_seq, base })?;
+        Ok(FrameType::Text)
+    }
+}
+
 /// `Some(None)` for nil, `Some(Some(n))` for an unsigned integer, `None` for anything else.
 fn read_opt_u64(rest: &mut &[u8]) -> Option<Option<u64>> {
     const NIL: u8 = 0xc0;
@@ -155,6 +190,21 @@ mod tests {
         for bad in [&b"{"[..], b"[1,2]", b"\xff\xfe", b"", br#"{"client_seq":-1}"#] {
             assert!(decode_client_frame(&Bytes::copy_from_slice(bad), false).is_err());
             assert!(decode_client_frame(&Bytes::copy_from_slice(bad), true).is_err());
+        }
+    }
+
+    /// What the client half encodes, the server half decodes, in every mode.
+    #[test]
+    fn encoded_frames_round_trip() {
+        let input = serde_json::json!({"dx": 1.0, "dy": -0.5});
+        for mode in [WireMode::Binary, WireMode::Text, WireMode::MsgPack, WireMode::MsgPackDelta] {
+            let mut out = Vec::new();
+            let kind = encode_client_frame(mode, Some(5), Some(9), &input, &mut out).unwrap();
+            assert_eq!(kind == FrameType::Binary, mode.is_msgpack());
+            let frame = decode_client_frame(&Bytes::from(out), mode.is_msgpack()).unwrap();
+            assert_eq!((frame.client_seq, frame.base_tick), (Some(5), Some(9)));
+            let back: serde_json::Value = decode_input(&frame.input).unwrap();
+            assert_eq!(back, input);
         }
     }
 

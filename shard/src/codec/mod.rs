@@ -2,7 +2,12 @@
 //! Pure functions and small state machines; no I/O.
 //!
 //! Changing anything in this module changes the protocol. Update together:
-//! `docs/PROTOCOL.md`, `clients/ts` (once it exists), and the compat tests.
+//! `docs/PROTOCOL.md`, `clients/ts/src` (its decoder and delta apply), and the compat
+//! tests.
+//!
+//! Both halves live here: the server's ([`FrameEncoder`], [`decode_client_frame`]) and
+//! the client's ([`decode_server_frame`], [`SnapshotReader`], [`encode_client_frame`]),
+//! which the load bots, the integration tests and the fuzz targets use.
 //!
 //! Modes ([`WireMode`]):
 //! - `Binary` (compat default): binary frame = u64 big-endian tick, then the snapshot JSON.
@@ -16,10 +21,15 @@
 mod client;
 pub mod delta;
 mod payload;
+mod reader;
 mod server;
 
-pub use client::{ClientFrame, InputPayload, PayloadFormat, decode_client_frame, decode_input};
+pub use client::{
+    ClientFrame, InputPayload, PayloadFormat, decode_client_frame, decode_input,
+    encode_client_frame,
+};
 pub use payload::{Cached, DeltaBytes, DeltaCache, Payload, PayloadValue};
+pub use reader::{FrameBody, ServerFrame, SnapshotReader, decode_server_frame};
 pub use server::{FrameEncoder, FrameKind, FrameType, HISTORY_LIMIT};
 
 /// How a subscriber's frames are encoded, chosen by the socket query at connect time.
@@ -47,6 +57,17 @@ impl WireMode {
             (Some("msgpack"), false) => Some(Self::MsgPack),
             (Some("msgpack"), true) => Some(Self::MsgPackDelta),
             _ => None,
+        }
+    }
+
+    /// The socket query parameters that select this mode (`""` for the default).
+    #[must_use]
+    pub fn query(self) -> &'static str {
+        match self {
+            Self::Binary => "",
+            Self::Text => "format=json",
+            Self::MsgPack => "format=msgpack",
+            Self::MsgPackDelta => "format=msgpack&delta=1",
         }
     }
 

@@ -1,0 +1,24 @@
+//! Fuzzes the client half of the codec: any bytes, read as a server frame of the mode
+//! picked by the first byte, decode or are refused, and a reader fed them never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pylon_shard::codec::{FrameType, SnapshotReader, WireMode, decode_server_frame};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, frame)) = data.split_first() else { return };
+    let (mode, kind) = match pick % 4 {
+        0 => (WireMode::Binary, FrameType::Binary),
+        1 => (WireMode::Text, FrameType::Text),
+        2 => (WireMode::MsgPack, FrameType::Binary),
+        _ => (WireMode::MsgPackDelta, FrameType::Binary),
+    };
+    let mut reader = SnapshotReader::new();
+    // Two frames from the same bytes: the second can be a delta against the first.
+    for half in [&frame[..frame.len() / 2], frame] {
+        if let Ok(decoded) = decode_server_frame(mode, kind, half, Some("ack")) {
+            let _ = decoded.body.value();
+            let _ = reader.read(&decoded);
+        }
+    }
+});
