@@ -17,4 +17,7 @@ export function startServer(options?: {
   env?: Record<string, string>;
   readyTimeoutMs?: number;
   port?: number;
+  /** Data directory to use and keep (default: a temporary one, removed by stop()). */
+  dir?: string;
+  adminToken?: string;
 }): Promise<StartedServer>;

@@ -43,13 +43,15 @@ export async function freePortBlock(count = 4) {
 
 /**
  * Starts `pylon dev`. Returns { url, port, adminToken, pid, stop(), logs() }.
- * `env` adds variables (PYLON_REGION, PYLON_REGIONS, ...).
+ * `env` adds variables (PYLON_REGION, PYLON_REGIONS, ...); `port`, `dir` and `adminToken`
+ * given again restart a stopped server on the same ports and data.
  */
-export async function startServer({ bin, env = {}, readyTimeoutMs = 30_000, port } = {}) {
+export async function startServer({ bin, env = {}, readyTimeoutMs = 30_000, port, dir: keptDir, adminToken: token } = {}) {
   const binary = resolveBin(bin);
   const base = port ?? (await freePortBlock(4));
-  const dir = mkdtempSync(join(tmpdir(), "pylon-client-"));
-  const adminToken = `test-admin-${randomBytes(16).toString("hex")}`;
+  // A given directory is the caller's (a restart reuses it); one made here goes with stop().
+  const dir = keptDir ?? mkdtempSync(join(tmpdir(), "pylon-client-"));
+  const adminToken = token ?? `test-admin-${randomBytes(16).toString("hex")}`;
   const child = spawn(binary, ["dev"], {
     cwd: dir,
     env: {
@@ -81,7 +83,7 @@ export async function startServer({ bin, env = {}, readyTimeoutMs = 30_000, port
       await exit;
       clearTimeout(timer);
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (!keptDir) rmSync(dir, { recursive: true, force: true });
   };
 
   const deadline = Date.now() + readyTimeoutMs;

@@ -2,6 +2,9 @@
 // (PYLON_BIN, default ../../target/release/pylon; the test fails with a clear message when
 // it is missing). Guest sessions, arena matches, every wire mode, the SSE fallback, a 4421
 // between two servers, and the entity API with its change feeds.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { type StartedServer, freePortBlock, startServer } from "../scripts/server.mjs";
@@ -228,6 +231,44 @@ describe("live: shard sockets", () => {
     expect(err).toBeInstanceOf(PylonError);
     expect([(err as PylonError).status, (err as PylonError).code]).toEqual([400, "UNKNOWN_GAME"]);
     expect((err as PylonError).hint).toContain("arena");
+  });
+
+  it("reconnects after a server restart and resumes the match with the same sid", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pylon-restart-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const first = await startServer({ dir });
+    let current = first;
+    cleanups.push(() => current.stop());
+    const me = await guestSession({ baseUrl: first.url });
+    const info = await createShard({ baseUrl: first.url, token: me.token }, { game: "arena" });
+    const rt = new PylonRealtime<Arena, Move>(info.id, {
+      baseUrl: first.url,
+      token: me.token,
+      subscriberId: me.user_id,
+      WebSocket: WS,
+      reconnectBackoffMs: 100,
+    });
+    const closes: CloseInfo[] = [];
+    rt.on("close", (c) => closes.push(c));
+    rt.connect();
+    cleanups.push(() => rt.close());
+    let stop = steer((m) => rt.send(m));
+    await until(() => (rt.ack ?? 0) >= 3, 10_000, "acks before the restart");
+    stop();
+    await first.stop(); // SIGTERM: the server saves the match and closes sockets with 1001
+    await until(() => closes.length > 0, 10_000, "the close");
+    expect(closes[0]).toMatchObject({ code: 1001, willReconnect: true });
+    expect((closes[0]!.error as ShardCloseError).closeName).toBe("GoingAway");
+    const before = rt.tick;
+    const lastSeq = rt.lastSeq;
+    current = await startServer({ dir, port: first.port, adminToken: first.adminToken });
+    await until(() => rt.connected && rt.tick > before, 20_000, "snapshots after the restart");
+    expect(rt.stats.opens).toBeGreaterThanOrEqual(2);
+    expect(rt.state!.players.map((p) => p.id)).toContain(me.user_id);
+    stop = steer((m) => rt.send(m));
+    await until(() => (rt.ack ?? 0) > lastSeq + 2, 10_000, "acks after the restart");
+    stop();
+    rt.close();
   });
 
   it("follows a 4421 to the region that owns the match (two servers)", async () => {
