@@ -405,9 +405,12 @@ export class ShardCore {
   private compatSnapshot(snapshot: unknown, tick: number): void {
     let ack: number | null = null;
     const key = this.opts.ackKey;
-    if (key && typeof snapshot === "object" && snapshot !== null && key in snapshot) {
-      const v = (snapshot as Record<string, unknown>)[key];
+    if (key && typeof snapshot === "object" && snapshot !== null && !Array.isArray(snapshot) && key in snapshot) {
+      const { [key]: v, ...rest } = snapshot as Record<string, unknown>;
       if (typeof v === "number") ack = v;
+      // A MessagePack client on the SSE fallback: the same snapshot shape as its frames,
+      // which carry the ack beside the snapshot, not in it.
+      if (this.opts.format === "msgpack") snapshot = rest;
     }
     this.delivered(snapshot, tick, ack);
   }

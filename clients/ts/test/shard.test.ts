@@ -250,6 +250,20 @@ describe("PylonRealtime", () => {
     expect(infos).toHaveLength(2);
   });
 
+  it("on the SSE fallback, a MessagePack client gets the same snapshot shape (ack beside it)", async () => {
+    const ws = fakeSockets();
+    const stream = new StreamBody();
+    const { fetch } = fakeFetch({ "GET /api/shards/m1/connect": (_r, signal) => sse(stream, signal) });
+    const rt = new PylonRealtime<{ x: number }>("m1", { baseUrl: "http://h:1", WebSocket: ws.ctor, fetch }).connect();
+    cleanups.push(() => rt.close());
+    ws.last().fail();
+    await until(() => rt.transport === "sse", 500, "SSE");
+    stream.write('id: 8\ndata: {"ack":4,"x":1}\n\n');
+    await until(() => rt.state !== null, 500, "snapshot");
+    expect(rt.state).toEqual({ x: 1 });
+    expect([rt.tick, rt.ack]).toEqual([8, 4]);
+  });
+
   it("follows 4421 to the region in the reason", async () => {
     const ws = fakeSockets();
     const rt = new PylonRealtime("m1", { baseUrl: "https://us.example.com", subscriberId: "u1", WebSocket: ws.ctor }).connect();
