@@ -81,7 +81,7 @@ impl ChangeKind {
     }
 }
 
-/// One committed write, as the change feed carries it (DESIGN.md section 9).
+/// One committed write, as the change feed carries it (docs/ENTITIES.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChangeEvent {
     /// Dense, durable sequence number (lives in the database).

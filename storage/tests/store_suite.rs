@@ -1,5 +1,5 @@
 //! One storage test suite, run against both backends: SQLite files in a temp dir and the
-//! real Postgres of DESIGN.md section 8 (a schema of its own per test). CRUD and
+//! real Postgres (`PYLON_TEST_DATABASE_URL`; a schema of its own per test). CRUD and
 //! validation, unique conflicts, all-or-nothing batches, keyset cursors, filters, the
 //! durable dense change log under concurrent writers, and migrations that refuse to lose
 //! data. (The SQLite online backup has its own test at the end.)

@@ -1,5 +1,5 @@
 //! The `pylon` binary's command line: version, and refusing bad configuration at start-up
-//! with one line that names the variable and a non-zero exit (DESIGN.md section 6).
+//! with one line that names the variable and a non-zero exit (README, Configuration).
 
 use std::process::{Command, Output};
 

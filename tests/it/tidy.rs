@@ -35,7 +35,8 @@ fn normal_deps(package: &str) -> String {
     String::from_utf8(output.stdout).expect("utf-8")
 }
 
-/// `pylon-shard` and `pylon-tick` depend on no I/O crate (DESIGN.md section 2).
+/// `pylon-shard` and `pylon-tick` depend on no I/O crate (ARCHITECTURE.md, dependency
+/// rule).
 #[test]
 fn shard_and_tick_do_no_io() {
     for package in ["pylon-shard", "pylon-tick"] {
