@@ -51,6 +51,12 @@ afterAll(async () => {
 
 const http = () => ({ baseUrl: server.url });
 
+/**
+ * A guest session. The admin token rides along as the bearer: a server that limits guest
+ * sessions per address and minute exempts the admin, so the test stays under any limit.
+ */
+const guest = (s: StartedServer = server) => guestSession({ baseUrl: s.url, token: s.adminToken });
+
 async function newMatch(token: string): Promise<string> {
   const info = await createShard({ ...http(), token }, { game: "arena" });
   expect(info.game).toBe("arena");
@@ -87,7 +93,7 @@ function withoutAck(s: Arena): Omit<Arena, "ack"> {
 
 describe("live: shard sockets", () => {
   it("connectShard (compat binary on the shard port, text on /shard) gets snapshots and acks", async () => {
-    const me = await guestSession(http());
+    const me = await guest();
     const match = await newMatch(me.token);
     const opts = { token: me.token, subscriberId: me.user_id, WebSocket: WS };
     const binary = connectShard<Arena, Move>(match, { ...opts, baseUrl: server.url, wsPort: server.port + 3 });
@@ -120,7 +126,7 @@ describe("live: shard sockets", () => {
   });
 
   it("PylonRealtime in MessagePack and MessagePack+delta: the same snapshots as compat, acks, latency", async () => {
-    const [a, b, c] = await Promise.all([guestSession(http()), guestSession(http()), guestSession(http())]);
+    const [a, b, c] = await Promise.all([guest(), guest(), guest()]);
     const match = await newMatch(a.token);
     const seen = { compat: new Map<number, unknown>(), msgpack: new Map<number, unknown>(), delta: new Map<number, unknown>() };
 
@@ -186,7 +192,7 @@ describe("live: shard sockets", () => {
   });
 
   it("falls back to SSE + HTTP inputs when the WebSocket URL points to a closed port", async () => {
-    const me = await guestSession(http());
+    const me = await guest();
     const match = await newMatch(me.token);
     const closedPort = await freePortBlock(1);
     const client: ShardClient<Arena, Move> = connectShard<Arena, Move>(match, {
@@ -209,7 +215,7 @@ describe("live: shard sockets", () => {
   });
 
   it("typed refusals: unknown shard (4404), bad token (1008), unknown game (400)", async () => {
-    const me = await guestSession(http());
+    const me = await guest();
     const unknown = connectShard("local-doesnotexist", {
       baseUrl: server.url,
       token: me.token,
@@ -239,7 +245,7 @@ describe("live: shard sockets", () => {
     const first = await startServer({ dir });
     let current = first;
     cleanups.push(() => current.stop());
-    const me = await guestSession({ baseUrl: first.url });
+    const me = await guest(first);
     const info = await createShard({ baseUrl: first.url, token: me.token }, { game: "arena" });
     const rt = new PylonRealtime<Arena, Move>(info.id, {
       baseUrl: first.url,
@@ -276,7 +282,7 @@ describe("live: shard sockets", () => {
     cleanups.push(() => eu.stop());
     const home = await startServer({ env: { PYLON_REGIONS: `eu=${eu.url}` } });
     cleanups.push(() => home.stop());
-    const me = await guestSession({ baseUrl: eu.url });
+    const me = await guest(eu);
     const info = await createShard({ baseUrl: eu.url, token: me.token }, { game: "arena" });
     expect(info.id.startsWith("eu-")).toBe(true);
     const rt = new PylonRealtime<Arena>(info.id, { baseUrl: home.url, token: me.token, subscriberId: me.user_id, WebSocket: WS });
