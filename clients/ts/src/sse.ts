@@ -131,7 +131,9 @@ export interface EventStreamOptions {
  */
 export async function readEventStream(url: string, opts: EventStreamOptions, onEvent: (e: SseEvent) => void): Promise<void> {
   const doFetch = requireFetch(opts.fetch);
-  const headers: Record<string, string> = { accept: "text/event-stream", "cache-control": "no-cache", ...opts.headers };
+  // Only CORS-safelisted headers beyond what the server allows (Authorization,
+  // Last-Event-ID): anything else makes a cross-origin preflight fail.
+  const headers: Record<string, string> = { accept: "text/event-stream", ...opts.headers };
   if (opts.lastEventId) headers["last-event-id"] = opts.lastEventId;
   const init: RequestInit = { method: "GET", headers };
   if (opts.signal) init.signal = opts.signal;
