@@ -162,6 +162,7 @@ export class ShardCore {
   private bases = new Map<number, unknown>();
   private appliedBase = 0;
   private ackedBase = 0;
+  private ackTimer: ReturnType<typeof setTimeout> | null = null;
   private inputs: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -467,7 +468,16 @@ export class ShardCore {
       if (oldest !== undefined) this.bases.delete(oldest);
     }
     if (tick > this.appliedBase) this.appliedBase = tick;
+    // Acknowledge once the snapshot handlers have run: an input they send carries the
+    // base already, and then no separate frame (which counts toward the server's input
+    // rate limit) is needed.
+    if (!this.ackTimer) this.ackTimer = setTimeout(() => this.flushBaseAck(), 0);
+  }
+
+  private flushBaseAck(): void {
+    this.ackTimer = null;
     const ws = this.ws;
+    const tick = this.appliedBase;
     if (tick > this.ackedBase && ws && ws.readyState === WS_OPEN) {
       this.ackedBase = tick;
       ws.send(encodeBaseAck(tick));

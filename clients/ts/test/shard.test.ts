@@ -184,21 +184,32 @@ describe("PylonRealtime", () => {
     s.open();
     s.message(mp(5, 0, null, null, { key: 3, resumed: false }));
     expect(joined).toEqual([{ key: 3, resumed: false }]);
+    const bytesSent = () => s.sent.map((f) => [...(f as Uint8Array)]);
     s.message(mp(1, 10, null, null, { players: [{ id: "u1", x: 1 }] }));
-    expect([...(s.sent.at(-1) as Uint8Array)]).toEqual([0x93, 0xc0, 0x0a, 0xc0]); // [nil, 10, nil]
+    await until(() => s.sent.length === 1, 500, "base ack");
+    expect(bytesSent()).toEqual([[0x93, 0xc0, 0x0a, 0xc0]]); // [nil, 10, nil]
     expect(rt.send({ dx: 1 })).toBe(1);
-    expect([...(s.sent.at(-1) as Uint8Array)]).toEqual([...encode([1, 10, { dx: 1 }])]);
+    expect(bytesSent()[1]).toEqual([...encode([1, 10, { dx: 1 }])]);
     s.message(mp(2, 11, 1, 10, { o: { players: { a: [[0, { o: { x: { r: 2 } } }]], n: 1 } } }));
     expect(rt.state).toEqual({ players: [{ id: "u1", x: 2 }] });
     expect([rt.tick, rt.ack]).toEqual([11, 1]);
     expect(rt.latency.samples).toBe(1);
-    expect([...(s.sent.at(-1) as Uint8Array)]).toEqual([0x93, 0xc0, 0x0b, 0xc0]);
-    // Unchanged since base 11 (nil body), then a delta still against 10 (the ack of 11 in flight).
+    await until(() => s.sent.length === 3, 500, "base ack 11");
+    expect(bytesSent()[2]).toEqual([0x93, 0xc0, 0x0b, 0xc0]);
+    // Unchanged since base 11 (nil body). An input sent by a snapshot handler carries the
+    // new base, so no separate acknowledgement follows.
+    const off = rt.on("snapshot", () => rt.send({ dx: 0 }));
     s.message(mp(2, 12, 1, 11, null));
+    off();
     expect(rt.state).toEqual({ players: [{ id: "u1", x: 2 }] });
-    s.message(mp(2, 13, 1, 11, { o: { players: { a: [[1, { r: { id: "u2", x: 9 } }]], n: 2 } } }));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(bytesSent().slice(3)).toEqual([[...encode([2, 12, { dx: 0 }])]]);
+    // A delta still against 11 (the server had not seen base 12 yet).
+    s.message(mp(2, 13, 2, 11, { o: { players: { a: [[1, { r: { id: "u2", x: 9 } }]], n: 2 } } }));
     expect(rt.state).toEqual({ players: [{ id: "u1", x: 2 }, { id: "u2", x: 9 }] });
-    expect(rt.stats).toMatchObject({ snapshots: 1, deltas: 3, inputs: 1, opens: 1 });
+    await until(() => s.sent.length === 5, 500, "base ack 13");
+    expect(bytesSent()[4]).toEqual([0x93, 0xc0, 0x0d, 0xc0]);
+    expect(rt.stats).toMatchObject({ snapshots: 1, deltas: 3, inputs: 2, opens: 1 });
     // Match end, then the close: no error, no reconnect.
     const ends: unknown[] = [];
     rt.on("end", (o) => ends.push(o));
