@@ -64,6 +64,11 @@ pub struct Config {
     pub cluster_bus: Option<String>,
     /// Socket and HTTP limits.
     pub limits: Limits,
+    /// `PYLON_TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` is believed for
+    /// the per-address limits (default none).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// `PYLON_GUEST_SESSION_TTL_SECS`: lifetime of a guest session (default 86,400: a day).
+    pub guest_session_ttl: Duration,
     /// `PYLON_SHUTDOWN_GRACE_SECS`: cap on in-flight work at shutdown (default 30).
     pub shutdown_grace: Duration,
     /// `PYLON_PERSIST_EVERY_TICKS`: save running matches every N ticks (default 100, five
@@ -130,6 +135,7 @@ impl Config {
         };
 
         let limits = limits(&get)?;
+        let (trusted_proxies, guest_session_ttl) = (trusted_proxies(&get)?, guest_ttl(&get)?);
         let shutdown_grace = number(&get, "PYLON_SHUTDOWN_GRACE_SECS", 1, 3600)?
             .map_or(Duration::from_secs(30), Duration::from_secs);
         let persist_every_ticks = match get("PYLON_PERSIST_EVERY_TICKS") {
@@ -159,6 +165,8 @@ impl Config {
             regions,
             cluster_bus,
             limits,
+            trusted_proxies,
+            guest_session_ttl,
             shutdown_grace,
             persist_every_ticks,
             persist_at_shutdown,
@@ -244,13 +252,74 @@ fn logging(
     Ok((log_filter, log_format))
 }
 
-/// The socket and HTTP limits (`PYLON_MAX_*`, timeouts).
+/// `PYLON_TRUSTED_PROXIES`: comma-separated IP addresses.
+fn trusted_proxies(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<IpAddr>> {
+    let Some(raw) = get("PYLON_TRUSTED_PROXIES") else { return Ok(Vec::new()) };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().with_context(|| {
+                format!("PYLON_TRUSTED_PROXIES entries must be IP addresses (no ranges), got {p:?}")
+            })
+        })
+        .collect()
+}
+
+/// `PYLON_GUEST_SESSION_TTL_SECS`: 1 s to a year, default a day.
+fn guest_ttl(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Duration> {
+    Ok(number(get, "PYLON_GUEST_SESSION_TTL_SECS", 1, 365 * 86_400)?
+        .map_or(Duration::from_secs(86_400), Duration::from_secs))
+}
+
+/// An optional whole number in `[min, max]`, as `u32`.
+fn count(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    min: u32,
+    max: u32,
+    default: u32,
+) -> anyhow::Result<u32> {
+    Ok(number(get, name, u64::from(min), u64::from(max))?.map_or(default, |n| n as u32))
+}
+
+/// The socket and HTTP limits (`PYLON_MAX_*`, timeouts, rates).
 fn limits(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Limits> {
     let defaults = Limits::default();
     let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
         Ok(number(get, name, 1, max)?.map_or(default, Duration::from_secs))
     };
     let limits = Limits {
+        max_http_conns_per_ip: count(
+            get,
+            "PYLON_MAX_HTTP_CONNS_PER_IP",
+            1,
+            1_000_000,
+            defaults.max_http_conns_per_ip,
+        )?,
+        body_timeout: secs("PYLON_BODY_TIMEOUT_SECS", defaults.body_timeout, 3600)?,
+        matches_per_minute: count(
+            get,
+            "PYLON_MATCHES_PER_MINUTE",
+            1,
+            1_000_000,
+            defaults.matches_per_minute,
+        )?,
+        max_matches_per_user: count(
+            get,
+            "PYLON_MAX_MATCHES_PER_USER",
+            1,
+            1_000_000,
+            defaults.max_matches_per_user,
+        )?,
+        max_matches: count(get, "PYLON_MAX_MATCHES", 1, 10_000_000, defaults.max_matches)?,
+        guests_per_minute_per_ip: count(
+            get,
+            "PYLON_GUESTS_PER_MINUTE_PER_IP",
+            1,
+            1_000_000,
+            defaults.guests_per_minute_per_ip,
+        )?,
         max_frame_bytes: number(get, "PYLON_MAX_FRAME_BYTES", 256, 16 << 20)?
             .map_or(defaults.max_frame_bytes, |n| n as usize),
         max_inputs_per_sec: number(get, "PYLON_MAX_INPUTS_PER_SEC", 1, 100_000)?
@@ -264,6 +333,13 @@ fn limits(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Limits> {
             .map_or(defaults.max_body_bytes, |n| n as usize),
         sse_heartbeat: defaults.sse_heartbeat,
     };
+    if limits.max_http_conns_per_ip < limits.max_conns_per_ip {
+        bail!(
+            "PYLON_MAX_HTTP_CONNS_PER_IP ({}) must be at least PYLON_MAX_CONNS_PER_IP ({}): an upgraded socket counts in both",
+            limits.max_http_conns_per_ip,
+            limits.max_conns_per_ip
+        );
+    }
     if limits.ping_interval >= limits.idle_timeout {
         bail!(
             "PYLON_PING_INTERVAL_SECS ({}) must be shorter than PYLON_IDLE_TIMEOUT_SECS ({})",
@@ -401,6 +477,22 @@ mod tests {
                 &[("PYLON_IDLE_TIMEOUT_SECS", "5"), ("PYLON_PING_INTERVAL_SECS", "9")],
                 "PYLON_PING_INTERVAL_SECS",
             ),
+            (Mode::Dev, &[("PYLON_BODY_TIMEOUT_SECS", "0")], "PYLON_BODY_TIMEOUT_SECS"),
+            (Mode::Dev, &[("PYLON_MATCHES_PER_MINUTE", "x")], "PYLON_MATCHES_PER_MINUTE"),
+            (Mode::Dev, &[("PYLON_MAX_MATCHES_PER_USER", "0")], "PYLON_MAX_MATCHES_PER_USER"),
+            (Mode::Dev, &[("PYLON_MAX_MATCHES", "-5")], "PYLON_MAX_MATCHES"),
+            (
+                Mode::Dev,
+                &[("PYLON_GUESTS_PER_MINUTE_PER_IP", "1.5")],
+                "PYLON_GUESTS_PER_MINUTE_PER_IP",
+            ),
+            (Mode::Dev, &[("PYLON_GUEST_SESSION_TTL_SECS", "0")], "PYLON_GUEST_SESSION_TTL_SECS"),
+            (Mode::Dev, &[("PYLON_TRUSTED_PROXIES", "10.0.0.0/8")], "PYLON_TRUSTED_PROXIES"),
+            (
+                Mode::Dev,
+                &[("PYLON_MAX_HTTP_CONNS_PER_IP", "100"), ("PYLON_MAX_CONNS_PER_IP", "200")],
+                "PYLON_MAX_HTTP_CONNS_PER_IP",
+            ),
         ];
         for (mode, env, var) in cases {
             let err = Config::from_lookup(*mode, with(env)).unwrap_err().to_string();
@@ -408,6 +500,45 @@ mod tests {
         }
         // `*` is fine in dev mode.
         assert!(Config::from_lookup(Mode::Dev, with(&[("PYLON_CORS_ORIGIN", "*")])).is_ok());
+    }
+
+    /// The limits of issue 11: documented defaults, and each variable read into its field.
+    #[test]
+    fn security_limits_defaults_and_overrides() {
+        let d = Config::from_lookup(Mode::Serve, with(&[TOKEN])).unwrap();
+        assert_eq!(d.limits.body_timeout, Duration::from_secs(10));
+        assert_eq!(d.limits.max_http_conns_per_ip, 512);
+        assert_eq!(d.limits.max_conns_per_ip, 256);
+        assert_eq!(d.limits.matches_per_minute, 20);
+        assert_eq!(d.limits.max_matches_per_user, 5);
+        assert_eq!(d.limits.max_matches, 20_000);
+        assert_eq!(d.limits.guests_per_minute_per_ip, 20);
+        assert_eq!(d.guest_session_ttl, Duration::from_secs(86_400));
+        assert!(d.trusted_proxies.is_empty());
+        let c = Config::from_lookup(
+            Mode::Serve,
+            with(&[
+                TOKEN,
+                ("PYLON_BODY_TIMEOUT_SECS", "3"),
+                ("PYLON_MAX_HTTP_CONNS_PER_IP", "300"),
+                ("PYLON_MATCHES_PER_MINUTE", "7"),
+                ("PYLON_MAX_MATCHES_PER_USER", "2"),
+                ("PYLON_MAX_MATCHES", "99"),
+                ("PYLON_GUESTS_PER_MINUTE_PER_IP", "4"),
+                ("PYLON_GUEST_SESSION_TTL_SECS", "3600"),
+                ("PYLON_TRUSTED_PROXIES", " 10.0.0.1, ::1 ,"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(3));
+        assert_eq!(c.limits.max_http_conns_per_ip, 300);
+        assert_eq!(c.limits.matches_per_minute, 7);
+        assert_eq!(c.limits.max_matches_per_user, 2);
+        assert_eq!(c.limits.max_matches, 99);
+        assert_eq!(c.limits.guests_per_minute_per_ip, 4);
+        assert_eq!(c.guest_session_ttl, Duration::from_secs(3600));
+        let proxies: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(c.trusted_proxies, proxies);
     }
 
     /// A closed port is refused as unreachable, naming the variable.

@@ -132,6 +132,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         cors_origins: config.cors_origins.clone(),
         regions: config.regions.clone(),
         limits: config.limits.clone(),
+        session_ttl: config.guest_session_ttl,
+        trusted_proxies: config.trusted_proxies.clone(),
         ..ApiConfig::default()
     };
     let entities =

@@ -1,11 +1,17 @@
 //! Who is calling: bearer tokens from the `Authorization` header, the `bearer.` WebSocket
 //! subprotocol or the deprecated `?token=` query, resolved against the admin token
 //! (constant-time) and the session store. Also the guest, logout and `me` endpoints.
+//!
+//! [`http_caller`], [`require_caller`] and [`resolve`] say who is calling;
+//! [`http_session`] and [`resolve_session`] also say which session (its key and expiry),
+//! for connections that must end with it (`crate::sessions_live`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use percent_encoding::percent_decode_str;
@@ -15,6 +21,9 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::{Refusal, addr_key};
+use crate::metrics::Limit;
+use crate::sessions_live::SessionRef;
 
 /// The user id the admin token authenticates as.
 pub const ADMIN_USER: &str = "admin";
@@ -89,26 +98,57 @@ pub enum AuthFailure {
     Store(String),
 }
 
+/// Whether `token` is the admin token (compared in constant time).
+#[must_use]
+pub fn is_admin_token(state: &AppState, token: &str) -> bool {
+    state.config.admin_token.as_deref().is_some_and(|admin| {
+        let same: bool = admin.as_bytes().ct_eq(token.as_bytes()).into();
+        same
+    })
+}
+
+/// A resolved token: the caller, and its session (`None` for the admin token, which has
+/// no session and never expires).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Who is calling.
+    pub auth: Auth,
+    /// Which session, for connections that must end with it.
+    pub session: Option<SessionRef>,
+}
+
 /// Resolves a token: the admin token (compared in constant time) or a live session.
 ///
 /// # Errors
 /// [`AuthFailure`].
 pub async fn resolve(state: &AppState, token: &str) -> Result<Auth, AuthFailure> {
-    if let Some(admin) = state.config.admin_token.as_deref() {
-        let same: bool = admin.as_bytes().ct_eq(token.as_bytes()).into();
-        if same {
-            return Ok(Auth { user_id: Arc::from(ADMIN_USER), is_admin: true });
-        }
+    resolve_session(state, token).await.map(|r| r.auth)
+}
+
+/// Like [`resolve`], also naming the session.
+///
+/// # Errors
+/// [`AuthFailure`].
+pub async fn resolve_session(state: &AppState, token: &str) -> Result<Resolved, AuthFailure> {
+    if is_admin_token(state, token) {
+        let auth = Auth { user_id: Arc::from(ADMIN_USER), is_admin: true };
+        return Ok(Resolved { auth, session: None });
     }
     let sessions = Arc::clone(&state.sessions);
     let token = token.to_owned();
     let now = unix_now();
-    let found = tokio::task::spawn_blocking(move || sessions.resolve(&token, now))
-        .await
-        .map_err(|e| AuthFailure::Store(e.to_string()))?
-        .map_err(|e| AuthFailure::Store(e.to_string()))?;
+    let (found, key) = tokio::task::spawn_blocking(move || {
+        let key = pylon_storage::sessions::token_hash(&token);
+        sessions.resolve(&token, now).map(|found| (found, key))
+    })
+    .await
+    .map_err(|e| AuthFailure::Store(e.to_string()))?
+    .map_err(|e| AuthFailure::Store(e.to_string()))?;
     match found {
-        Some(session) => Ok(Auth { user_id: Arc::from(session.user_id), is_admin: false }),
+        Some(session) => Ok(Resolved {
+            auth: Auth { user_id: Arc::from(session.user_id), is_admin: false },
+            session: Some(SessionRef { key, expires_at: session.expires_at }),
+        }),
         None => Err(AuthFailure::Invalid),
     }
 }
@@ -123,11 +163,23 @@ pub async fn http_caller(
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<Option<Auth>, ApiError> {
+    Ok(http_session(state, headers, query_token).await?.map(|r| r.auth))
+}
+
+/// Like [`http_caller`], also naming the session (streams that must end with it).
+///
+/// # Errors
+/// 401 for a token that resolves to nothing; 500 when the store fails.
+pub async fn http_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<Option<Resolved>, ApiError> {
     let Some(token) = header_token(headers).or_else(|| query_token.map(str::to_owned)) else {
         return Ok(None);
     };
-    match resolve(state, &token).await {
-        Ok(auth) => Ok(Some(auth)),
+    match resolve_session(state, &token).await {
+        Ok(resolved) => Ok(Some(resolved)),
         Err(AuthFailure::Invalid) => Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "AUTH_REQUIRED",
@@ -177,8 +229,29 @@ pub(crate) struct GuestReply {
     expires_at: i64,
 }
 
-/// `POST /api/auth/guest`: a new anonymous user and its session token.
-pub(crate) async fn guest(State(state): State<AppState>) -> Result<Json<GuestReply>, ApiError> {
+/// `POST /api/auth/guest`: a new anonymous user and its session token. At most
+/// `guests_per_minute_per_ip` per client address (429 `RATE_LIMITED` with `Retry-After`);
+/// a request carrying the admin token (`Authorization: Bearer`) is exempt, for load tools
+/// that sign in thousands of bots from one machine.
+pub(crate) async fn guest(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<GuestReply>, ApiError> {
+    let exempt = header_token(&headers).is_some_and(|t| is_admin_token(&state, &t));
+    if !exempt && let Err(refusal) = state.rates.guests.check(addr_key(client.ip()), Instant::now())
+    {
+        let limit = state.config.limits.guests_per_minute_per_ip;
+        let what =
+            if matches!(refusal, Refusal::Crowded) { Limit::LimiterFull } else { Limit::Guests };
+        state.metrics.count_refusal(what);
+        return Err(ApiError::too_many(
+            "RATE_LIMITED",
+            format!("too many guest sessions from this address (limit {limit} a minute)"),
+            "reuse the guest token you have (it lasts a day); retry after the Retry-After seconds",
+            Some(refusal.retry_after_secs()),
+        ));
+    }
     let sessions = Arc::clone(&state.sessions);
     let ttl = i64::try_from(state.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
     let now = unix_now();
@@ -198,18 +271,26 @@ pub(crate) struct LogoutReply {
     ok: bool,
 }
 
-/// `POST /api/auth/logout`: revokes the calling session.
+/// `POST /api/auth/logout`: revokes the calling session and ends its live connections
+/// (shard sockets and feed sockets close with 1008 "session ended", SSE streams end).
 pub(crate) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<LogoutReply>, ApiError> {
     let token = header_token(&headers).ok_or_else(ApiError::auth_required)?;
+    let key = pylon_storage::sessions::token_hash(&token);
     let sessions = Arc::clone(&state.sessions);
     let revoked = tokio::task::spawn_blocking(move || sessions.revoke(&token))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::internal(&e))?;
-    if revoked { Ok(Json(LogoutReply { ok: true })) } else { Err(ApiError::auth_required()) }
+    if !revoked {
+        return Err(ApiError::auth_required());
+    }
+    if state.live.end(&key, unix_now()) {
+        state.metrics.sessions_ended[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(Json(LogoutReply { ok: true }))
 }
 
 #[derive(Serialize)]

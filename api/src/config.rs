@@ -1,6 +1,7 @@
 //! What the API layer needs to know, already validated (the binary's `src/config.rs`
 //! reads the environment and builds this).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Regions: this process's and where the others live (DESIGN.md section 5).
@@ -40,11 +41,25 @@ pub struct Limits {
     /// Sustained inputs per second per connection (default 120). A connection may burst
     /// to twice this for a moment (the grace); beyond that it is closed with 4429.
     pub max_inputs_per_sec: u32,
-    /// Shard sockets per client address (`PYLON_MAX_CONNS_PER_IP`, default 256).
+    /// Long-lived sockets per client address: shard sockets, feed sockets and SSE streams
+    /// together (`PYLON_MAX_CONNS_PER_IP`, default 256). Protects memory and file
+    /// descriptors from one address holding thousands of subscriptions.
     pub max_conns_per_ip: u32,
-    /// Time allowed for a connection's request headers, and for the shard's join answer
-    /// (default 10 s).
+    /// TCP connections per client address on every port (`PYLON_MAX_HTTP_CONNS_PER_IP`,
+    /// default 512; at least `max_conns_per_ip`, since an upgraded socket counts in both).
+    /// Counted in the accept loop, before any header is read, so behind a proxy it counts
+    /// the proxy. Over it: a minimal 429 `TOO_MANY_CONNECTIONS`, then close. Protects file
+    /// descriptors and tasks from idle or slow connections opened by the thousand.
+    pub max_http_conns_per_ip: u32,
+    /// Time allowed for a connection's request headers (also the longest an idle
+    /// keep-alive connection stays open between requests), and for the shard's join
+    /// answer (`PYLON_HANDSHAKE_TIMEOUT_SECS`, default 10 s). Protects against slowloris
+    /// heads and silent connections.
     pub handshake_timeout: Duration,
+    /// Total time allowed for reading a request body, from its head
+    /// (`PYLON_BODY_TIMEOUT_SECS`, default 10 s); over it: 408 `REQUEST_TIMEOUT`, the
+    /// connection closed. Protects against bodies that never finish.
+    pub body_timeout: Duration,
     /// A socket that sends nothing, not even a pong, for this long is closed with 4408
     /// (default 60 s).
     pub idle_timeout: Duration,
@@ -52,6 +67,22 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// Largest HTTP request body, bytes (default 1 MiB); larger is 413.
     pub max_body_bytes: usize,
+    /// Matches one session may create per minute (`PYLON_MATCHES_PER_MINUTE`, default
+    /// 20: a burst of 20, then one every 3 s; the admin token is exempt). Protects the
+    /// tick threads and memory from a create flood.
+    pub matches_per_minute: u32,
+    /// Matches one session may have running at once (`PYLON_MAX_MATCHES_PER_USER`,
+    /// default 5; the admin token is exempt).
+    pub max_matches_per_user: u32,
+    /// Matches running in this process at once, whoever created them
+    /// (`PYLON_MAX_MATCHES`, default 20,000; the admin token is not exempt). Protects the
+    /// tick threads' budget: beyond it every match's ticks would be late.
+    pub max_matches: u32,
+    /// Guest sessions one client address may create per minute
+    /// (`PYLON_GUESTS_PER_MINUTE_PER_IP`, default 20: a burst of 20, then one every 3 s;
+    /// a request carrying the admin token is exempt, for load tools). Protects the
+    /// session store from a sign-up flood.
+    pub guests_per_minute_per_ip: u32,
     /// SSE heartbeat comment interval (default 15 s).
     pub sse_heartbeat: Duration,
 }
@@ -62,10 +93,16 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             max_inputs_per_sec: 120,
             max_conns_per_ip: 256,
+            max_http_conns_per_ip: 512,
             handshake_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(20),
             max_body_bytes: 1024 * 1024,
+            matches_per_minute: 20,
+            max_matches_per_user: 5,
+            max_matches: 20_000,
+            guests_per_minute_per_ip: 20,
             sse_heartbeat: Duration::from_secs(15),
         }
     }
@@ -84,8 +121,18 @@ pub struct ApiConfig {
     pub regions: Regions,
     /// Socket and HTTP limits.
     pub limits: Limits,
-    /// Lifetime of a guest session (default 30 days).
+    /// Lifetime of a guest session (`PYLON_GUEST_SESSION_TTL_SECS`, default 24 hours).
+    /// When it ends, the session's live sockets and streams are closed too.
     pub session_ttl: Duration,
+    /// How often expired sessions are deleted from the session store (default 10
+    /// minutes). Keeps the store from growing with sessions nobody can use.
+    pub session_purge_interval: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`PYLON_TRUSTED_PROXIES`,
+    /// default none). For a connection from one of them, the per-address limits (socket
+    /// cap, guest sessions) count the right-most address in `X-Forwarded-For` that is not
+    /// itself a trusted proxy; the HTTP connection cap, decided before any header is
+    /// read, counts the proxy.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ApiConfig {
@@ -96,7 +143,9 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             regions: Regions::default(),
             limits: Limits::default(),
-            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_ttl: Duration::from_secs(24 * 3600),
+            session_purge_interval: Duration::from_secs(600),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub hint: Option<String>,
     /// Extra keys of the error object (`field`, `oldest_seq`, `operation`).
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Seconds for a `Retry-After` header (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -40,7 +42,65 @@ struct Inner<'a> {
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), hint: None, details: serde_json::Map::new() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            hint: None,
+            details: serde_json::Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// The error for a bare `status` (what the JSON-shape middleware turns a plain-text
+    /// error into): the code is the status's name in UPPER_SNAKE (`PAYLOAD_TOO_LARGE`).
+    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "BAD_REQUEST",
+            StatusCode::UNAUTHORIZED => "AUTH_REQUIRED",
+            StatusCode::FORBIDDEN => "FORBIDDEN",
+            StatusCode::NOT_FOUND => "NOT_FOUND",
+            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+            StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
+            StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+            StatusCode::CONFLICT => "CONFLICT",
+            StatusCode::LENGTH_REQUIRED => "LENGTH_REQUIRED",
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+            StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE_ENTITY",
+            StatusCode::UPGRADE_REQUIRED => "UPGRADE_REQUIRED",
+            StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "HEADERS_TOO_LARGE",
+            StatusCode::NOT_IMPLEMENTED => "NOT_IMPLEMENTED",
+            StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+            StatusCode::GATEWAY_TIMEOUT => "TIMEOUT",
+            s if s.is_server_error() => "INTERNAL",
+            _ => "BAD_REQUEST",
+        };
+        Self::new(status, code, message)
+    }
+
+    /// 429 with `code` (`RATE_LIMITED`, `TOO_MANY_MATCHES`), a hint and, when a wait
+    /// helps, `Retry-After`.
+    pub fn too_many(
+        code: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+        retry_after: Option<u64>,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_hint(hint);
+        e.retry_after = retry_after;
+        e
+    }
+
+    /// 408 `REQUEST_TIMEOUT`: the request body did not arrive in time.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!("the request body did not arrive within {} s", limit.as_secs()),
+        )
+        .with_hint("send the whole body at once; the connection is closed")
     }
 
     /// Adds a hint.
@@ -115,7 +175,11 @@ impl IntoResponse for ApiError {
                 details: &self.details,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -125,7 +189,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
-    /// Unauthenticated or forbidden.
+    /// Unauthenticated or forbidden; also the session ended (logout, revocation, expiry:
+    /// reason "session ended").
     pub const POLICY: u16 = 1008;
     /// A frame over the size limit.
     pub const TOO_BIG: u16 = 1009;

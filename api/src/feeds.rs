@@ -30,6 +30,7 @@ use crate::entities::{Entities, Published, entities, entity_error};
 use crate::error::{ApiError, close};
 use crate::limits::ConnSlot;
 use crate::policies::{self, Caller, Projection};
+use crate::sessions_live::LiveSession;
 
 /// How `e` reaches `caller`: as it is, as a delete (the row left the caller's view), or
 /// not at all (the caller's feed shows a gap in `seq`).
@@ -165,13 +166,16 @@ pub(crate) async fn sse(
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        let caller = auth::http_caller(&state, &headers, token.as_deref()).await?;
+        let resolved = auth::http_session(&state, &headers, token.as_deref()).await?;
+        let live = resolved.as_ref().and_then(|r| r.session);
+        let live = live.map(|s| state.live.register(s, auth::unix_now()));
+        let caller = resolved.map(|r| r.auth);
         let feed = Feed::start(ents, caller, last_event.or(since)).await.map_err(entity_error)?;
-        Ok::<_, ApiError>(feed)
+        Ok::<_, ApiError>((feed, live))
     }
     .await;
     match result {
-        Ok(feed) => Sse::new(sse_events(feed, state.shutdown.clone(), slot))
+        Ok((feed, live)) => Sse::new(sse_events(feed, state.shutdown.clone(), slot, live))
             .keep_alive(
                 KeepAlive::new().interval(state.config.limits.sse_heartbeat).text(" heartbeat"),
             )
@@ -180,23 +184,29 @@ pub(crate) async fn sse(
     }
 }
 
-/// The event stream; it holds the client address's connection slot until it ends.
+/// The event stream; it holds the client address's connection slot until it ends, and
+/// ends with `event: session_ended` when the caller's session is logged out or expires.
 fn sse_events(
     feed: Feed,
     shutdown: tokio::sync::watch::Receiver<bool>,
     slot: ConnSlot,
+    live: Option<LiveSession>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(Some((feed, shutdown, slot)), |state| async move {
-        let (mut feed, mut shutdown, slot) = state?;
+    futures_util::stream::unfold(Some((feed, shutdown, slot, live)), |state| async move {
+        let (mut feed, mut shutdown, slot, live) = state?;
         let next = tokio::select! {
             biased;
             () = crate::shutting_down(&mut shutdown) => return None,
+            () = crate::sessions_live::ended(live.as_ref()) => {
+                let data = json!({ "code": "SESSION_ENDED" }).to_string();
+                return Some((Ok(Event::default().event("session_ended").data(data)), None));
+            }
             next = feed.next() => next,
         };
         match next {
             Ok(Some((e, p))) => Some((
                 Ok(Event::default().id(e.event.seq.to_string()).data(e.json_as(p).as_str())),
-                Some((feed, shutdown, slot)),
+                Some((feed, shutdown, slot, live)),
             )),
             Ok(None) => None,
             Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
@@ -234,7 +244,7 @@ pub(crate) async fn ws(
     let echo = auth::echo_entry(token.as_ref());
     let caller = match &token {
         None => Ok(None),
-        Some((t, _)) => auth::resolve(&state, t).await.map(Some),
+        Some((t, _)) => auth::resolve_session(&state, t).await.map(Some),
     };
     let mut upgrade = upgrade
         .max_message_size(state.config.limits.max_frame_bytes)
@@ -259,11 +269,14 @@ pub(crate) async fn ws(
 async fn run_ws(
     mut socket: WebSocket,
     state: AppState,
-    caller: Result<Option<Auth>, AuthFailure>,
+    caller: Result<Option<auth::Resolved>, AuthFailure>,
     since: Option<u64>,
 ) {
-    let caller = match caller {
-        Ok(c) => c,
+    let (caller, live) = match caller {
+        Ok(r) => {
+            let live = r.as_ref().and_then(|r| r.session);
+            (r.map(|r| r.auth), live.map(|s| state.live.register(s, auth::unix_now())))
+        }
         Err(_) => {
             let _ = socket.send(close::message(close::POLICY, "invalid or expired token")).await;
             return;
@@ -283,10 +296,12 @@ async fn run_ws(
     let (mut sink, mut stream) = socket.split();
     let mut shutdown_rx = state.shutdown.clone();
     let mut shutdown = std::pin::pin!(crate::shutting_down(&mut shutdown_rx));
+    let mut ended = std::pin::pin!(crate::sessions_live::ended(live.as_ref()));
     let (code, why) = loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break (close::GOING_AWAY, "server shutting down".to_owned()),
+            () = &mut ended => break (close::POLICY, "session ended".to_owned()),
             incoming = stream.next() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}

@@ -16,8 +16,12 @@
 //!   manifest's policies; [`feeds`]: change pull, sync WebSocket, SSE.
 //! - [`ops`], [`metrics`]: health, readiness, Prometheus text.
 //! - [`server`]: listeners, the accept loop, graceful shutdown.
+//! - [`limits`], [`body`], [`query`], [`sessions_live`]: the limits on every door
+//!   (connections per address, rates, body deadline, query numbers, live sessions ended
+//!   by logout and expiry); docs/SECURITY.md lists them.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod entities;
 pub mod error;
@@ -28,7 +32,9 @@ pub mod metrics;
 pub mod ops;
 pub mod persister;
 pub mod policies;
+pub mod query;
 pub mod server;
+pub mod sessions_live;
 pub mod shard_http;
 pub mod shard_ws;
 pub mod visible;
@@ -69,6 +75,12 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// Open sockets per client address.
     pub conns: Arc<limits::ConnLimiter>,
+    /// Open TCP connections per client address (every port).
+    pub http_conns: Arc<limits::ConnLimiter>,
+    /// Keyed rate limits (guest sessions, match creations, HTTP inputs).
+    pub rates: Arc<limits::Rates>,
+    /// Live connections by session, ended by logout and expiry.
+    pub live: Arc<sessions_live::LiveSessions>,
     /// Becomes `true` when shutdown starts.
     pub shutdown: watch::Receiver<bool>,
     /// Socket tasks (shutdown waits for them to send their close frames).
@@ -109,9 +121,53 @@ pub fn main_router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(cors)
         .with_state(state)
+}
+
+/// Every error answered in the JSON error shape: a 4xx or 5xx whose body is not JSON (a
+/// rejection produced by axum or a layer, never by our handlers) is rewritten into
+/// `{"error":{"code","message"}}` with the code named after the status, keeping
+/// `Retry-After` and `Allow`. A 408 (a body that did not arrive in time) also closes the
+/// connection: what is left of that body is never read.
+async fn json_errors(req: Request, next: Next) -> Response {
+    use axum::http::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+    use axum::response::IntoResponse;
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let mut response = if is_json {
+        response
+    } else {
+        let (parts, body) = response.into_parts();
+        let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            text
+        };
+        let mut rewritten = ApiError::from_status(status, message).into_response();
+        for name in [RETRY_AFTER, ALLOW] {
+            if let Some(value) = parts.headers.get(&name) {
+                rewritten.headers_mut().insert(name, value.clone());
+            }
+        }
+        rewritten
+    };
+    if status == StatusCode::REQUEST_TIMEOUT {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The shard port's router: the socket handler on every path (stock clients connect to
@@ -120,6 +176,7 @@ pub fn shard_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(ops::health))
         .fallback(get(shard_ws::handler))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -167,12 +224,20 @@ fn cors_layer(config: &ApiConfig) -> tower_http::cors::CorsLayer {
 
 /// The entity-sync socket port (`+1`): the sync WebSocket on every path.
 pub fn sync_router(state: AppState) -> Router {
-    Router::new().route("/health", get(ops::health)).fallback(get(feeds::ws)).with_state(state)
+    Router::new()
+        .route("/health", get(ops::health))
+        .fallback(get(feeds::ws))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state)
 }
 
 /// The SSE port (`+2`): the change stream on every path.
 pub fn events_router(state: AppState) -> Router {
-    Router::new().route("/health", get(ops::health)).fallback(get(feeds::sse)).with_state(state)
+    Router::new()
+        .route("/health", get(ops::health))
+        .fallback(get(feeds::sse))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state)
 }
 
 /// Resolves once shutdown has started (the guard of `wait_for` is dropped inside, so the

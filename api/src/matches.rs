@@ -3,7 +3,7 @@
 //! `running: false`) for a grace period, then a sweep forgets them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pylon_shard::{GameRegistry, MatchConfig, ShardError};
@@ -91,6 +91,38 @@ pub enum CreateError {
     /// No randomness for the id or seed.
     #[error("no randomness available: {0}")]
     Random(String),
+    /// The creator already has this many matches running.
+    #[error("you have {0} matches running, the most allowed at once")]
+    TooManyForOwner(usize),
+    /// The process already runs this many matches.
+    #[error("the server runs {0} matches, the most it allows at once")]
+    TooMany(usize),
+}
+
+/// Caps a creation is checked against.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    /// Who creates it (`None`: not counted per creator, e.g. the admin token).
+    pub owner: Option<Arc<str>>,
+    /// Running matches one creator may have.
+    pub per_owner: usize,
+    /// Running matches in the process.
+    pub total: usize,
+}
+
+/// Running matches counted for the caps: a creation reserves a slot before the (possibly
+/// slow) game construction and turns it into a handle after, so concurrent creations can
+/// never overshoot a cap.
+#[derive(Default)]
+struct Quotas {
+    /// An upper bound of running matches plus reservations: every creation adds one, and
+    /// only a recount (when the cap is reached) brings it down to the exact number. So the
+    /// common creation is O(1) and only one at the cap scans the table.
+    live: usize,
+    /// Creations between reservation and handle.
+    reserved: usize,
+    /// Each creator's matches (pruned of ended ones when checked) and reservations.
+    owners: HashMap<Arc<str>, (Vec<ShardHandle>, usize)>,
 }
 
 /// The match table.
@@ -100,6 +132,7 @@ pub struct Matches {
     region: String,
     by_id: RwLock<HashMap<Arc<str>, MatchEntry>>,
     by_shard: RwLock<HashMap<pylon_tick::ShardId, Arc<str>>>,
+    quotas: Mutex<Quotas>,
 }
 
 impl Matches {
@@ -112,7 +145,73 @@ impl Matches {
             region,
             by_id: RwLock::new(HashMap::new()),
             by_shard: RwLock::new(HashMap::new()),
+            quotas: Mutex::new(Quotas::default()),
         }
+    }
+
+    /// Like [`Matches::create`], within `quota`: at most `quota.total` running in the
+    /// process and `quota.per_owner` running for `quota.owner`.
+    ///
+    /// # Errors
+    /// [`CreateError::TooMany`], [`CreateError::TooManyForOwner`], or what
+    /// [`Matches::create`] returns.
+    pub fn create_within(
+        &self,
+        quota: &Quota,
+        game: &str,
+        params: serde_json::Value,
+        id: Option<&str>,
+        seed: Option<u64>,
+        record_replay: bool,
+    ) -> Result<MatchEntry, CreateError> {
+        self.reserve(quota)?;
+        let created = self.create(game, params, id, seed, record_replay);
+        let mut q = self.quotas();
+        q.reserved -= 1;
+        if let Some(owner) = &quota.owner
+            && let Some((handles, reserved)) = q.owners.get_mut(owner)
+        {
+            *reserved -= 1;
+            if let Ok(entry) = &created {
+                handles.push(entry.handle.clone());
+            }
+        }
+        if created.is_err() {
+            q.live = q.live.saturating_sub(1);
+        }
+        created
+    }
+
+    fn reserve(&self, quota: &Quota) -> Result<(), CreateError> {
+        let mut q = self.quotas();
+        if q.live >= quota.total {
+            q.live = self.count_running() + q.reserved;
+            if q.live >= quota.total {
+                return Err(CreateError::TooMany(quota.total));
+            }
+        }
+        if let Some(owner) = &quota.owner {
+            let (handles, reserved) = q.owners.entry(Arc::clone(owner)).or_default();
+            handles.retain(|h| h.status().is_running());
+            if handles.len() + *reserved >= quota.per_owner {
+                return Err(CreateError::TooManyForOwner(quota.per_owner));
+            }
+            *reserved += 1;
+        }
+        q.live += 1;
+        q.reserved += 1;
+        Ok(())
+    }
+
+    /// Matches starting or running now (a scan of the table).
+    #[must_use]
+    pub fn count_running(&self) -> usize {
+        self.read().values().filter(|e| e.handle.status().is_running()).count()
+    }
+
+    fn quotas(&self) -> std::sync::MutexGuard<'_, Quotas> {
+        // Each critical section leaves the counts consistent; poisoning changes nothing.
+        self.quotas.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The tick pool.
@@ -229,7 +328,13 @@ impl Matches {
             now.duration_since(ended) < grace
         });
         let removed = before - map.len();
+        drop(map);
+        self.quotas().owners.retain(|_, (handles, reserved)| {
+            handles.retain(|h| h.status().is_running());
+            !handles.is_empty() || *reserved > 0
+        });
         if removed > 0 {
+            let map = self.read();
             let live: std::collections::HashSet<pylon_tick::ShardId> =
                 map.values().map(|e| e.handle.id()).collect();
             drop(map);

@@ -13,6 +13,36 @@ use pylon_tick::{HistogramSnapshot, ThreadMetrics};
 /// Reasons the socket layer refuses an input before it reaches a tick thread.
 pub const SOCKET_REJECT_REASONS: [&str; 3] = ["rate_limited", "overloaded", "malformed"];
 
+/// The limits whose refusals are counted (`pylon_limit_refusals_total{limit=…}`).
+pub const LIMITS: [&str; 7] = [
+    "http_connections",
+    "guests",
+    "match_rate",
+    "matches_per_user",
+    "matches_total",
+    "http_inputs",
+    "limiter_full",
+];
+
+/// Index into [`LIMITS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// TCP connections per client address.
+    HttpConnections = 0,
+    /// Guest sessions per address per minute.
+    Guests = 1,
+    /// Match creations per session per minute.
+    MatchRate = 2,
+    /// Running matches per session.
+    MatchesPerUser = 3,
+    /// Running matches in the process.
+    MatchesTotal = 4,
+    /// HTTP inputs per subscriber per second.
+    HttpInputs = 5,
+    /// A keyed limiter refused a new key because its map was full.
+    LimiterFull = 6,
+}
+
 /// Counters kept by the I/O layer.
 #[derive(Debug, Default)]
 pub struct ApiMetrics {
@@ -35,6 +65,14 @@ pub struct ApiMetrics {
     pub snapshots_replaced: AtomicU64,
     /// Inputs refused by the socket layer, by [`SOCKET_REJECT_REASONS`].
     pub inputs_rejected: [AtomicU64; 3],
+    /// Errors from `accept` (out of file descriptors and the like).
+    pub accept_errors: AtomicU64,
+    /// Requests or connections refused by a limit, by [`LIMITS`].
+    pub refusals: [AtomicU64; 7],
+    /// Expired sessions deleted by the periodic purge.
+    pub sessions_purged: AtomicU64,
+    /// Sessions whose live connections were ended: by logout, by expiry.
+    pub sessions_ended: [AtomicU64; 2],
     /// Sockets closed, by close code.
     closes: Mutex<BTreeMap<u16, u64>>,
     /// HTTP requests by (route, status).
@@ -56,6 +94,11 @@ impl ApiMetrics {
                 map.insert((route.to_owned(), status), 1);
             }
         }
+    }
+
+    /// Counts one refusal by `limit`.
+    pub fn count_refusal(&self, limit: Limit) {
+        self.refusals[limit as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one input refused by the socket layer (`reason` indexes
@@ -90,6 +133,7 @@ pub fn render(api: &ApiMetrics, src: &Sources<'_>) -> String {
     let mut out = String::with_capacity(16 * 1024);
     tick_section(&mut out, api, src);
     api_section(&mut out, api, src);
+    limits_section(&mut out, api);
     out
 }
 
@@ -247,6 +291,42 @@ fn api_section(out: &mut String, api: &ApiMetrics, src: &Sources<'_>) {
         let route = route.replace('\\', "\\\\").replace('"', "\\\"");
         let _ =
             writeln!(out, "pylon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+    }
+}
+
+/// Accept errors, limit refusals, session purges and ends.
+fn limits_section(out: &mut String, api: &ApiMetrics) {
+    counter(
+        out,
+        "pylon_accept_errors_total",
+        "Errors accepting a connection (each followed by a back-off).",
+        api.accept_errors.load(Ordering::Relaxed),
+    );
+    header(
+        out,
+        "pylon_limit_refusals_total",
+        "Requests or connections refused by a limit.",
+        "counter",
+    );
+    for (limit, n) in LIMITS.iter().zip(&api.refusals) {
+        let n = n.load(Ordering::Relaxed);
+        let _ = writeln!(out, "pylon_limit_refusals_total{{limit=\"{limit}\"}} {n}");
+    }
+    counter(
+        out,
+        "pylon_sessions_purged_total",
+        "Expired sessions deleted from the session store.",
+        api.sessions_purged.load(Ordering::Relaxed),
+    );
+    header(
+        out,
+        "pylon_sessions_ended_total",
+        "Sessions whose live connections were closed.",
+        "counter",
+    );
+    for (why, n) in ["logout", "expired"].iter().zip(&api.sessions_ended) {
+        let n = n.load(Ordering::Relaxed);
+        let _ = writeln!(out, "pylon_sessions_ended_total{{why=\"{why}\"}} {n}");
     }
 }
 

@@ -2,14 +2,21 @@
 //!
 //! Connections are served by hyper's HTTP/1.1 connection directly (not `axum::serve`) so
 //! that the handshake timeout (`header_read_timeout`), `TCP_NODELAY` and per-connection
-//! graceful shutdown are ours to set. Shutdown order: stop accepting; every connection
+//! graceful shutdown are ours to set.
+//!
+//! The doors of every port: the accept loop counts TCP connections per client address
+//! (over the cap: a minimal 429, then close) and backs off exponentially on accept errors
+//! (counted, never spinning); hyper closes a connection whose request head has not
+//! arrived within the handshake timeout (an idle keep-alive connection included); every
+//! request body gets one total read deadline ([`crate::body::TimedBody`]); the client
+//! address of a request from a trusted proxy is taken from `X-Forwarded-For`. Shutdown order: stop accepting; every connection
 //! finishes its in-flight request and closes; every shard socket sends 1001; matches are
 //! stopped; the tick threads end; storage is flushed. In-flight work gets `grace` (30 s
 //! by default) in all.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +26,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pylon_shard::StopReason;
 use pylon_storage::SessionStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -81,6 +89,7 @@ impl Server {
         version: &'static str,
     ) -> Self {
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let rates = Arc::new(limits::Rates::new(&config.limits));
         let state = AppState {
             config: Arc::new(config),
             matches: Arc::new(matches),
@@ -88,6 +97,9 @@ impl Server {
             entities: None,
             metrics: Arc::new(ApiMetrics::default()),
             conns: Arc::new(limits::ConnLimiter::default()),
+            http_conns: Arc::new(limits::ConnLimiter::default()),
+            rates,
+            live: Arc::new(crate::sessions_live::LiveSessions::default()),
             shutdown,
             tasks: TaskTracker::new(),
             started: Instant::now(),
@@ -152,6 +164,31 @@ impl Server {
         }
     }
 
+    /// One accept loop per bound port: main, shard, and sync and events when bound.
+    fn start_accepting(
+        &self,
+        listeners: Listeners,
+        connections: &TaskTracker,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let state = &self.state;
+        let mut ports = vec![
+            (listeners.main, main_router(state.clone())),
+            (listeners.shard, shard_router(state.clone())),
+        ];
+        if let Some(l) = listeners.sync {
+            ports.push((l, crate::sync_router(state.clone())));
+        }
+        if let Some(l) = listeners.events {
+            ports.push((l, crate::events_router(state.clone())));
+        }
+        ports
+            .into_iter()
+            .map(|(listener, router)| {
+                tokio::spawn(accept_loop(listener, router, state, connections))
+            })
+            .collect()
+    }
+
     /// Serves until `signal` resolves, then shuts down gracefully within `grace`.
     pub async fn run(
         mut self,
@@ -161,34 +198,12 @@ impl Server {
     ) {
         let persister = self.start_persister();
         let connections = TaskTracker::new();
-        let main =
-            accept_loop(listeners.main, main_router(self.state.clone()), &self.state, &connections);
-        let shard = accept_loop(
-            listeners.shard,
-            shard_router(self.state.clone()),
-            &self.state,
-            &connections,
-        );
-        let mut extra = Vec::new();
-        if let Some(l) = listeners.sync {
-            extra.push(tokio::spawn(accept_loop(
-                l,
-                crate::sync_router(self.state.clone()),
-                &self.state,
-                &connections,
-            )));
-        }
-        if let Some(l) = listeners.events {
-            extra.push(tokio::spawn(accept_loop(
-                l,
-                crate::events_router(self.state.clone()),
-                &self.state,
-                &connections,
-            )));
-        }
-        let sweeper = tokio::spawn(sweep_loop(self.state.clone()));
-        let main = tokio::spawn(main);
-        let shard = tokio::spawn(shard);
+        let accepting = self.start_accepting(listeners, &connections);
+        let sweepers = [
+            tokio::spawn(sweep_loop(self.state.clone())),
+            tokio::spawn(session_sweep_loop(self.state.clone())),
+            tokio::spawn(purge_loop(self.state.clone())),
+        ];
 
         signal.await;
         let started = Instant::now();
@@ -198,12 +213,10 @@ impl Server {
         self.stop_matches().await;
         tracing::info!("shutdown: stopped accepting; finishing in-flight work");
         let _ = self.shutdown_tx.send(true);
-        let _ = main.await;
-        let _ = shard.await;
-        for task in extra {
+        for task in accepting {
             let _ = task.await;
         }
-        sweeper.abort();
+        sweepers.iter().for_each(tokio::task::JoinHandle::abort);
 
         // Anything created while the first stop ran is stopped now.
         for entry in self.state.matches.list() {
@@ -237,11 +250,70 @@ impl Server {
 
 async fn sweep_loop(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
+    let mut rates_due = Instant::now();
     loop {
         every.tick().await;
-        state.matches.sweep(Instant::now(), Duration::from_secs(60));
+        let now = Instant::now();
+        state.matches.sweep(now, Duration::from_secs(60));
+        if now >= rates_due {
+            // Refilled buckets are forgotten: the limiters hold only keys in use.
+            state.rates.sweep(now);
+            rates_due = now + Duration::from_secs(60);
+        }
     }
 }
+
+/// Ends, every second, the live connections of sessions that expired.
+async fn session_sweep_loop(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let ended = state.live.sweep(crate::auth::unix_now());
+        if ended > 0 {
+            state.metrics.sessions_ended[1]
+                .fetch_add(ended as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(sessions = ended, "expired sessions: live connections closed");
+        }
+    }
+}
+
+/// Deletes expired sessions from the store every `session_purge_interval`, on the
+/// blocking pool.
+async fn purge_loop(state: AppState) {
+    let period = state.config.session_purge_interval;
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        every.tick().await;
+        let sessions = Arc::clone(&state.sessions);
+        let now = crate::auth::unix_now();
+        match tokio::task::spawn_blocking(move || sessions.purge_expired(now)).await {
+            Ok(Ok(purged)) => {
+                state
+                    .metrics
+                    .sessions_purged
+                    .fetch_add(purged, std::sync::atomic::Ordering::Relaxed);
+                if purged > 0 {
+                    tracing::info!(purged, "expired sessions purged");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging expired sessions failed"),
+            Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+        }
+    }
+}
+
+/// What every connection of a port needs (cloned into each connection task).
+#[derive(Clone)]
+struct ConnSettings {
+    router: Router,
+    handshake: Duration,
+    body_timeout: Duration,
+    trusted: Arc<[IpAddr]>,
+}
+
+/// Refusals (429 to a connection over its address's cap) in flight at once; beyond this
+/// a refused connection is dropped without an answer rather than holding a task.
+const REFUSALS_IN_FLIGHT: usize = 256;
 
 fn accept_loop(
     listener: TcpListener,
@@ -250,45 +322,162 @@ fn accept_loop(
     connections: &TaskTracker,
 ) -> impl Future<Output = ()> + Send + 'static {
     let mut shutdown = state.shutdown.clone();
-    let handshake = state.config.limits.handshake_timeout;
+    let limits = &state.config.limits;
+    let settings = ConnSettings {
+        router,
+        handshake: limits.handshake_timeout,
+        body_timeout: limits.body_timeout,
+        trusted: state.config.trusted_proxies.clone().into(),
+    };
+    let max = limits.max_http_conns_per_ip;
+    let (http_conns, metrics) = (Arc::clone(&state.http_conns), Arc::clone(&state.metrics));
     let connections = connections.clone();
+    let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS_IN_FLIGHT));
+    let mut backoff = limits::Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     async move {
         loop {
             let accepted = tokio::select! {
                 _ = crate::shutting_down(&mut shutdown) => return,
                 accepted = listener.accept() => accepted,
             };
-            match accepted {
-                Ok((stream, remote)) => {
-                    let conn = serve_connection(
-                        stream,
-                        remote,
-                        router.clone(),
-                        shutdown.clone(),
-                        handshake,
-                    );
-                    connections.spawn(conn);
-                }
+            let (stream, remote) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    metrics.accept_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let wait = backoff.fail();
+                    tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = crate::shutting_down(&mut shutdown) => return,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            backoff.reset();
+            // The TCP peer, not a forwarded address: no header has been read yet.
+            match http_conns.acquire(remote.ip(), max) {
+                Some(slot) => {
+                    let stream = Counted { stream, _slot: slot };
+                    connections.spawn(serve_connection(
+                        stream,
+                        remote,
+                        settings.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                None => {
+                    metrics.count_refusal(crate::metrics::Limit::HttpConnections);
+                    if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                        connections.spawn(async move {
+                            refuse_connection(stream, max).await;
+                            drop(permit);
+                        });
+                    }
                 }
             }
         }
     }
 }
 
-async fn serve_connection(
+/// Answers a connection over its address's cap with a minimal 429 in the JSON error
+/// shape and closes it: the answer, a FIN, then what the client sent is drained (at most
+/// one second) so the close does not reset the connection before the answer is read.
+async fn refuse_connection(mut stream: TcpStream, max: u32) {
+    let body = serde_json::json!({ "error": {
+        "code": "TOO_MANY_CONNECTIONS",
+        "message": limits::over_cap(max),
+        "hint": "close idle connections or reuse one (keep-alive); behind a proxy, set PYLON_TRUSTED_PROXIES",
+    }})
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let limit = Duration::from_secs(1);
+    if tokio::time::timeout(limit, stream.write_all(response.as_bytes())).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(limit, async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// Which client a request is from: `ConnectInfo` carries the client address (forwarded
+/// when the peer is a trusted proxy, else the peer), [`TcpPeer`] the TCP peer itself.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpPeer(pub SocketAddr);
+
+/// A connection holding its address's slot: the slot goes wherever the socket goes (into
+/// an upgraded WebSocket too), so an upgraded socket keeps counting until it closes.
+struct Counted {
     stream: TcpStream,
+    _slot: limits::ConnSlot,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+async fn serve_connection(
+    stream: Counted,
     remote: SocketAddr,
-    router: Router,
+    settings: ConnSettings,
     mut shutdown: watch::Receiver<bool>,
-    handshake: Duration,
 ) {
-    let _ = stream.set_nodelay(true);
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(remote));
+    let _ = stream.stream.set_nodelay(true);
+    let ConnSettings { router, handshake, body_timeout, trusted } = settings;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let client = limits::client_addr(remote.ip(), req.headers(), &trusted);
+        let client = if client == remote.ip() { remote } else { SocketAddr::new(client, 0) };
+        let mut req =
+            req.map(|body| axum::body::Body::new(crate::body::TimedBody::new(body, body_timeout)));
+        req.extensions_mut().insert(ConnectInfo(client));
+        req.extensions_mut().insert(TcpPeer(remote));
         let router = router.clone();
         async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
     });

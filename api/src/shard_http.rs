@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, RawQuery, Request, State};
@@ -14,8 +15,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use futures_util::Stream;
 use pylon_shard::codec::{FrameEncoder, InputPayload, WireMode};
-use pylon_shard::{JoinRejected, Outgoing, StopReason};
-use pylon_tick::{InputFrom, Mailbox, SendError};
+use pylon_shard::{InputRejected, JoinRejected, Outgoing, StopReason};
+use pylon_tick::{InputFrom, InputVerdict, Mailbox, SendError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -23,27 +24,46 @@ use serde_json::value::RawValue;
 use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
-use crate::matches::{CreateError, MatchEntry, MatchInfo};
+use crate::limits::Refusal;
+use crate::matches::{CreateError, MatchEntry, MatchInfo, Quota};
+use crate::metrics::Limit;
 
-/// A JSON body with our error shape: 413 `PAYLOAD_TOO_LARGE` over the body limit, 400
-/// `INVALID_JSON` when it does not parse.
+/// A request body read whole, with our error shape: 413 `PAYLOAD_TOO_LARGE` over the body
+/// limit, 408 `REQUEST_TIMEOUT` when it does not arrive within the body deadline
+/// ([`crate::body::TimedBody`]; the connection is then closed), 400 otherwise.
+pub struct BodyBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(BodyBytes).map_err(|rejection| {
+            if crate::body::is_body_timeout(&rejection) {
+                let limit = crate::body::timeout_of(&rejection).unwrap_or_default();
+                ApiError::body_timeout(limit)
+            } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "request body too large",
+                )
+                .with_hint("PYLON_MAX_BODY_BYTES sets the limit")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", rejection.body_text())
+            }
+        })
+    }
+}
+
+/// A JSON body with our error shape: the errors of [`BodyBytes`], and 400 `INVALID_JSON`
+/// when it does not parse.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    "request body too large",
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", rejection.body_text())
-            }
-        })?;
+        let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid_json(format!("invalid JSON body: {e}")))
@@ -96,7 +116,10 @@ pub(crate) struct CreateBody {
 }
 
 /// `POST /api/shards`: create a match of a registered game (any session; a chosen `id`
-/// or `seed` needs the admin token).
+/// or `seed` needs the admin token). A session may create `matches_per_minute` a minute
+/// (429 `RATE_LIMITED` with `Retry-After`) and have `max_matches_per_user` running (429
+/// `TOO_MANY_MATCHES`); the admin token is exempt from both, but no creator from the
+/// process-wide `max_matches` (429 `TOO_MANY_MATCHES`).
 pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,7 +131,29 @@ pub(crate) async fn create(
             "choosing a match id or seed, or recording a replay, needs the admin token",
         ));
     }
-    let created = state.matches.create(
+    let limits = &state.config.limits;
+    if !caller.is_admin
+        && let Err(refusal) =
+            state.rates.match_creates.check(Arc::clone(&caller.user_id), Instant::now())
+    {
+        state.metrics.count_refusal(match refusal {
+            Refusal::Crowded => Limit::LimiterFull,
+            Refusal::Empty { .. } => Limit::MatchRate,
+        });
+        return Err(ApiError::too_many(
+            "RATE_LIMITED",
+            format!("too many matches created (limit {} a minute)", limits.matches_per_minute),
+            "join an existing match instead of creating one; retry after the Retry-After seconds",
+            Some(refusal.retry_after_secs()),
+        ));
+    }
+    let quota = Quota {
+        owner: (!caller.is_admin).then(|| Arc::clone(&caller.user_id)),
+        per_owner: limits.max_matches_per_user as usize,
+        total: limits.max_matches as usize,
+    };
+    let created = state.matches.create_within(
+        &quota,
         &body.game,
         body.params,
         body.id.as_deref(),
@@ -120,28 +165,52 @@ pub(crate) async fn create(
             tracing::info!(shard = %entry.id, game = %body.game, by = %caller.user_id, "match created");
             Ok((StatusCode::CREATED, Json(entry.info())))
         }
-        Err(CreateError::Game(pylon_shard::ShardError::UnknownGame(name))) => {
+        Err(e) => Err(create_error(&state, e)),
+    }
+}
+
+fn create_error(state: &AppState, e: CreateError) -> ApiError {
+    match e {
+        CreateError::Game(pylon_shard::ShardError::UnknownGame(name)) => {
             let known: Vec<&str> = state.matches.game_names().collect();
-            Err(ApiError::new(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "UNKNOWN_GAME",
                 format!("no game named {name:?}"),
             )
-            .with_hint(format!("registered games: {}", known.join(", "))))
+            .with_hint(format!("registered games: {}", known.join(", ")))
         }
-        Err(CreateError::Game(e)) => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMS", e.to_string()))
+        CreateError::Game(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMS", e.to_string())
         }
-        Err(CreateError::Exists(id)) => Err(ApiError::new(
+        CreateError::Exists(id) => ApiError::new(
             StatusCode::CONFLICT,
             "SHARD_EXISTS",
             format!("a match with id {id:?} already exists"),
-        )),
-        Err(e @ CreateError::BadId) => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ID", e.to_string()))
+        ),
+        e @ CreateError::BadId => {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ID", e.to_string())
         }
-        Err(CreateError::Send(SendError::Full)) => Err(ApiError::overloaded()),
-        Err(e) => Err(ApiError::internal(&e)),
+        e @ CreateError::TooManyForOwner(_) => {
+            state.metrics.count_refusal(Limit::MatchesPerUser);
+            ApiError::too_many(
+                "TOO_MANY_MATCHES",
+                e.to_string(),
+                "finish or stop one of your matches first (idle matches stop after 60 s)",
+                None,
+            )
+        }
+        e @ CreateError::TooMany(_) => {
+            state.metrics.count_refusal(Limit::MatchesTotal);
+            ApiError::too_many(
+                "TOO_MANY_MATCHES",
+                e.to_string(),
+                "the server is full; retry later or in another region",
+                Some(30),
+            )
+        }
+        CreateError::Send(SendError::Full) => ApiError::overloaded(),
+        e => ApiError::internal(&e),
     }
 }
 
@@ -156,13 +225,18 @@ pub(crate) struct InputBody<'a> {
     subscriber_id: Option<String>,
 }
 
-/// `POST /api/shards/:id/input`: one input for a subscriber (by sid) of the match,
-/// reply `{"accepted":true,"seq":N}` (N: the `client_seq`, or a server sequence).
+/// `POST /api/shards/:id/input`: one input for a subscriber (by sid) of the match, answered
+/// with what the shard did with it: 200 `{"accepted":true,"seq":N}` once a tick applied it
+/// (N: the `client_seq`, or a server sequence), else 409 `INPUT_REJECTED` (no subscription
+/// for the sid, or the match is over), 403 (refused by the game), 400 (undecodable), 429
+/// (the subscriber's queue is full, or over its rate: the sockets' `max_inputs_per_sec`,
+/// burst twice that, per match and sid), 503 `OVERLOADED` (the tick thread's queue is full
+/// or no verdict came within the handshake timeout). Rejections carry `reason`.
 pub(crate) async fn input(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = auth::require_caller(&state, &headers, None).await?;
     let entry = find(&state, &id)?;
@@ -176,10 +250,23 @@ pub(crate) async fn input(
         return Err(ApiError::forbidden(format!("cannot send inputs as {sid}")));
     }
     if !entry.handle.status().is_running() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "INPUT_REJECTED",
-            "the match is not running",
+        return Err(input_rejected(InputRejected::Finished, None));
+    }
+    let key = (Arc::clone(&entry.id), Arc::clone(&sid));
+    if let Err(refusal) = state.rates.http_inputs.check(key, Instant::now()) {
+        state.metrics.count_refusal(match refusal {
+            Refusal::Crowded => Limit::LimiterFull,
+            Refusal::Empty { .. } => Limit::HttpInputs,
+        });
+        let rate = state.config.limits.max_inputs_per_sec;
+        return Err(ApiError::too_many(
+            "RATE_LIMITED",
+            format!(
+                "too many inputs for this subscriber (limit {rate} a second, burst {})",
+                2 * rate
+            ),
+            "send inputs at the match's tick rate; a shard socket carries them with less overhead",
+            Some(refusal.retry_after_secs()),
         ));
     }
     let payload = match parsed.input {
@@ -188,11 +275,66 @@ pub(crate) async fn input(
     };
     static SERVER_SEQ: AtomicU64 = AtomicU64::new(0);
     let seq = parsed.client_seq.unwrap_or_else(|| SERVER_SEQ.fetch_add(1, Ordering::Relaxed) + 1);
-    match entry.handle.input(InputFrom::Sid(sid), parsed.client_seq, payload) {
-        Ok(()) => Ok(Json(serde_json::json!({ "accepted": true, "seq": seq }))),
-        Err(SendError::Full) => Err(ApiError::overloaded()),
-        Err(e) => Err(ApiError::internal(&e)),
+    let verdict =
+        match entry.handle.input_with_receipt(InputFrom::Sid(sid), parsed.client_seq, payload) {
+            Ok(verdict) => verdict,
+            Err(SendError::Full) => return Err(ApiError::overloaded()),
+            Err(e) => return Err(ApiError::internal(&e)),
+        };
+    let wait = state.config.limits.handshake_timeout;
+    match tokio::time::timeout(wait, poll_fn(|cx| verdict.poll_recv(cx))).await {
+        Ok(Some(InputVerdict::Applied)) => {
+            Ok(Json(serde_json::json!({ "accepted": true, "seq": seq })))
+        }
+        Ok(Some(InputVerdict::Unauthorized)) => Err(ApiError::forbidden(
+            "the game refused this input now",
+        )
+        .with_hint(
+            "it is not allowed in the match's current state (not your turn, not a legal move)",
+        )
+        .with_detail("reason", "unauthorized".into())
+        .with_detail("seq", seq.into())),
+        Ok(Some(InputVerdict::Rejected(why))) => Err(input_rejected(why, Some(seq))),
+        // Closed without a verdict: the match ended before the tick that would take it.
+        Ok(None) => Err(input_rejected(InputRejected::Finished, Some(seq))),
+        Err(_) => Err(ApiError::overloaded().with_detail("seq", seq.into()).with_hint(format!(
+            "no verdict within {} s; the input may still be applied",
+            wait.as_secs()
+        ))),
     }
+}
+
+/// The answer for an input the shard refused.
+fn input_rejected(why: InputRejected, seq: Option<u64>) -> ApiError {
+    let (status, message, hint) = match why {
+        InputRejected::UnknownSubscriber => (
+            StatusCode::CONFLICT,
+            "no subscription for this sid in the match",
+            "connect a shard socket (?shard=<id>&sid=<sid>) or the SSE stream \
+             (GET /api/shards/<id>/connect?sid=<sid>) for this sid first",
+        ),
+        InputRejected::QueueFull => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "this subscriber's input queue is full until the next tick",
+            "send at most a few inputs per tick",
+        ),
+        InputRejected::Decode => (
+            StatusCode::BAD_REQUEST,
+            "the input does not decode as this game's input",
+            "see the game's input format",
+        ),
+        _ => (StatusCode::CONFLICT, "the match is not running", "create or join another match"),
+    };
+    let mut e = ApiError::new(status, "INPUT_REJECTED", message)
+        .with_hint(hint)
+        .with_detail("reason", why.as_str().into());
+    if let Some(seq) = seq {
+        e = e.with_detail("seq", seq.into());
+    }
+    if why == InputRejected::QueueFull {
+        e.retry_after = Some(1);
+    }
+    e
 }
 
 /// `DELETE /api/shards/:id` (admin): stop the match.
@@ -215,7 +357,8 @@ pub(crate) async fn stop(
 /// `data: <snapshot JSON>`. A reconnect with `Last-Event-ID: T` resumes the same
 /// subscription and skips snapshots up to tick T (snapshots are state: the next one
 /// supersedes anything missed). The match's end arrives as `event: end`, a stop as
-/// `event: stopped`, then the stream closes.
+/// `event: stopped` (`{"code":"session_ended"}` when the caller's session is logged out
+/// or expires), then the stream closes.
 pub(crate) async fn connect(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -246,7 +389,11 @@ async fn connect_inner(
     if let Some(redirect) = elsewhere(&state, &id, &format!("/api/shards/{id}/connect")) {
         return Ok(redirect);
     }
-    let caller = auth::require_caller(&state, &headers, token.as_deref()).await?;
+    let resolved = auth::http_session(&state, &headers, token.as_deref())
+        .await?
+        .ok_or_else(ApiError::auth_required)?;
+    let caller = resolved.auth;
+    let live = resolved.session.map(|s| state.live.register(s, auth::unix_now()));
     let entry = find(&state, &id)?;
     let sid: Arc<str> = match sid.filter(|s| !s.is_empty()) {
         Some(sid) => Arc::from(sid),
@@ -283,7 +430,7 @@ async fn connect_inner(
         }
         _ => return Err(ApiError::overloaded()),
     };
-    let guard = SseGuard { state: state.clone(), handle: entry.handle.clone(), key, mailbox };
+    let guard = SseGuard { state: state.clone(), handle: entry.handle.clone(), key, mailbox, live };
     state.metrics.sse_open.fetch_add(1, Ordering::Relaxed);
     let heartbeat = state.config.limits.sse_heartbeat;
     Ok(Sse::new(events(guard, last_seen))
@@ -297,6 +444,8 @@ struct SseGuard {
     handle: pylon_tick::ShardHandle,
     key: pylon_shard::SubscriberKey,
     mailbox: Arc<Mailbox<Outgoing>>,
+    /// The caller's session (logout and expiry end the stream).
+    live: Option<crate::sessions_live::LiveSession>,
 }
 
 impl Drop for SseGuard {
@@ -322,6 +471,10 @@ fn events(guard: SseGuard, last_seen: u64) -> impl Stream<Item = Result<Event, I
                     biased;
                     _ = crate::shutting_down(&mut shutdown) => {
                         let event = Event::default().event("stopped").data("{\"code\":\"shutdown\"}");
+                        return Some((Ok(event), None));
+                    }
+                    () = crate::sessions_live::ended(guard.live.as_ref()) => {
+                        let event = Event::default().event("stopped").data("{\"code\":\"session_ended\"}");
                         return Some((Ok(event), None));
                     }
                     frame = poll_fn(|cx| guard.mailbox.poll_recv(cx)) => frame,

@@ -36,6 +36,7 @@ use crate::auth::{self, AuthFailure, TokenSource};
 use crate::error::{ApiError, close};
 use crate::limits::{ConnSlot, InputBucket};
 use crate::matches::MatchEntry;
+use crate::sessions_live::{LiveSession, SessionRef};
 
 /// Read buffer per socket (tungstenite grows it for a larger frame, up to the frame limit).
 pub(crate) const SOCKET_READ_BUFFER: usize = 4096;
@@ -82,6 +83,9 @@ struct Joining {
     entry: MatchEntry,
     sid: Arc<str>,
     auth: Auth,
+    /// The token's session (`None` for the admin token): logout and expiry close the
+    /// socket with 1008 "session ended".
+    session: Option<SessionRef>,
     mode: WireMode,
     _slot: ConnSlot,
 }
@@ -160,8 +164,8 @@ async fn plan(
     let Some((token, _)) = token else {
         return Plan::Refuse(close::POLICY, "authentication required".into());
     };
-    let auth = match auth::resolve(state, &token).await {
-        Ok(auth) => auth,
+    let (auth, session) = match auth::resolve_session(state, &token).await {
+        Ok(resolved) => (resolved.auth, resolved.session),
         Err(AuthFailure::Invalid) => {
             return Plan::Refuse(close::POLICY, "invalid or expired token".into());
         }
@@ -177,7 +181,7 @@ async fn plan(
         Some(sid) => Arc::from(sid),
         None => Arc::clone(&auth.user_id),
     };
-    Plan::Join(Box::new(Joining { entry, sid, auth, mode, _slot: slot }))
+    Plan::Join(Box::new(Joining { entry, sid, auth, session, mode, _slot: slot }))
 }
 
 async fn refuse(mut socket: WebSocket, state: &AppState, code: u16, why: &str) {
@@ -253,7 +257,8 @@ impl Drop for OpenSocket {
 
 async fn run(mut socket: WebSocket, state: AppState, joining: Joining) {
     let _open = OpenSocket::new(&state.metrics);
-    let Joining { entry, sid, auth, mode, _slot } = joining;
+    let Joining { entry, sid, auth, session, mode, _slot } = joining;
+    let live = session.map(|s| state.live.register(s, auth::unix_now()));
     state.metrics.sockets_total.fetch_add(1, Ordering::Relaxed);
     let mailbox = Arc::new(Mailbox::new(RELIABLE_FRAMES));
     let mut sub = Subscription {
@@ -285,6 +290,7 @@ async fn run(mut socket: WebSocket, state: AppState, joining: Joining) {
         mode,
         mailbox: &mailbox,
         sid: &sid,
+        live: live.as_ref(),
     };
     let end = connection.run(&mut socket, &mut encoder).await;
     drop(sub);
@@ -383,6 +389,7 @@ struct Connection<'a> {
     mode: WireMode,
     mailbox: &'a Mailbox<Outgoing>,
     sid: &'a str,
+    live: Option<&'a LiveSession>,
 }
 
 impl Connection<'_> {
@@ -391,6 +398,9 @@ impl Connection<'_> {
         let mut shutdown_rx = self.state.shutdown.clone();
         let shutdown = crate::shutting_down(&mut shutdown_rx);
         let mut shutdown = pin!(shutdown);
+        // Pinned once like `shutdown`: polling it costs nothing until the session ends.
+        let ended = crate::sessions_live::ended(self.live);
+        let mut ended = pin!(ended);
         let period = limits.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         // One idle timer, moved only when it fires (not on every frame): it fires at
@@ -405,6 +415,9 @@ impl Connection<'_> {
                 biased;
                 () = &mut shutdown => {
                     return End::Close(close::GOING_AWAY, "server shutting down".into());
+                }
+                () = &mut ended => {
+                    return End::Close(close::POLICY, "session ended".into());
                 }
                 msg = socket.next() => {
                     last_read = tokio::time::Instant::now();

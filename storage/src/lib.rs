@@ -56,6 +56,9 @@ pub enum StoreError {
     /// A write could not be committed.
     #[error("write failed: {0}")]
     Write(String),
+    /// Postgres could not be reached at all (refused, authentication, no answer).
+    #[error(transparent)]
+    Unreachable(#[from] postgres::ProbeError),
 }
 
 /// A new row id: 20 characters of lowercase base32 (100 random bits).

@@ -75,8 +75,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// The SHA-256 of a token, as stored.
-pub(crate) fn token_hash(token: &str) -> [u8; 32] {
+/// The SHA-256 of a token, as stored (also how the server names a session without
+/// holding its token: live-session registry, revocations across processes).
+#[must_use]
+pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 

@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod entities;
 mod hostile;
+mod limits;
 mod persist;
 mod policy;
 mod postgres;

@@ -18,8 +18,10 @@ use crate::migrate::{Action, Facts, StoredField, index_sql, plan, wanted_indexes
 
 mod backup;
 mod data;
+mod probe;
 mod sessions;
 
+pub use probe::{PROBE_TIMEOUT, ProbeError, probe};
 pub use sessions::PgSessionStore;
 
 /// Postgres store settings.
@@ -165,6 +167,9 @@ impl PgStore {
         {
             return Err(StoreError::Open(format!("invalid schema name {s:?}")));
         }
+        // One direct connection first: a database that is not there is named (refused,
+        // authentication, no answer) within seconds instead of as a pool timeout.
+        probe(url, PROBE_TIMEOUT).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(std::time::Duration::from_secs(10))
