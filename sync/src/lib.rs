@@ -6,6 +6,11 @@
 //! behind the hub's bounded buffer catches up from the log, never from memory.
 //!
 //! Entry point: [`Hub`]: `publish` after a commit, `subscribe` per feed connection.
+//! [`bus`]: the [`ClusterBus`] between processes (no-op, or Redis PUB/SUB).
+
+pub mod bus;
+
+pub use bus::{BusError, BusStatus, ClusterBus, Envelope, InstanceId, Kind, PublishOutcome};
 
 use std::sync::Arc;
 
