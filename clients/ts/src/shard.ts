@@ -54,9 +54,7 @@ export interface ShardClient<TSnapshot = unknown, TInput = unknown> {
   readonly stats: Readonly<ShardStats>;
 }
 
-type Set_<T> = Set<T>;
-
-function emit<A extends unknown[]>(handlers: Set_<(...args: A) => void>, ...args: A): void {
+function emit<A extends unknown[]>(handlers: Set<(...args: A) => void>, ...args: A): void {
   for (const h of [...handlers]) {
     try {
       h(...args);
@@ -109,7 +107,7 @@ export function connectShard<TSnapshot = unknown, TInput = unknown>(
   core.start();
 
   const add =
-    <F>(set: Set_<F>) =>
+    <F>(set: Set<F>) =>
     (fn: F) => {
       set.add(fn);
       return () => {
