@@ -72,7 +72,10 @@ pub struct ArenaConfig {
     pub mode: WireMode,
     /// Spread sockets over 127.0.0.1 .. 127.0.0.N (0 or 1: the OS picks).
     pub source_ips: u8,
-    /// Token to create matches with (admin); else a guest creates them.
+    /// The admin token: matches are created with it, and the bots' guest sign-ins carry it
+    /// (exempt from the server's per-address guest limit). Without it a guest creates the
+    /// matches (at most `PYLON_MAX_MATCHES_PER_USER` of them) and at most
+    /// `PYLON_GUESTS_PER_MINUTE_PER_IP` bots sign in per source address.
     pub token: Option<String>,
     /// The server's pid, to report its CPU and RSS.
     pub server_pid: Option<u32>,
@@ -151,7 +154,7 @@ async fn create_matches(
 ) -> anyhow::Result<Vec<String>> {
     let creator = match &config.token {
         Some(t) => t.clone(),
-        None => guest(http, base).await?.0,
+        None => guest(http, base, None).await?.0,
     };
     let matches = config.bots.div_ceil(config.players.max(1));
     let mut ids = Vec::with_capacity(matches);
@@ -175,7 +178,7 @@ async fn connect_bots(
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut pending = Vec::with_capacity(config.bots);
     for i in 0..config.bots {
-        let (token, user) = guest(http, base).await?;
+        let (token, user) = guest(http, base, config.token.as_deref()).await?;
         let query = config.mode.query();
         let url = format!(
             "{ws_base}/?shard={}&sid={user}{}{query}",
@@ -238,14 +241,19 @@ async fn measure(config: &ArenaConfig, shared: &Shared) -> CpuWatch {
     watch
 }
 
-async fn guest(http: &reqwest::Client, base: &str) -> anyhow::Result<(String, String)> {
-    let reply: Value = http
-        .post(format!("{base}/api/auth/guest"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+/// A guest session. With the admin token (`--token`) the request is exempt from the
+/// server's guest sessions per address per minute, so thousands of bots can sign in from
+/// one machine; without it, runs beyond that limit are refused with 429.
+async fn guest(
+    http: &reqwest::Client,
+    base: &str,
+    admin: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let mut request = http.post(format!("{base}/api/auth/guest"));
+    if let Some(token) = admin {
+        request = request.bearer_auth(token);
+    }
+    let reply: Value = request.send().await?.error_for_status()?.json().await?;
     let token = reply["token"].as_str().context("guest reply has no token")?.to_owned();
     let user = reply["user_id"].as_str().context("guest reply has no user_id")?.to_owned();
     Ok((token, user))
