@@ -133,6 +133,45 @@ async fn per_address_http_cap_answers_429() {
     assert!(metric(&metrics, "pylon_limit_refusals_total{limit=\"http_connections\"}") >= 2.0);
 }
 
+/// A server out of file descriptors (`ulimit -n 64`, more idle connections than that)
+/// cannot accept: each failed accept is counted and followed by a growing pause (5 ms
+/// doubling to 1 s), so over several seconds there are a handful of errors and little CPU,
+/// not a spinning loop; once the connections close, the server serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_errors_back_off_instead_of_spinning() {
+    let server =
+        TestServer::start_with_fd_limit(64, &[("PYLON_HANDSHAKE_TIMEOUT_SECS", "60")]).await;
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+        let fields: Vec<u64> =
+            stat.rsplit_once(") ").unwrap().1.split(' ').filter_map(|f| f.parse().ok()).collect();
+        // utime and stime, fields 14 and 15 of stat (11 and 12 after the state letter).
+        fields[10] + fields[11]
+    };
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(TcpStream::connect(("127.0.0.1", server.port)).await.unwrap());
+    }
+    let (ticks_before, started) = (cpu(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu_secs = (cpu() - ticks_before) as f64 / 100.0;
+    assert!(cpu_secs < 1.0, "the server burnt {cpu_secs} s of CPU in {:?}", started.elapsed());
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let reply = reqwest::Client::new().get(server.url("/metrics")).send().await;
+        if let Ok(reply) = reply
+            && reply.status() == 200
+        {
+            break reply.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the server never served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let errors = metric(&metrics, "pylon_accept_errors_total");
+    assert!((1.0..=100.0).contains(&errors), "accept errors counted, a few: {errors}");
+}
+
 async fn create(server: &TestServer, token: &str) -> reqwest::Response {
     server
         .http

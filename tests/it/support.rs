@@ -101,11 +101,37 @@ impl TestServer {
         Self::launch(TempDir::new("alone"), env, gate).await
     }
 
+    /// Starts a server whose process may open at most `fds` file descriptors (`ulimit -n`),
+    /// to run it out of them.
+    pub async fn start_with_fd_limit(fds: u32, env: &[(&str, &str)]) -> Self {
+        let gate = Gate::Shared(GATE.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Self::launch_limited(TempDir::new("fds"), env, gate, Some(fds)).await
+    }
+
     async fn launch(data: TempDir, env: &[(&str, &str)], gate: Gate) -> Self {
+        Self::launch_limited(data, env, gate, None).await
+    }
+
+    async fn launch_limited(
+        data: TempDir,
+        env: &[(&str, &str)],
+        gate: Gate,
+        fd_limit: Option<u32>,
+    ) -> Self {
         let db = data.0.join("pylon.db");
         for _attempt in 0..5 {
             let port = free_port_pair();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pylon"));
+            let mut cmd = match fd_limit {
+                // `exec`: the server keeps the shell's pid, so kill and wait reach it.
+                Some(n) => {
+                    let mut sh = Command::new("sh");
+                    sh.arg("-c")
+                        .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                        .arg(env!("CARGO_BIN_EXE_pylon"));
+                    sh
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_pylon")),
+            };
             for (key, _) in std::env::vars() {
                 if key.starts_with("PYLON_") || key == "DATABASE_URL" {
                     cmd.env_remove(key);
@@ -140,6 +166,11 @@ impl TestServer {
             }
         }
         panic!("could not start the server on a free port after 5 attempts");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
