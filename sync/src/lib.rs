@@ -7,8 +7,10 @@
 //!
 //! Entry point: [`Hub`]: `publish` after a commit, `subscribe` per feed connection.
 //! [`bus`]: the [`ClusterBus`] between processes (no-op, or Redis PUB/SUB).
+//! [`matchmaker`]: tickets, parties, skill windows and one queue per region (memory or Redis).
 
 pub mod bus;
+pub mod matchmaker;
 
 pub use bus::{BusError, BusStatus, ClusterBus, Envelope, InstanceId, Kind, PublishOutcome};
 
