@@ -594,3 +594,27 @@ fn refused_database_names_the_cause() {
     assert!(stderr.starts_with("pylon: DATABASE_URL: cannot connect to Postgres at 127.0.0.1:5432: authentication failed"), "{stderr}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// Errors produced by the framework rather than by a handler (a path that is not valid
+/// UTF-8, an oversized body on the create route) still answer in the JSON error shape,
+/// with the code named after the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_rejections_answer_in_the_json_shape() {
+    let server = TestServer::start(&[("PYLON_MAX_BODY_BYTES", "2048")]).await;
+    let bad_path = server.http.get(server.url("/api/shards/%FF%FE")).send().await.unwrap();
+    assert_eq!(bad_path.status(), 400);
+    assert!(bad_path.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let body: Value = bad_path.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "BAD_REQUEST", "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+
+    let huge = reqwest::Client::new()
+        .post(server.url("/api/shards"))
+        .bearer_auth(ADMIN)
+        .body(vec![b' '; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    assert_eq!(huge.json::<Value>().await.unwrap()["error"]["code"], "PAYLOAD_TOO_LARGE");
+}
