@@ -125,15 +125,14 @@ impl Publisher {
                         return Step::Lost;
                     }
                 }
+                () = self.shared.probe.notified() => {
+                    if !ping(&mut conn).await {
+                        return Step::Lost;
+                    }
+                }
                 _ = heartbeat.tick() => {
-                    let ping = redis::cmd("PING");
-                    match tokio::time::timeout(PING_TIMEOUT, ping.query_async::<()>(&mut conn)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "cluster bus: heartbeat failed");
-                            return Step::Lost;
-                        }
-                        Err(_) => return Step::Lost,
+                    if !ping(&mut conn).await {
+                        return Step::Lost;
                     }
                 }
             }
@@ -211,6 +210,19 @@ impl Publisher {
                 },
             }
         }
+    }
+}
+
+/// PINGs `conn`; false when it failed or did not answer within the ping timeout.
+async fn ping(conn: &mut MultiplexedConnection) -> bool {
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(PING_TIMEOUT, ping.query_async::<()>(conn)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cluster bus: heartbeat failed");
+            false
+        }
+        Err(_) => false,
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::value::RawValue;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::publisher::{Outgoing, Publisher, open_publisher};
@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) subscriber_up: AtomicBool,
     /// How many times the subscription has been established.
     pub(crate) generation: watch::Sender<u64>,
+    /// Asks the publisher to PING now (the subscriber lost its connection, so the
+    /// publisher's is probably gone too: find out before the next heartbeat).
+    pub(crate) probe: Notify,
 }
 
 /// Resolves once `shutdown` turns true or its sender is gone.
@@ -121,6 +124,7 @@ impl RedisBus {
             publisher_up: AtomicBool::new(true),
             subscriber_up: AtomicBool::new(true),
             generation: watch::Sender::new(1),
+            probe: Notify::new(),
         });
         let (queue, rx) = mpsc::channel(PUBLISH_QUEUE);
         let (received, _) = broadcast::channel(RECEIVE_BUFFER);

@@ -65,6 +65,7 @@ impl Subscriber {
         let mut ended = self.serve(sink, stream).await;
         while let Ended::Lost = ended {
             self.set_up(false);
+            self.shared.probe.notify_one();
             ended = match self.resubscribe().await {
                 Some((sink, stream)) => {
                     self.shared.generation.send_modify(|generation| *generation += 1);
