@@ -174,19 +174,14 @@ fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         token: None,
         filters: Vec::new(),
     };
-    let bad = |what: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            format!("{what} must be a whole number"),
-        )
-    };
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match &*key {
             "limit" => {
-                q.limit = value.parse::<u32>().map_err(|_| bad("limit"))?.clamp(1, limits::MAX_PAGE)
+                let max = u64::from(limits::MAX_PAGE);
+                let limit = crate::query::clamped_limit("limit", Some(&value), 0, max)?;
+                q.limit = u32::try_from(limit).unwrap_or(limits::MAX_PAGE);
             }
-            "offset" => q.offset = value.parse().map_err(|_| bad("offset"))?,
+            "offset" => q.offset = crate::query::whole_number("offset", &value)?,
             "after" => q.after = Some(value.into_owned()),
             "token" => q.token = Some(value.into_owned()),
             _ => q.filters.push((key.into_owned(), value.into_owned())),

@@ -42,18 +42,13 @@ fn projection(ents: &Entities, caller: &Caller, e: &ChangeEvent) -> Option<Proje
 fn feed_query(raw: Option<&str>) -> Result<(Option<u64>, u32, Option<String>), ApiError> {
     let (mut since, mut limit, mut token) = (None, 100u32, None);
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let number = || {
-            value.parse::<u64>().map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    format!("{key} must be a whole number"),
-                )
-            })
-        };
         match &*key {
-            "since" => since = Some(number()?),
-            "limit" => limit = u32::try_from(number()?).unwrap_or(u32::MAX).clamp(1, 1000),
+            "since" => since = Some(crate::query::whole_number("since", &value)?),
+            "limit" => {
+                let max = u64::from(pylon_storage::entity::limits::MAX_PAGE);
+                let n = crate::query::clamped_limit("limit", Some(&value), 100, max)?;
+                limit = u32::try_from(n).unwrap_or(pylon_storage::entity::limits::MAX_PAGE);
+            }
             "token" => token = Some(value.into_owned()),
             _ => {}
         }
