@@ -231,7 +231,8 @@ async fn noop_bus_costs_nothing() {
 }
 
 /// A closed local port is refused at connect, fast, with a message naming the cause and
-/// the address; a bad scheme and a bad namespace are refused before any I/O.
+/// the address; a bad scheme, an unparsable URL (without echoing its password) and a bad
+/// namespace are refused before any I/O.
 #[tokio::test]
 async fn unreachable_bus_is_refused_at_connect() {
     let port = free_port();
@@ -245,6 +246,10 @@ async fn unreachable_bus_is_refused_at_connect() {
 
     let err = ClusterBus::connect(Some("nats://x"), "pylon", InstanceId::mint()).await.unwrap_err();
     assert!(matches!(err, BusError::UnsupportedScheme { .. }), "{err:?}");
+    let bad_port = "redis://:hunter2-secret@127.0.0.1:99999";
+    let err = ClusterBus::connect(Some(bad_port), "pylon", InstanceId::mint()).await.unwrap_err();
+    assert!(matches!(err, BusError::InvalidUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
     let err = ClusterBus::connect(Some(&url), "a b", InstanceId::mint()).await.unwrap_err();
     assert!(matches!(err, BusError::InvalidNamespace { .. }), "{err:?}");
 }
