@@ -70,7 +70,7 @@ async fn timeout_expires(q: &Queue, clock: &FakeClock) {
     clock.advance(Duration::from_secs(120));
     assert!(q.run_pass().await.unwrap().expired.is_empty());
     clock.advance(Duration::from_millis(1));
-    assert_eq!(q.run_pass().await.unwrap().expired, [id.clone()]);
+    assert_eq!(q.run_pass().await.unwrap().expired, std::slice::from_ref(&id));
     assert_eq!(status(q, &id).await, TicketStatus::Expired);
     assert!(matches!(q.cancel(&id).await, Err(MatchmakerError::Expired(_))));
     submit(q, ticket("quad", &["alone"], None)).await;
