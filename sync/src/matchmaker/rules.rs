@@ -222,6 +222,15 @@ impl Rules {
         }
     }
 
+    /// When `ticket` expires if still queued (Unix ms), by its queue's `ticket_timeout`;
+    /// `None` when its game is no longer registered here.
+    #[must_use]
+    pub fn expires_at(&self, ticket: &super::Ticket) -> Option<u64> {
+        let rules = self.for_queue(&ticket.queue_key())?;
+        let timeout = u64::try_from(rules.ticket_timeout.as_millis()).unwrap_or(u64::MAX);
+        Some(ticket.created_at.saturating_add(timeout))
+    }
+
     /// The registered game names, sorted.
     pub fn games(&self) -> impl Iterator<Item = &str> {
         self.games.keys().map(String::as_str)
