@@ -16,7 +16,7 @@ use config::{Config, LogFormat, Mode};
 use pylon_api::{ApiConfig, Entities, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
 use pylon_storage::postgres::PgSessionStore;
-use pylon_storage::{Backend, Manifest, SessionStore, SqliteSessionStore, Store};
+use pylon_storage::{Backend, Manifest, Sessions, SqliteSessionStore, Store};
 use pylon_sync::Hub;
 use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
 
@@ -196,20 +196,20 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 /// The session store: Postgres (beside the entities) when `DATABASE_URL` names it,
 /// else SQLite at `PYLON_SESSION_DB`.
-async fn open_sessions(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn SessionStore>> {
+async fn open_sessions(config: &Config, store: &Store) -> anyhow::Result<Sessions> {
     if let Store::Postgres(pg) = store {
-        let sessions = PgSessionStore::open(pg.pool().clone(), tokio::runtime::Handle::current())
-            .await
-            .context("DATABASE_URL (sessions)")?;
-        return Ok(Arc::new(sessions));
+        let sessions =
+            PgSessionStore::open(pg.pool().clone()).await.context("DATABASE_URL (sessions)")?;
+        return Ok(sessions.into());
     }
     if config.session_db.as_os_str() == ":memory:" {
-        return Ok(Arc::new(SqliteSessionStore::in_memory().context("PYLON_SESSION_DB")?));
+        return Ok(SqliteSessionStore::in_memory().context("PYLON_SESSION_DB")?.into());
     }
-    let path = config.session_db.clone();
-    let sessions = SqliteSessionStore::open(&path)
+    let path = &config.session_db;
+    let sessions = SqliteSessionStore::open(path)
+        .await
         .with_context(|| format!("PYLON_SESSION_DB={}", path.display()))?;
-    Ok(Arc::new(sessions))
+    Ok(sessions.into())
 }
 
 /// Persistence records that may wait for the persister (saved states, results); beyond

@@ -125,7 +125,7 @@ fn restore_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()
     runtime()?
         .block_on(async {
             let store = PgStore::open(url, manifest, &PgOptions::default()).await?;
-            PgSessionStore::open(store.pool().clone(), tokio::runtime::Handle::current()).await?;
+            PgSessionStore::open(store.pool().clone()).await?;
             store.import(dir).await
         })
         .context("DATABASE_URL")?;

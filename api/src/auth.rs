@@ -134,16 +134,12 @@ pub async fn resolve_session(state: &AppState, token: &str) -> Result<Resolved, 
         let auth = Auth { user_id: Arc::from(ADMIN_USER), is_admin: true };
         return Ok(Resolved { auth, session: None });
     }
-    let sessions = Arc::clone(&state.sessions);
-    let token = token.to_owned();
-    let now = unix_now();
-    let (found, key) = tokio::task::spawn_blocking(move || {
-        let key = pylon_storage::sessions::token_hash(&token);
-        sessions.resolve(&token, now).map(|found| (found, key))
-    })
-    .await
-    .map_err(|e| AuthFailure::Store(e.to_string()))?
-    .map_err(|e| AuthFailure::Store(e.to_string()))?;
+    let key = pylon_storage::sessions::token_hash(token);
+    let found = state
+        .sessions
+        .resolve(token, unix_now())
+        .await
+        .map_err(|e| AuthFailure::Store(e.to_string()))?;
     match found {
         Some(session) => Ok(Resolved {
             auth: Auth { user_id: Arc::from(session.user_id), is_admin: false },
@@ -252,13 +248,9 @@ pub(crate) async fn guest(
             Some(refusal.retry_after_secs()),
         ));
     }
-    let sessions = Arc::clone(&state.sessions);
     let ttl = i64::try_from(state.config.session_ttl.as_secs()).unwrap_or(i64::MAX);
-    let now = unix_now();
-    let new = tokio::task::spawn_blocking(move || sessions.create_guest(now, ttl))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))?;
+    let new =
+        state.sessions.create_guest(unix_now(), ttl).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(GuestReply {
         token: new.token,
         user_id: new.session.user_id,
@@ -279,11 +271,7 @@ pub(crate) async fn logout(
 ) -> Result<Json<LogoutReply>, ApiError> {
     let token = header_token(&headers).ok_or_else(ApiError::auth_required)?;
     let key = pylon_storage::sessions::token_hash(&token);
-    let sessions = Arc::clone(&state.sessions);
-    let revoked = tokio::task::spawn_blocking(move || sessions.revoke(&token))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))?;
+    let revoked = state.sessions.revoke(&token).await.map_err(|e| ApiError::internal(&e))?;
     if !revoked {
         return Err(ApiError::auth_required());
     }

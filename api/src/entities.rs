@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use pylon_shard::Auth;
 use pylon_storage::entity::{EntityError, Guard, IndexedError, limits};
+use pylon_storage::visible::{self, ReadError};
 use pylon_storage::{ChangeEvent, ChangeKind, Row, Store, WriteOp};
 use pylon_sync::Hub;
 use serde::Deserialize;
@@ -19,7 +20,6 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::policies::{self, Policies, Projection};
 use crate::shard_http::JsonBody;
-use crate::visible::{self, ReadError};
 
 /// The entity side of the server: store, compiled policies, change hub.
 pub struct Entities {
@@ -98,6 +98,8 @@ fn read_error(e: ReadError) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, "QUERY_TOO_BROAD", e.to_string())
                 .with_hint("filter on an indexed field the read policy names, or page with /cursor")
         }
+        // `ReadError` is non-exhaustive: a reason added later is a server fault until mapped.
+        e => ApiError::internal(&e),
     }
 }
 

@@ -37,7 +37,6 @@ pub mod server;
 pub mod sessions_live;
 pub mod shard_http;
 pub mod shard_ws;
-pub mod visible;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,7 +47,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use pylon_storage::SessionStore;
+use pylon_storage::Sessions;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -68,7 +67,7 @@ pub struct AppState {
     /// The matches of this process.
     pub matches: Arc<Matches>,
     /// The session store.
-    pub sessions: Arc<dyn SessionStore>,
+    pub sessions: Sessions,
     /// The entity store, policies and change hub (`None`: entity API answers 503).
     pub entities: Option<Arc<entities::Entities>>,
     /// I/O-side counters.

@@ -1,7 +1,5 @@
 //! Operations endpoints: `GET /health`, `GET /readyz`, `GET /metrics`.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -27,9 +25,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"})))
             .into_response();
     }
-    let sessions = Arc::clone(&state.sessions);
-    let storage = tokio::task::spawn_blocking(move || sessions.ping()).await;
-    let storage_ok = matches!(storage, Ok(Ok(())));
+    let storage_ok = state.sessions.ping().await.is_ok();
     let storage_ok = storage_ok
         && match &state.entities {
             Some(ents) => ents.store.ping().await.is_ok(),

@@ -25,7 +25,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pylon_shard::StopReason;
-use pylon_storage::SessionStore;
+use pylon_storage::Sessions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -85,7 +85,7 @@ impl Server {
     pub fn new(
         config: ApiConfig,
         matches: Matches,
-        sessions: Arc<dyn SessionStore>,
+        sessions: Sessions,
         version: &'static str,
     ) -> Self {
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -240,8 +240,7 @@ impl Server {
         if let Some(join) = persister {
             let _ = tokio::task::spawn_blocking(move || join.join()).await;
         }
-        let sessions = Arc::clone(&self.state.sessions);
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sessions.flush()).await {
+        if let Err(e) = self.state.sessions.flush().await {
             tracing::error!(error = %e, "shutdown: flushing the session store failed");
         }
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
@@ -277,17 +276,14 @@ async fn session_sweep_loop(state: AppState) {
     }
 }
 
-/// Deletes expired sessions from the store every `session_purge_interval`, on the
-/// blocking pool.
+/// Deletes expired sessions from the store every `session_purge_interval`.
 async fn purge_loop(state: AppState) {
     let period = state.config.session_purge_interval;
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         every.tick().await;
-        let sessions = Arc::clone(&state.sessions);
-        let now = crate::auth::unix_now();
-        match tokio::task::spawn_blocking(move || sessions.purge_expired(now)).await {
-            Ok(Ok(purged)) => {
+        match state.sessions.purge_expired(crate::auth::unix_now()).await {
+            Ok(purged) => {
                 state
                     .metrics
                     .sessions_purged
@@ -296,7 +292,6 @@ async fn purge_loop(state: AppState) {
                     tracing::info!(purged, "expired sessions purged");
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "purging expired sessions failed"),
             Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
         }
     }

@@ -98,7 +98,7 @@ async fn panicking_game_closes_its_sockets_with_1011() {
     let matches = Matches::new(pool, games, "local".into());
     let config = ApiConfig { admin_token: Some(ADMIN.into()), ..ApiConfig::default() };
     let server =
-        Server::new(config, matches, Arc::new(SqliteSessionStore::in_memory().unwrap()), "test");
+        Server::new(config, matches, SqliteSessionStore::in_memory().unwrap().into(), "test");
     let state = server.state().clone();
     state.matches.create("bomb", serde_json::Value::Null, Some("bomb-1"), Some(1), false).unwrap();
     state.matches.create("bomb", serde_json::Value::Null, Some("calm-1"), Some(2), false).unwrap();

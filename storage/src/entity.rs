@@ -81,6 +81,10 @@ impl ChangeKind {
     }
 }
 
+/// One change-log entry as both backends select it ([`crate::sql`]): `seq`, `entity`,
+/// `row_id`, `kind`, `data`, `ts`, `prior`.
+pub type LogRow = (i64, String, String, String, Option<String>, String, Option<String>);
+
 /// One committed write, as the change feed carries it (docs/ENTITIES.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChangeEvent {
@@ -119,26 +123,41 @@ impl ChangeEvent {
         }
     }
 
+    /// The event of one applied operation of a batch: `row_id` went from `before` to
+    /// `after` at `timestamp`. Its `seq` is 0 until the change log numbers it.
+    #[must_use]
+    pub fn applied(
+        op: &WriteOp,
+        row_id: String,
+        before: Option<Row>,
+        after: Option<Row>,
+        timestamp: &str,
+    ) -> Self {
+        Self {
+            seq: 0,
+            entity: op.entity.clone(),
+            row_id,
+            kind: op.kind,
+            data: after,
+            timestamp: timestamp.to_owned(),
+            before,
+        }
+    }
+
     /// Rebuilds an event from its change-log columns (both backends store the same
     /// columns: `data` is the row after an insert or update and the row before a delete;
     /// `prior` is the row before an update).
     #[must_use]
-    pub fn from_log(
-        seq: u64,
-        entity: String,
-        row_id: String,
-        kind: &str,
-        data: Option<&str>,
-        prior: Option<&str>,
-        timestamp: String,
-    ) -> Self {
-        let kind = ChangeKind::parse(kind).unwrap_or(ChangeKind::Update);
-        let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str::<Row>(t).ok());
+    pub fn from_log(row: LogRow) -> Self {
+        let (seq, entity, row_id, kind, data, timestamp, prior) = row;
+        let kind = ChangeKind::parse(&kind).unwrap_or(ChangeKind::Update);
+        let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str::<Row>(&t).ok());
         let (data, before) = match kind {
             ChangeKind::Delete => (None, parse(data)),
             ChangeKind::Update => (parse(data), parse(prior)),
             ChangeKind::Insert => (parse(data), None),
         };
+        let seq = u64::try_from(seq).unwrap_or(0);
         Self { seq, entity, row_id, kind, data, timestamp, before }
     }
 

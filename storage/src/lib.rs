@@ -1,16 +1,28 @@
-//! pylon-storage: the `Store` trait and its SQLite (rusqlite) and Postgres (sqlx) backends:
-//! manifest, migrations, sessions, shard snapshots, match results and backups.
+//! pylon-storage: the [`Store`] (entities, change log, saved matches, replays) and the
+//! [`Sessions`] store, each on SQLite (rusqlite) or Postgres (sqlx): manifest,
+//! migrations, sessions, shard snapshots, match results and backups.
 //!
 //! Must never: be called from a tick thread; persistence is handed over on a bounded
 //! channel and skipped (counted) when full.
 //!
-//! Layout: [`manifest`] (pylon.manifest.json), [`policy`] (rule expressions),
-//! [`access`] (the compiled policies: who may read and write which row),
-//! [`entity`] (rows, write operations, change events, errors), [`sqlite`] (the embedded
-//! backend: writer thread with group commit, read pool, migrations, change log),
-//! [`postgres`] (the same contract on Postgres), [`store`] (the enum the server uses),
-//! [`migrate`] and [`write`] (the backend-neutral migration planner and write rules),
-//! [`sessions`] (the session store the server's auth uses).
+//! Layout. Backend-neutral: [`manifest`] (pylon.manifest.json), [`policy`] (rule
+//! expressions), [`access`] (the compiled policies: who may read and write which row),
+//! [`visible`] (pages and counts of the rows a caller may read), [`entity`] (rows, write
+//! operations, change events and their log rows, errors), [`write`] (validation, guards,
+//! batch limit), [`migrate`] (the migration planner, index changes), [`query`] (filters,
+//! the statements of a page, paging: `limit + 1`, `has_more`, next cursor, the
+//! change-log window), [`sql`] (every statement both backends run, in a [`sql::Dialect`]),
+//! [`sessions`] (session types, tokens, the [`Sessions`] enum), [`store`] (the [`Store`]
+//! enum the server uses), [`time`].
+//!
+//! The two backends have one layout: `mod.rs` (the store: open/connect, options,
+//! accessors), `schema.rs` (internal tables, migrations), `writer.rs` (the write path:
+//! SQLite's writer thread with group commit, Postgres's counter-ordered transactions),
+//! `read.rs` (rows, pages, change log, saved matches, replays), `rows.rs` (dialect,
+//! columns <-> JSON, binding), `sessions.rs` (that backend's session store), `backup.rs`
+//! (SQLite: online backup API; Postgres: logical export and import). They only run the
+//! statements and hand rows over; one test suite covers both
+//! (`storage/tests/store_suite.rs`).
 
 pub mod access;
 pub mod entity;
@@ -20,16 +32,19 @@ pub mod policy;
 pub mod postgres;
 pub mod query;
 pub mod sessions;
+pub mod sql;
 pub mod sqlite;
 pub mod store;
 pub mod time;
+pub mod visible;
 pub mod write;
 
 pub use access::{Access, Caller, Policies, Projection, ReadScope, Verdict};
 pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult};
 pub use manifest::Manifest;
-pub use sessions::{NewSession, Session, SessionStore, SqliteSessionStore};
-pub use sqlite::{SqliteOptions, SqliteStore, backup_file, migrate_file};
+pub use postgres::PgSessionStore;
+pub use sessions::{NewSession, Session, Sessions};
+pub use sqlite::{SqliteOptions, SqliteSessionStore, SqliteStore, backup_file, migrate_file};
 pub use store::{Backend, Store};
 
 use thiserror::Error;

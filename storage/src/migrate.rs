@@ -36,7 +36,49 @@ pub struct Facts {
     pub values: BTreeMap<(String, String), i64>,
 }
 
+/// One fact to count: the rows of a stored entity, or the values of a stored field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    /// Rows of the entity.
+    Rows(String),
+    /// Non-null values of (entity, field).
+    Values(String, String),
+}
+
+impl From<(String, String, String, bool, bool)> for StoredField {
+    /// A row of [`crate::sql::STORED_FIELDS`].
+    fn from((entity, field, ty, optional, unique): (String, String, String, bool, bool)) -> Self {
+        Self { entity, field, ty, optional, unique }
+    }
+}
+
+/// The counts the planner needs about `stored`, each with the query that counts it.
+#[must_use]
+pub fn fact_queries(stored: &[StoredField]) -> Vec<(Fact, String)> {
+    let mut out = Vec::new();
+    for s in stored {
+        if !out.iter().any(|(f, _)| *f == Fact::Rows(s.entity.clone())) {
+            out.push((Fact::Rows(s.entity.clone()), crate::sql::count_rows(&s.entity)));
+        }
+        let values = Fact::Values(s.entity.clone(), s.field.clone());
+        out.push((values, crate::sql::count_values(&s.entity, &s.field)));
+    }
+    out
+}
+
 impl Facts {
+    /// Records the count of `fact`.
+    pub fn record(&mut self, fact: Fact, n: i64) {
+        match fact {
+            Fact::Rows(entity) => {
+                self.rows.insert(entity, n);
+            }
+            Fact::Values(entity, field) => {
+                self.values.insert((entity, field), n);
+            }
+        }
+    }
+
     fn rows(&self, entity: &str) -> i64 {
         self.rows.get(entity).copied().unwrap_or(0)
     }
@@ -197,6 +239,28 @@ pub fn index_sql(ix: &WantedIndex, table: &str) -> String {
     let cols: Vec<String> = ix.columns.iter().map(|c| format!("\"{c}\"")).collect();
     let unique = if ix.unique { "UNIQUE " } else { "" };
     format!("CREATE {unique}INDEX \"{}\" ON {table} ({})", ix.name, cols.join(", "))
+}
+
+/// The index changes that bring `entity` from the `existing` indexes (name, SQL as
+/// created) to the wanted ones: the names to drop, then the (name, SQL) to create.
+#[must_use]
+pub fn index_changes(
+    entity: &EntityDef,
+    existing: &[(String, String)],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let t = crate::sql::table(&entity.name);
+    let wanted: Vec<(String, String)> =
+        wanted_indexes(entity).iter().map(|ix| (ix.name.clone(), index_sql(ix, &t))).collect();
+    let drop =
+        existing.iter().filter(|old| !wanted.contains(old)).map(|(name, _)| name.clone()).collect();
+    let create = wanted.into_iter().filter(|new| !existing.contains(new)).collect();
+    (drop, create)
+}
+
+/// Why index `name` could not be built (a unique index over duplicate values).
+#[must_use]
+pub fn index_refused(name: &str, error: &dyn std::fmt::Display) -> String {
+    format!("index {name} cannot be built on the existing rows: {error}")
 }
 
 /// Whether `field` of `def` may be filtered on: `id`, unique fields, or the first column

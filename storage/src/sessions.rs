@@ -1,20 +1,20 @@
 //! Sessions: random 256-bit bearer tokens, stored only as their SHA-256 hash, with an
-//! expiry. The [`SessionStore`] trait is what the API layer sees; [`SqliteSessionStore`]
-//! is the embedded implementation (`PYLON_SESSION_DB`). A Postgres implementation joins
-//! it with the storage issue.
+//! expiry. [`Sessions`] is what the API layer sees: sessions in SQLite
+//! ([`SqliteSessionStore`], `PYLON_SESSION_DB`, or in memory) or in Postgres beside the
+//! entities ([`PgSessionStore`]), async on both. This module holds what the two share:
+//! the types, token generation and hashing, the statements, and the check of a stored
+//! session against a token.
 //!
-//! The calls are blocking (a SQLite file behind a mutex); the async layer runs them on
-//! its blocking pool. A token lookup goes by hash, so the time it takes says nothing about
-//! how close a guess was; the stored hash is also compared in constant time.
+//! A token lookup goes by hash, so the time it takes says nothing about how close a guess
+//! was; the stored hash is also compared in constant time.
 
-use std::path::Path;
-use std::sync::Mutex;
-
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::StoreError;
+use crate::postgres::PgSessionStore;
+use crate::sql::Dialect;
+use crate::sqlite::SqliteSessionStore;
 
 /// A resolved session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,45 +34,6 @@ pub struct NewSession {
     pub token: String,
     /// The session itself.
     pub session: Session,
-}
-
-/// Where sessions live.
-pub trait SessionStore: Send + Sync + 'static {
-    /// Creates a guest user and a session for it, valid for `ttl_secs` from `now`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written or no randomness is available.
-    fn create_guest(&self, now: i64, ttl_secs: i64) -> Result<NewSession, StoreError>;
-
-    /// The live session for `token`, or `None` when unknown or expired at `now`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be read.
-    fn resolve(&self, token: &str, now: i64) -> Result<Option<Session>, StoreError>;
-
-    /// Revokes the session of `token`; whether one existed.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    fn revoke(&self, token: &str) -> Result<bool, StoreError>;
-
-    /// Deletes every session expired at `now`; how many.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
-
-    /// Makes everything written durable in the main database file (shutdown).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    fn flush(&self) -> Result<(), StoreError>;
-
-    /// Checks the store answers (readiness).
-    ///
-    /// # Errors
-    /// [`StoreError`] when it does not.
-    fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// The SHA-256 of a token, as stored (also how the server names a session without
@@ -102,170 +63,156 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Sessions in one SQLite file (WAL mode).
+/// A new guest session for `ttl_secs` from `now`, and the hash it is stored under.
+///
+/// # Errors
+/// [`StoreError::Random`] when the OS has no randomness to give.
+pub(crate) fn new_guest(now: i64, ttl_secs: i64) -> Result<(NewSession, [u8; 32]), StoreError> {
+    let token = random_token()?;
+    let user_id = format!("guest_{}", &random_token()?[..20]);
+    let expires_at = now.saturating_add(ttl_secs);
+    let hash = token_hash(&token);
+    Ok((NewSession { token, session: Session { user_id, expires_at, guest: true } }, hash))
+}
+
+/// A stored session as both backends select it ([`SessionSql::select`]): token hash,
+/// user id, guest, expiry.
+pub(crate) type StoredSession = (Vec<u8>, String, bool, i64);
+
+/// The session `stored` is, if its hash is `wanted` (compared in constant time) and it
+/// is still valid at `now`.
+pub(crate) fn live(stored: Option<StoredSession>, wanted: &[u8; 32], now: i64) -> Option<Session> {
+    let (hash, user_id, guest, expires_at) = stored?;
+    let same: bool = hash.as_slice().ct_eq(&wanted[..]).into();
+    (same && expires_at > now).then_some(Session { user_id, expires_at, guest })
+}
+
+/// The statements of a session store, in one backend's placeholders.
 #[derive(Debug)]
-pub struct SqliteSessionStore {
-    conn: Mutex<Connection>,
+pub(crate) struct SessionSql {
+    /// A guest session: hash, user id, created at, expires at.
+    pub insert: String,
+    /// One session by hash ([`StoredSession`]).
+    pub select: String,
+    /// Deletes one session by hash.
+    pub revoke: String,
+    /// Deletes the sessions expired at parameter 1.
+    pub purge: String,
 }
 
-impl SqliteSessionStore {
-    /// Opens (creating if needed) the session database at `path`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the file cannot be opened or its schema created.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+impl SessionSql {
+    pub(crate) fn new(d: &Dialect) -> Self {
+        let m = d.mark;
+        Self {
+            insert: format!(
+                "INSERT INTO pylon_sessions (token_hash, user_id, guest, created_at, expires_at) VALUES ({}, {}, TRUE, {}, {})",
+                m(1),
+                m(2),
+                m(3),
+                m(4)
+            ),
+            select: format!(
+                "SELECT token_hash, user_id, guest, expires_at FROM pylon_sessions WHERE token_hash = {}",
+                m(1)
+            ),
+            revoke: format!("DELETE FROM pylon_sessions WHERE token_hash = {}", m(1)),
+            purge: format!("DELETE FROM pylon_sessions WHERE expires_at <= {}", m(1)),
         }
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        Self::init(conn)
-    }
-
-    /// A session store in memory (tests, `pylon dev` with an in-memory database).
-    ///
-    /// # Errors
-    /// [`StoreError`] when SQLite cannot start.
-    pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS pylon_sessions (
-                 token_hash BLOB PRIMARY KEY,
-                 user_id    TEXT NOT NULL,
-                 guest      INTEGER NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL
-             ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS pylon_sessions_expiry ON pylon_sessions (expires_at);",
-        )?;
-        Ok(Self { conn: Mutex::new(conn) })
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding this lock cannot leave the connection half-used: every
-        // statement is one SQLite call, so a poisoned guard is still a sound connection.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-impl SessionStore for SqliteSessionStore {
-    fn create_guest(&self, now: i64, ttl_secs: i64) -> Result<NewSession, StoreError> {
-        let token = random_token()?;
-        let user_id = format!("guest_{}", &random_token()?[..20]);
-        let expires_at = now.saturating_add(ttl_secs);
-        self.conn().execute(
-            "INSERT INTO pylon_sessions (token_hash, user_id, guest, created_at, expires_at)
-             VALUES (?1, ?2, 1, ?3, ?4)",
-            params![&token_hash(&token)[..], user_id, now, expires_at],
-        )?;
-        Ok(NewSession { token, session: Session { user_id, expires_at, guest: true } })
+/// Where sessions live: cheap to clone (both stores are handles).
+#[derive(Debug, Clone)]
+pub enum Sessions {
+    /// An SQLite file or memory; blocking calls run on tokio's blocking pool.
+    Sqlite(SqliteSessionStore),
+    /// The Postgres database of the entities.
+    Postgres(PgSessionStore),
+}
+
+macro_rules! forward {
+    ($self:ident, $s:ident => $body:expr) => {
+        match $self {
+            Sessions::Sqlite($s) => $body,
+            Sessions::Postgres($s) => $body,
+        }
+    };
+}
+
+impl Sessions {
+    /// Creates a guest user and a session for it, valid for `ttl_secs` from `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written or no randomness is available.
+    pub async fn create_guest(&self, now: i64, ttl_secs: i64) -> Result<NewSession, StoreError> {
+        forward!(self, s => s.create_guest(now, ttl_secs).await)
     }
 
-    fn resolve(&self, token: &str, now: i64) -> Result<Option<Session>, StoreError> {
-        let wanted = token_hash(token);
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT token_hash, user_id, guest, expires_at FROM pylon_sessions
-                 WHERE token_hash = ?1",
-                params![&wanted[..]],
-                |row| {
-                    Ok((
-                        row.get::<_, Vec<u8>>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, bool>(2)?,
-                        row.get::<_, i64>(3)?,
-                    ))
-                },
-            )
-            .optional()?;
-        Ok(row.and_then(|(stored, user_id, guest, expires_at)| {
-            let same: bool = stored.as_slice().ct_eq(&wanted[..]).into();
-            (same && expires_at > now).then_some(Session { user_id, expires_at, guest })
-        }))
+    /// The live session for `token`, or `None` when unknown or expired at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn resolve(&self, token: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        forward!(self, s => s.resolve(token, now).await)
     }
 
-    fn revoke(&self, token: &str) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "DELETE FROM pylon_sessions WHERE token_hash = ?1",
-            params![&token_hash(token)[..]],
-        )?;
-        Ok(n > 0)
+    /// Revokes the session of `token`; whether one existed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn revoke(&self, token: &str) -> Result<bool, StoreError> {
+        forward!(self, s => s.revoke(token).await)
     }
 
-    fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM pylon_sessions WHERE expires_at <= ?1", params![now])?;
-        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    /// Deletes every session expired at `now`; how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        forward!(self, s => s.purge_expired(now).await)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        // A WAL checkpoint folds the log into the database file; in-memory stores have
-        // no WAL and answer with a harmless row.
-        self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+    /// Makes everything written durable in the main database file (shutdown).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        forward!(self, s => s.flush().await)
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
-        Ok(())
+    /// Checks the store answers (readiness).
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        forward!(self, s => s.ping().await)
+    }
+}
+
+impl From<SqliteSessionStore> for Sessions {
+    fn from(store: SqliteSessionStore) -> Self {
+        Self::Sqlite(store)
+    }
+}
+
+impl From<PgSessionStore> for Sessions {
+    fn from(store: PgSessionStore) -> Self {
+        Self::Postgres(store)
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
-    /// A guest session resolves until it expires, is stored only hashed, and is gone once
-    /// revoked; a wrong token resolves to nothing.
+    /// A stored session is live only with the same hash and before its expiry.
     #[test]
-    fn guest_session_lifecycle_on_a_real_file() {
-        let dir = std::env::temp_dir().join(format!("pylon-sessions-{}", std::process::id()));
-        let path = dir.join("sessions.db");
-        let _ = std::fs::remove_file(&path);
-        let store = SqliteSessionStore::open(&path).unwrap();
-        let new = store.create_guest(1_000, 60).unwrap();
-        assert_eq!(new.token.len(), 64);
-        assert!(new.session.user_id.starts_with("guest_"));
-
-        let got = store.resolve(&new.token, 1_059).unwrap().unwrap();
-        assert_eq!(got, new.session);
-        assert_eq!(store.resolve(&new.token, 1_060).unwrap(), None, "expired");
-        assert_eq!(store.resolve("not-a-token", 1_000).unwrap(), None);
-
-        // The plaintext token is nowhere in the file.
-        drop(store);
-        let bytes = std::fs::read(&path).unwrap();
-        let needle = new.token.as_bytes();
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
-
-        let store = SqliteSessionStore::open(&path).unwrap();
-        assert!(store.resolve(&new.token, 1_000).unwrap().is_some(), "survives reopen");
-        assert!(store.revoke(&new.token).unwrap());
-        assert!(!store.revoke(&new.token).unwrap());
-        assert_eq!(store.resolve(&new.token, 1_000).unwrap(), None);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Two guests get different users and tokens; purge removes only expired ones.
-    #[test]
-    fn purge_removes_only_expired() {
-        let store = SqliteSessionStore::in_memory().unwrap();
-        let a = store.create_guest(0, 10).unwrap();
-        let b = store.create_guest(0, 100).unwrap();
-        assert_ne!(a.token, b.token);
-        assert_ne!(a.session.user_id, b.session.user_id);
-        assert_eq!(store.purge_expired(50).unwrap(), 1);
-        assert!(store.resolve(&b.token, 50).unwrap().is_some());
-        store.ping().unwrap();
+    fn live_needs_the_hash_and_time() {
+        let wanted = token_hash("t");
+        let stored = |hash: [u8; 32]| Some((hash.to_vec(), "u".to_owned(), true, 100));
+        assert!(live(stored(wanted), &wanted, 99).is_some());
+        assert!(live(stored(wanted), &wanted, 100).is_none(), "expired");
+        assert!(live(stored(token_hash("other")), &wanted, 0).is_none());
+        assert!(live(None, &wanted, 0).is_none());
     }
 }

@@ -4,8 +4,23 @@
 
 use serde_json::Value;
 
-use crate::entity::{EntityError, Row, Verdict, WriteOp};
+use crate::entity::{EntityError, IndexedError, Row, Verdict, WriteOp, limits};
 use crate::manifest::{EntityDef, check_value};
+
+/// Refuses a batch of more than [`limits::MAX_BATCH`] operations.
+///
+/// # Errors
+/// [`EntityError::BadRequest`], at the first operation over the limit.
+pub fn check_batch(ops: &[WriteOp]) -> Result<(), IndexedError> {
+    if ops.len() > limits::MAX_BATCH {
+        return Err(EntityError::BadRequest(format!(
+            "at most {} operations per transaction",
+            limits::MAX_BATCH
+        ))
+        .in_operation(limits::MAX_BATCH));
+    }
+    Ok(())
+}
 
 /// Refuses the operation when its guard says no to going from `before` to `after`.
 ///

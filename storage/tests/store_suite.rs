@@ -471,30 +471,23 @@ async fn migrations_refuse_data_loss(place: Place) {
 /// lifecycle as the SQLite session store (resolve, expiry, revoke, purge).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sessions() {
-    use pylon_storage::SessionStore;
     let Some(place) = postgres_place("sessions").await else { return };
     let store = place.open().await;
     let Store::Postgres(pg) = &store else { panic!("postgres") };
-    let sessions = pylon_storage::postgres::PgSessionStore::open(
-        pg.pool().clone(),
-        tokio::runtime::Handle::current(),
-    )
-    .await
-    .unwrap();
-    tokio::task::spawn_blocking(move || {
-        let new = sessions.create_guest(1_000, 60).unwrap();
-        assert_eq!(sessions.resolve(&new.token, 1_059).unwrap(), Some(new.session.clone()));
-        assert_eq!(sessions.resolve(&new.token, 1_060).unwrap(), None, "expired");
-        assert_eq!(sessions.resolve("nope", 1_000).unwrap(), None);
-        let other = sessions.create_guest(1_000, 5).unwrap();
-        assert_eq!(sessions.purge_expired(1_010).unwrap(), 1);
-        assert_eq!(sessions.resolve(&other.token, 1_000).unwrap(), None);
-        assert!(sessions.revoke(&new.token).unwrap());
-        assert!(!sessions.revoke(&new.token).unwrap());
-        sessions.ping().unwrap();
-    })
-    .await
-    .unwrap();
+    let sessions = pylon_storage::Sessions::from(
+        pylon_storage::postgres::PgSessionStore::open(pg.pool().clone()).await.unwrap(),
+    );
+    let new = sessions.create_guest(1_000, 60).await.unwrap();
+    assert_eq!(sessions.resolve(&new.token, 1_059).await.unwrap(), Some(new.session.clone()));
+    assert_eq!(sessions.resolve(&new.token, 1_060).await.unwrap(), None, "expired");
+    assert_eq!(sessions.resolve("nope", 1_000).await.unwrap(), None);
+    let other = sessions.create_guest(1_000, 5).await.unwrap();
+    assert_eq!(sessions.purge_expired(1_010).await.unwrap(), 1);
+    assert_eq!(sessions.resolve(&other.token, 1_000).await.unwrap(), None);
+    assert!(sessions.revoke(&new.token).await.unwrap());
+    assert!(!sessions.revoke(&new.token).await.unwrap());
+    sessions.ping().await.unwrap();
+    sessions.flush().await.unwrap();
 }
 
 /// Postgres: a logical export restored into an empty schema answers every query the

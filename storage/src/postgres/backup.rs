@@ -9,8 +9,9 @@ use std::path::Path;
 
 use sqlx::Row as _;
 
-use super::{PgStore, pg, table};
+use super::{PgStore, pg};
 use crate::StoreError;
+use crate::sql::table;
 
 /// pylon's internal tables, in restore order.
 const INTERNAL: [&str; 7] = [

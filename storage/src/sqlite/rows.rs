@@ -1,17 +1,21 @@
-//! Rows between JSON and SQLite: column types per field type, reading a row back into
-//! JSON, binding JSON values as parameters.
+//! Rows between JSON and SQLite: the dialect (placeholders `?n`, column types per field
+//! type), reading a row back into JSON, binding parameters.
 
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::ToSql;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use serde_json::{Number, Value};
 
 use crate::entity::Row;
 use crate::manifest::{EntityDef, FieldType};
+use crate::sql::{Dialect, Param};
 
-/// The table of entity `name`.
-#[must_use]
-pub fn table(name: &str) -> String {
-    format!("\"e_{name}\"")
-}
+/// SQLite's SQL.
+pub(super) const DIALECT: Dialect = Dialect {
+    mark: |n| format!("?{n}"),
+    column_type,
+    id_column: "TEXT PRIMARY KEY NOT NULL",
+    alter_types: false,
+};
 
 /// The SQLite column type of a field type.
 #[must_use]
@@ -23,19 +27,7 @@ pub fn column_type(ty: &FieldType) -> &'static str {
     }
 }
 
-/// `"id", "f1", "f2"`: the select list of an entity.
-#[must_use]
-pub fn select_list(entity: &EntityDef) -> String {
-    let mut out = String::from("\"id\"");
-    for f in &entity.fields {
-        out.push_str(", \"");
-        out.push_str(&f.name);
-        out.push('"');
-    }
-    out
-}
-
-/// Reads a row selected with [`select_list`].
+/// Reads a row selected with [`crate::sql::select_list`].
 ///
 /// # Errors
 /// A rusqlite error when a column cannot be read.
@@ -64,17 +56,14 @@ fn to_json(ty: &FieldType, v: ValueRef<'_>) -> Value {
     }
 }
 
-/// A validated JSON value as an SQLite parameter.
-#[must_use]
-pub fn to_sql(v: &Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => SqlValue::Integer(i),
-            None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => SqlValue::Text(s.clone()),
-        other => SqlValue::Text(other.to_string()),
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match self {
+            Self::Text(Some(t)) => return Ok(ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))),
+            Self::Text(None) => SqlValue::Null,
+            Self::Int(v) => v.map_or(SqlValue::Null, SqlValue::Integer),
+            Self::Float(v) => v.map_or(SqlValue::Null, SqlValue::Real),
+            Self::Bool(v) => v.map_or(SqlValue::Null, |b| SqlValue::Integer(i64::from(b))),
+        }))
     }
 }

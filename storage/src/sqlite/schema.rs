@@ -1,13 +1,19 @@
-//! SQLite schema from the manifest: tables and indexes created or migrated at start (and
-//! by `pylon migrate`), planned by [`crate::migrate`]. A change that would lose data is
+//! SQLite schema: pylon's internal tables, and the entity tables and indexes created or
+//! migrated at start (and by `pylon migrate`, [`migrate_file`]), planned by
+//! [`crate::migrate`] with the DDL of [`crate::sql`]. A change that would lose data is
 //! refused with a message naming the entity and field, and nothing is applied: the whole
 //! migration is one transaction.
 
+use std::path::Path;
+
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::rows::{column_type, table};
-use crate::manifest::{EntityDef, FieldDef, Manifest};
-use crate::migrate::{Action, Facts, StoredField, index_sql, plan, wanted_indexes};
+use super::open_conn;
+use super::rows::DIALECT;
+use crate::StoreError;
+use crate::manifest::{EntityDef, Manifest};
+use crate::migrate::{self, Facts, StoredField, plan};
+use crate::sql;
 
 /// Why a migration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +27,8 @@ pub enum MigrateError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// Creates the internal tables (schema record, change log) if missing.
+/// Creates the internal tables (schema record, change log, saved matches, replays) if
+/// missing.
 ///
 /// # Errors
 /// SQLite errors.
@@ -79,11 +86,15 @@ pub fn migrate(
         .map_err(MigrateError::Refused)?;
     let mut done: Vec<String> = actions.iter().map(ToString::to_string).collect();
     for action in &actions {
-        apply(&tx, manifest, action)?;
+        if let Some(ddl) = DIALECT.migration(manifest, action) {
+            tx.execute_batch(&ddl)?;
+        }
     }
     for entity in &manifest.entities {
         sync_indexes(&tx, entity, &mut done)?;
-        record(&tx, entity)?;
+        for st in DIALECT.record(entity) {
+            tx.execute(&st.sql, rusqlite::params_from_iter(&st.params))?;
+        }
     }
     if dry_run {
         tx.rollback()?;
@@ -93,29 +104,31 @@ pub fn migrate(
     Ok(done)
 }
 
+/// Migrates the database at `path` to `manifest` (`pylon migrate`); what it did (or would
+/// do, with `dry_run`).
+///
+/// # Errors
+/// [`StoreError::Migrate`] naming entity and field for a refused change.
+pub fn migrate_file(
+    path: &Path,
+    manifest: &Manifest,
+    dry_run: bool,
+) -> Result<Vec<String>, StoreError> {
+    super::create_parent(path)?;
+    let mut conn = open_conn(path, false)?;
+    migrate(&mut conn, manifest, dry_run).map_err(|e| StoreError::Migrate(e.to_string()))
+}
+
 fn load_stored(tx: &Transaction<'_>) -> rusqlite::Result<Vec<StoredField>> {
-    let mut stmt = tx.prepare("SELECT entity, field, type, optional, uniq FROM pylon_schema")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(StoredField {
-            entity: r.get(0)?,
-            field: r.get(1)?,
-            ty: r.get(2)?,
-            optional: r.get(3)?,
-            unique: r.get(4)?,
-        })
-    })?;
-    rows.collect()
+    let mut stmt = tx.prepare(sql::STORED_FIELDS)?;
+    let rows = stmt.query_map([], |r| <(String, String, String, bool, bool)>::try_from(r))?;
+    rows.map(|r| r.map(StoredField::from)).collect()
 }
 
 fn facts(tx: &Transaction<'_>, stored: &[StoredField]) -> rusqlite::Result<Facts> {
     let mut facts = Facts::default();
-    for s in stored {
-        let t = table(&s.entity);
-        if !facts.rows.contains_key(&s.entity) {
-            facts.rows.insert(s.entity.clone(), count(tx, &format!("SELECT COUNT(*) FROM {t}"))?);
-        }
-        let n = count(tx, &format!("SELECT COUNT(*) FROM {t} WHERE \"{}\" IS NOT NULL", s.field))?;
-        facts.values.insert((s.entity.clone(), s.field.clone()), n);
+    for (fact, sql) in migrate::fact_queries(stored) {
+        facts.record(fact, tx.query_row(&sql, [], |r| r.get(0))?);
     }
     Ok(facts)
 }
@@ -131,76 +144,24 @@ fn table_exists(tx: &Transaction<'_>, entity: &str) -> rusqlite::Result<bool> {
     .map(|o| o.is_some())
 }
 
-fn count(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<i64> {
-    tx.query_row(sql, [], |r| r.get(0))
-}
-
-fn column_sql(f: &FieldDef) -> String {
-    format!("\"{}\" {}", f.name, column_type(&f.ty))
-}
-
-fn apply(tx: &Transaction<'_>, manifest: &Manifest, action: &Action) -> rusqlite::Result<()> {
-    let field_of = |e: &str, f: &str| manifest.entity(e).and_then(|d| d.field(f)).map(column_sql);
-    match action {
-        Action::CreateEntity(e) => {
-            let Some(entity) = manifest.entity(e) else { return Ok(()) };
-            let mut cols = vec!["\"id\" TEXT PRIMARY KEY NOT NULL".to_owned()];
-            cols.extend(entity.fields.iter().map(column_sql));
-            tx.execute_batch(&format!("CREATE TABLE {} ({})", table(e), cols.join(", ")))
-        }
-        Action::AddField(e, f) => match field_of(e, f) {
-            Some(col) => tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {col}", table(e))),
-            None => Ok(()),
-        },
-        Action::DropField(e, f) => {
-            tx.execute_batch(&format!("ALTER TABLE {} DROP COLUMN \"{f}\"", table(e)))
-        }
-        Action::DropEntity(e) => {
-            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(e)))?;
-            tx.execute("DELETE FROM pylon_schema WHERE entity = ?1", params![e]).map(|_| ())
-        }
-        Action::Retype(..) => Ok(()),
-    }
-}
-
 fn sync_indexes(
     tx: &Transaction<'_>,
     entity: &EntityDef,
     done: &mut Vec<String>,
 ) -> Result<(), MigrateError> {
-    let t = table(&entity.name);
-    let wanted: Vec<(String, String)> =
-        wanted_indexes(entity).iter().map(|ix| (ix.name.clone(), index_sql(ix, &t))).collect();
     let mut stmt = tx.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?;
     let existing: Vec<(String, String)> = stmt
         .query_map(params![format!("e_{}", entity.name)], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    for (name, sql) in &existing {
-        if !wanted.iter().any(|(n, s)| n == name && s == sql) {
-            tx.execute_batch(&format!("DROP INDEX \"{name}\""))?;
-            done.push(format!("drop index {name}"));
-        }
+    let (drop, create) = migrate::index_changes(entity, &existing);
+    for name in drop {
+        tx.execute_batch(&format!("DROP INDEX \"{name}\""))?;
+        done.push(format!("drop index {name}"));
     }
-    for (name, sql) in &wanted {
-        if !existing.iter().any(|(n, s)| n == name && s == sql) {
-            tx.execute_batch(sql).map_err(|e| {
-                MigrateError::Refused(format!(
-                    "index {name} cannot be built on the existing rows: {e}"
-                ))
-            })?;
-            done.push(format!("create index {name}"));
-        }
-    }
-    Ok(())
-}
-
-fn record(tx: &Transaction<'_>, entity: &EntityDef) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM pylon_schema WHERE entity = ?1", params![entity.name])?;
-    for f in &entity.fields {
-        tx.execute(
-            "INSERT INTO pylon_schema (entity, field, type, optional, uniq) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![entity.name, f.name, f.ty.as_str(), f.optional, f.unique],
-        )?;
+    for (name, sql) in create {
+        tx.execute_batch(&sql)
+            .map_err(|e| MigrateError::Refused(migrate::index_refused(&name, &e)))?;
+        done.push(format!("create index {name}"));
     }
     Ok(())
 }

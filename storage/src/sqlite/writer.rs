@@ -2,31 +2,91 @@
 //! thread takes every request waiting (up to a group limit), runs each in its own
 //! savepoint inside one transaction, commits once (one fsync for the group), then
 //! answers them all. A request that fails rolls back only its savepoint: batches are
-//! all-or-nothing, groups are not.
+//! all-or-nothing, groups are not. The store's write methods ([`SqliteStore::write`],
+//! saved matches, replays) queue here and answer once their group is durable.
 
 use std::sync::Arc;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows::{read_row, select_list, table, to_sql};
+use super::SqliteStore;
+use super::rows::{DIALECT, read_row};
 use crate::entity::{
     ChangeEvent, ChangeKind, EntityError, IndexedError, Row, WriteOp, WriteResult,
 };
 use crate::manifest::{EntityDef, Manifest};
-use crate::{StoreError, time, write};
+use crate::sql::Statement;
+use crate::{StoreError, query, time, write};
 
 /// One queued write.
 pub(super) enum Job {
     /// Entity operations, all or nothing.
     Write { ops: Vec<WriteOp>, reply: oneshot::Sender<Result<WriteResult, IndexedError>> },
     /// One statement on pylon's internal tables (saved matches, replays).
-    Exec {
-        sql: &'static str,
-        params: Vec<rusqlite::types::Value>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
+    Exec { statement: Statement, reply: oneshot::Sender<Result<(), StoreError>> },
+}
+
+impl SqliteStore {
+    /// Commits `ops` all-or-nothing; answers once the group it joined is durable.
+    ///
+    /// # Errors
+    /// The failing operation's index and error; nothing of the batch was applied.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<WriteResult, IndexedError> {
+        if ops.is_empty() {
+            return Ok(WriteResult::default());
+        }
+        write::check_batch(&ops)?;
+        let (reply, answer) = oneshot::channel();
+        let gone = || EntityError::Store(closed()).in_operation(0);
+        self.inner.writes.send(Job::Write { ops, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    async fn exec(&self, statement: Statement) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.writes.send(Job::Exec { statement, reply }).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Saves (replacing) the state of running match `match_id` (JSON of a `SavedMatch`).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn save_match(
+        &self,
+        match_id: &str,
+        game: &str,
+        tick: u64,
+        state: String,
+    ) -> Result<(), StoreError> {
+        self.exec(DIALECT.save_match(match_id, game, tick, state)).await
+    }
+
+    /// Forgets the saved state of `match_id` (finished or stopped).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn delete_match(&self, match_id: &str) -> Result<(), StoreError> {
+        self.exec(DIALECT.delete_match(match_id)).await
+    }
+
+    /// Stores the replay log (JSON) of finished match `match_id`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn save_replay(
+        &self,
+        match_id: &str,
+        game: &str,
+        log: String,
+    ) -> Result<(), StoreError> {
+        self.exec(DIALECT.save_replay(match_id, game, log)).await
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Write("the store is closed".into())
 }
 
 /// A job's outcome, answered after the group commits.
@@ -90,11 +150,9 @@ fn failed(job: &Job, msg: &str) -> Done {
 fn run_job(tx: &Connection, manifest: &Manifest, job: &Job, ts: &str) -> Done {
     match job {
         Job::Write { ops, .. } => Done::Write(apply_batch(tx, manifest, ops, ts)),
-        Job::Exec { sql, params, .. } => Done::Exec(
-            tx.execute(sql, rusqlite::params_from_iter(params.iter()))
-                .map(|_| ())
-                .map_err(StoreError::from),
-        ),
+        Job::Exec { statement, .. } => {
+            Done::Exec(execute(tx, statement).map(|_| ()).map_err(StoreError::from))
+        }
     }
 }
 
@@ -137,27 +195,20 @@ fn apply_batch(
     let mut out = WriteResult::default();
     for (i, op) in ops.iter().enumerate() {
         let (id, before, after) = apply_op(tx, manifest, op).map_err(|e| e.in_operation(i))?;
-        let mut change = ChangeEvent {
-            seq: 0,
-            entity: op.entity.clone(),
-            row_id: id.clone(),
-            kind: op.kind,
-            data: after,
-            timestamp: ts.to_owned(),
-            before,
-        };
-        // The log keeps the rows on both sides of the write, for read-policy checks.
-        let (data, prior) = change.log_columns();
-        tx.execute(
-            "INSERT INTO pylon_changes (entity, row_id, kind, data, prior, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![op.entity, id, op.kind.as_str(), data, prior, ts],
-        )
-        .map_err(|e| EntityError::from(StoreError::from(e)).in_operation(i))?;
+        let mut change = ChangeEvent::applied(op, id.clone(), before, after, ts);
+        // The log keeps the rows on both sides of the write, for read-policy checks; the
+        // rowid is the seq.
+        execute(tx, &DIALECT.log_entry(&change, None))
+            .map_err(|e| EntityError::from(StoreError::from(e)).in_operation(i))?;
         change.seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
         out.changes.push(change);
         out.ids.push(id);
     }
     Ok(out)
+}
+
+fn execute(tx: &Connection, st: &Statement) -> rusqlite::Result<usize> {
+    tx.execute(&st.sql, rusqlite::params_from_iter(&st.params))
 }
 
 /// Applies one operation; returns the row id and the row before and after it.
@@ -166,29 +217,26 @@ fn apply_op(
     manifest: &Manifest,
     op: &WriteOp,
 ) -> Result<(String, Option<Row>, Option<Row>), EntityError> {
-    let entity =
-        manifest.entity(&op.entity).ok_or_else(|| EntityError::UnknownEntity(op.entity.clone()))?;
+    let def = query::entity(manifest, &op.entity)?;
     match op.kind {
-        ChangeKind::Insert => insert(tx, entity, op),
-        ChangeKind::Update => update(tx, entity, op),
-        ChangeKind::Delete => delete(tx, entity, op),
+        ChangeKind::Insert => {
+            let (id, row) = write::insert_row(def, op)?;
+            execute(tx, &DIALECT.insert(def, &id, &row)).map_err(|e| conflict(def, e))?;
+            Ok((id, None, Some(row)))
+        }
+        ChangeKind::Update => {
+            let (id, current) = current(tx, def, op)?;
+            let (row, changes) = write::update_row(def, op, &current)?;
+            execute(tx, &DIALECT.update(def, &id, &changes)).map_err(|e| conflict(def, e))?;
+            Ok((id, Some(current), Some(row)))
+        }
+        ChangeKind::Delete => {
+            let (id, row) = current(tx, def, op)?;
+            write::delete_row(def, op, &row)?;
+            execute(tx, &DIALECT.delete(def, &id)).map_err(StoreError::from)?;
+            Ok((id, Some(row), None))
+        }
     }
-}
-
-type Applied = Result<(String, Option<Row>, Option<Row>), EntityError>;
-
-fn insert(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Applied {
-    let (id, row) = write::insert_row(entity, op)?;
-    let cols = select_list(entity);
-    let marks: Vec<String> = (1..=entity.fields.len() + 1).map(|i| format!("?{i}")).collect();
-    let mut values = vec![rusqlite::types::Value::Text(id.clone())];
-    values.extend(entity.fields.iter().map(|f| to_sql(row.get(&f.name).unwrap_or(&Value::Null))));
-    tx.execute(
-        &format!("INSERT INTO {} ({cols}) VALUES ({})", table(&entity.name), marks.join(", ")),
-        rusqlite::params_from_iter(values),
-    )
-    .map_err(|e| conflict(entity, e))?;
-    Ok((id, None, Some(row)))
 }
 
 fn current(
@@ -197,37 +245,11 @@ fn current(
     op: &WriteOp,
 ) -> Result<(String, Row), EntityError> {
     let id = write::target_id(op)?;
-    let sql =
-        format!("SELECT {} FROM {} WHERE \"id\" = ?1", select_list(entity), table(&entity.name));
     let row = tx
-        .query_row(&sql, params![id], |r| read_row(entity, r))
+        .query_row(&DIALECT.select_by_id(entity), params![id], |r| read_row(entity, r))
         .optional()
-        .map_err(StoreError::from)?
-        .ok_or_else(|| EntityError::NotFound { entity: entity.name.clone(), id: id.clone() })?;
-    Ok((id, row))
-}
-
-fn update(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Applied {
-    let (id, current) = current(tx, entity, op)?;
-    let (row, changes) = write::update_row(entity, op, &current)?;
-    let sets: Vec<String> =
-        changes.keys().enumerate().map(|(i, k)| format!("\"{k}\" = ?{}", i + 2)).collect();
-    let mut values = vec![rusqlite::types::Value::Text(id.clone())];
-    values.extend(changes.values().map(to_sql));
-    tx.execute(
-        &format!("UPDATE {} SET {} WHERE \"id\" = ?1", table(&entity.name), sets.join(", ")),
-        rusqlite::params_from_iter(values),
-    )
-    .map_err(|e| conflict(entity, e))?;
-    Ok((id, Some(current), Some(row)))
-}
-
-fn delete(tx: &Connection, entity: &EntityDef, op: &WriteOp) -> Applied {
-    let (id, row) = current(tx, entity, op)?;
-    write::delete_row(entity, op, &row)?;
-    tx.execute(&format!("DELETE FROM {} WHERE \"id\" = ?1", table(&entity.name)), params![id])
         .map_err(StoreError::from)?;
-    Ok((id, Some(row), None))
+    Ok((id.clone(), query::found(entity, &id, row)?))
 }
 
 fn conflict(entity: &EntityDef, e: rusqlite::Error) -> EntityError {

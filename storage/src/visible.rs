@@ -6,14 +6,15 @@
 //! indexed fields are pushed down to the store as filters; when they are the whole rule,
 //! the store's page and count are the answer. Otherwise the matching rows are scanned in
 //! id order and checked one by one, at most [`MAX_SCAN_ROWS`] per request (beyond that
-//! a list answers 400 `QUERY_TOO_BROAD`; a cursor page stops early with `has_more`).
+//! a list fails with [`ReadError::TooBroad`], which the API answers 400
+//! `QUERY_TOO_BROAD`; a cursor page stops early with `has_more`).
 
-use pylon_storage::entity::{CursorPage, EntityError, Page};
-use pylon_storage::manifest::{EntityDef, FieldType};
-use pylon_storage::{Row, Store};
 use serde_json::Value;
 
-use crate::policies::{Caller, Policies, ReadScope};
+use crate::access::{Caller, Policies, ReadScope};
+use crate::entity::{CursorPage, EntityError, Page, Row};
+use crate::manifest::{EntityDef, FieldType};
+use crate::store::Store;
 
 /// Most rows one list or cursor request checks one by one.
 pub const MAX_SCAN_ROWS: usize = 100_000;
@@ -22,7 +23,8 @@ const SCAN_BATCH: u32 = 1000;
 
 /// Why a policy-filtered read failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
+#[non_exhaustive]
+pub enum ReadError {
     /// The store refused (unknown entity, bad filter, …).
     #[error(transparent)]
     Entity(#[from] EntityError),
@@ -45,11 +47,8 @@ fn plan(
     caller: &Caller,
     filters: &[(String, String)],
 ) -> Result<Plan, EntityError> {
-    let def = store
-        .manifest()
-        .entity(entity)
-        .ok_or_else(|| EntityError::UnknownEntity(entity.to_owned()))?;
-    pylon_storage::query::parse_filters(def, filters)?;
+    let def = crate::query::entity(store.manifest(), entity)?;
+    crate::query::parse_filters(def, filters)?;
     let (equal, exact) = match policies.read_scope(entity, caller) {
         ReadScope::All => return Ok(Plan::Store { filters: filters.to_vec(), check_rows: false }),
         ReadScope::Nothing => return Ok(Plan::Nothing),
@@ -75,7 +74,7 @@ fn plan(
 /// The filter text for `field == value`, when the store can filter on it with the same
 /// meaning as the rule (an indexed field of the value's JSON type).
 fn filter_text(def: &EntityDef, field: &str, value: &Value) -> Option<String> {
-    if !pylon_storage::migrate::filterable(def, field) {
+    if !crate::migrate::filterable(def, field) {
         return None;
     }
     let ty = if field == "id" { &FieldType::String } else { &def.field(field)?.ty };
@@ -90,7 +89,10 @@ fn filter_text(def: &EntityDef, field: &str, value: &Value) -> Option<String> {
 }
 
 /// A page of `list` with the count of visible rows.
-pub(crate) async fn list(
+///
+/// # Errors
+/// [`ReadError::Entity`] from the store, [`ReadError::TooBroad`] past [`MAX_SCAN_ROWS`].
+pub async fn list(
     store: &Store,
     policies: &Policies,
     entity: &str,
@@ -132,7 +134,10 @@ pub(crate) async fn list(
 }
 
 /// A keyset page of the visible rows: up to `limit` of them, after `after`.
-pub(crate) async fn cursor(
+///
+/// # Errors
+/// [`ReadError::Entity`] from the store.
+pub async fn cursor(
     store: &Store,
     policies: &Policies,
     entity: &str,
@@ -164,8 +169,7 @@ pub(crate) async fn cursor(
         // Two store pages gave more than a page: the next one starts after the last row
         // returned.
         rows.truncate(limit as usize);
-        let last = rows.last().and_then(|r| r.get("id")).and_then(Value::as_str);
-        return Ok(CursorPage { next_cursor: last.map(str::to_owned), rows, has_more: true });
+        return Ok(CursorPage { next_cursor: crate::query::last_id(&rows), rows, has_more: true });
     }
     // The next page starts after the last row checked, visible or not.
     Ok(CursorPage { rows, next_cursor: page.next_cursor, has_more: page.has_more })
