@@ -13,11 +13,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, LogFormat, Mode};
-use pylon_api::{ApiConfig, Entities, Listeners, Matches, Policies, Server};
+use pylon_api::{ApiConfig, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
 use pylon_storage::postgres::PgSessionStore;
 use pylon_storage::{Backend, Manifest, Sessions, SqliteSessionStore, Store};
-use pylon_sync::Hub;
 use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
 
 #[global_allocator]
@@ -136,8 +135,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         trusted_proxies: config.trusted_proxies.clone(),
         ..ApiConfig::default()
     };
-    let entities =
-        Entities { store, policies: Arc::new(policies), hub: Hub::new(pylon_sync::DEFAULT_BUFFER) };
+    let entities = pylon_sync::Feeds::new(store, Arc::new(policies), pylon_sync::DEFAULT_BUFFER);
     let server = Server::new(api, matches, sessions, env!("CARGO_PKG_VERSION"))
         .with_entities(entities)
         .with_persistence(persist_rx, config.persist_at_shutdown);

@@ -1,4 +1,4 @@
-//! The entity API (DESIGN.md section 9): CRUD, keyset cursors, filters on indexed
+//! The entity API (docs/ENTITIES.md): CRUD, keyset cursors, filters on indexed
 //! fields, all-or-nothing transactions, per-entity policies. Every committed write is
 //! published to the change hub after the store answers.
 
@@ -8,30 +8,21 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use pylon_shard::Auth;
-use pylon_storage::entity::{EntityError, Guard, IndexedError, limits};
+use pylon_storage::entity::{EntityError, Guard, limits};
 use pylon_storage::visible::{self, ReadError};
-use pylon_storage::{ChangeEvent, ChangeKind, Row, Store, WriteOp};
-use pylon_sync::Hub;
+use pylon_storage::{ChangeKind, Row, WriteOp};
+use pylon_sync::Feeds;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
-use crate::policies::{self, Policies, Projection};
-use crate::shard_http::JsonBody;
+use crate::extract::JsonBody;
+use crate::policies::{self, Policies};
 
-/// The entity side of the server: store, compiled policies, change hub.
-pub struct Entities {
-    /// The store.
-    pub store: Store,
-    /// Compiled policies.
-    pub policies: Arc<Policies>,
-    /// Live change fan-out.
-    pub hub: Hub<Published>,
-}
-
-pub(crate) fn entities(state: &AppState) -> Result<&Arc<Entities>, ApiError> {
+/// The entity side of the server (store, policies, change feeds), or 503.
+pub(crate) fn entities(state: &AppState) -> Result<&Arc<Feeds>, ApiError> {
     state.entities.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -41,59 +32,9 @@ pub(crate) fn entities(state: &AppState) -> Result<&Arc<Entities>, ApiError> {
     })
 }
 
-/// Maps a store error to the HTTP answer.
-pub(crate) fn entity_error(e: EntityError) -> ApiError {
-    match e {
-        EntityError::UnknownEntity(name) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ENTITY_NOT_FOUND",
-            format!("unknown entity {name:?}"),
-        ),
-        e @ EntityError::NotFound { .. } => {
-            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string())
-        }
-        EntityError::InvalidField { entity, field, reason } => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_FIELD",
-            format!("{entity}.{field}: {reason}"),
-        )
-        .with_detail("field", Value::String(field)),
-        EntityError::UnknownField { entity, field } => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "UNKNOWN_FIELD",
-            format!("{entity} has no field {field:?}"),
-        )
-        .with_detail("field", Value::String(field)),
-        e @ EntityError::Conflict { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
-        }
-        EntityError::PolicyDenied { entity, kind, hint } => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "POLICY_DENIED",
-            format!("{kind} on {entity} denied by policy"),
-        )
-        .with_hint(hint),
-        EntityError::BadRequest(msg) => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg),
-        EntityError::ResyncRequired { oldest_seq, latest_seq } => ApiError::new(
-            StatusCode::GONE,
-            "RESYNC_REQUIRED",
-            format!(
-                "the change log holds seq {oldest_seq} to {latest_seq}; reload the entity lists"
-            ),
-        )
-        .with_detail("oldest_seq", json!(oldest_seq)),
-        other => ApiError::internal(&other),
-    }
-}
-
-fn indexed_error(e: IndexedError) -> ApiError {
-    let index = e.index;
-    entity_error(e.error).with_detail("operation", json!(index))
-}
-
 fn read_error(e: ReadError) -> ApiError {
     match e {
-        ReadError::Entity(e) => entity_error(e),
+        ReadError::Entity(e) => ApiError::from(e),
         e @ ReadError::TooBroad => {
             ApiError::new(StatusCode::BAD_REQUEST, "QUERY_TOO_BROAD", e.to_string())
                 .with_hint("filter on an indexed field the read policy names, or page with /cursor")
@@ -110,53 +51,6 @@ fn guard(policies: &Arc<Policies>, entity: &str, kind: ChangeKind, caller: Optio
     Arc::new(move |before: Option<&Row>, after: Option<&Row>| {
         policies.check_write(&entity, kind, &caller, before, after)
     })
-}
-
-/// A committed change as the live feeds carry it: its JSON is built once, by the first
-/// subscriber that sends it, and shared by all others (1,000 subscribers, one encode).
-#[derive(Debug)]
-pub struct Published {
-    /// The change.
-    pub event: ChangeEvent,
-    json: std::sync::OnceLock<axum::extract::ws::Utf8Bytes>,
-    as_delete: std::sync::OnceLock<axum::extract::ws::Utf8Bytes>,
-}
-
-impl Published {
-    /// Wraps a committed change.
-    #[must_use]
-    pub fn new(event: ChangeEvent) -> Self {
-        Self { event, json: std::sync::OnceLock::new(), as_delete: std::sync::OnceLock::new() }
-    }
-
-    /// The event's JSON (docs/PROTOCOL.md, change feeds), shared.
-    #[must_use]
-    pub fn json(&self) -> axum::extract::ws::Utf8Bytes {
-        self.json
-            .get_or_init(|| serde_json::to_string(&self.event).unwrap_or_default().into())
-            .clone()
-    }
-
-    /// The JSON a subscriber receives under `projection`: the event, or the delete of its
-    /// row for a subscriber who could read the row before the write but not after.
-    #[must_use]
-    pub fn json_as(&self, projection: Projection) -> axum::extract::ws::Utf8Bytes {
-        match projection {
-            Projection::AsIs => self.json(),
-            Projection::AsDelete => self
-                .as_delete
-                .get_or_init(|| {
-                    serde_json::to_string(&self.event.as_delete()).unwrap_or_default().into()
-                })
-                .clone(),
-        }
-    }
-}
-
-pub(crate) fn publish(ents: &Entities, changes: Vec<ChangeEvent>) {
-    for change in changes {
-        ents.hub.publish(Arc::new(Published::new(change)));
-    }
 }
 
 /// Query parameters: `limit`, `offset`, `after`, `token`; anything else is a filter.
@@ -197,7 +91,7 @@ async fn read_request<'s>(
     state: &'s AppState,
     raw: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(&'s Arc<Entities>, ListQuery, Option<Auth>), ApiError> {
+) -> Result<(&'s Arc<Feeds>, ListQuery, Option<Auth>), ApiError> {
     let ents = entities(state)?;
     let q = list_query(raw)?;
     let caller = auth::http_caller(state, headers, q.token.as_deref()).await?;
@@ -213,10 +107,17 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
     let caller = policies::caller(caller.as_ref());
-    let page =
-        visible::list(&ents.store, &ents.policies, &entity, &caller, q.filters, q.limit, q.offset)
-            .await
-            .map_err(read_error)?;
+    let page = visible::list(
+        ents.store(),
+        ents.policies(),
+        &entity,
+        &caller,
+        q.filters,
+        q.limit,
+        q.offset,
+    )
+    .await
+    .map_err(read_error)?;
     Ok(Json(
         json!({ "data": page.rows, "count": page.count, "offset": q.offset, "limit": q.limit }),
     ))
@@ -231,10 +132,17 @@ pub(crate) async fn cursor(
 ) -> Result<Json<Value>, ApiError> {
     let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
     let caller = policies::caller(caller.as_ref());
-    let page =
-        visible::cursor(&ents.store, &ents.policies, &entity, &caller, q.after, q.filters, q.limit)
-            .await
-            .map_err(read_error)?;
+    let page = visible::cursor(
+        ents.store(),
+        ents.policies(),
+        &entity,
+        &caller,
+        q.after,
+        q.filters,
+        q.limit,
+    )
+    .await
+    .map_err(read_error)?;
     Ok(Json(
         json!({ "data": page.rows, "next_cursor": page.next_cursor, "has_more": page.has_more }),
     ))
@@ -248,10 +156,10 @@ pub(crate) async fn get_one(
 ) -> Result<Json<Row>, ApiError> {
     let ents = entities(&state)?;
     let caller = auth::http_caller(&state, &headers, None).await?;
-    let row = ents.store.get(&entity, &id).await.map_err(entity_error)?;
-    if !ents.policies.can_read(&entity, &policies::caller(caller.as_ref()), &row) {
+    let row = ents.store().get(&entity, &id).await.map_err(ApiError::from)?;
+    if !ents.policies().can_read(&entity, &policies::caller(caller.as_ref()), &row) {
         // A row the caller may not read answers like a missing one: ids cannot be probed.
-        return Err(entity_error(EntityError::NotFound { entity, id }));
+        return Err(EntityError::NotFound { entity, id }.into());
     }
     Ok(Json(row))
 }
@@ -275,14 +183,14 @@ async fn write_one(
     let caller = auth::http_caller(state, headers, None).await?;
     let op = WriteOp {
         kind,
-        guard: Some(guard(&ents.policies, &entity, kind, caller.as_ref())),
+        guard: Some(guard(ents.policies(), &entity, kind, caller.as_ref())),
         entity,
         id,
         data,
     };
-    let result = ents.store.write(vec![op]).await.map_err(|e| entity_error(e.error))?;
+    let result = ents.store().write(vec![op]).await.map_err(|e| ApiError::from(e.error))?;
     let id = result.ids.first().cloned().unwrap_or_default();
-    publish(ents, result.changes);
+    ents.publish(result.changes);
     Ok(id)
 }
 
@@ -359,14 +267,14 @@ pub(crate) async fn transact(
         };
         batch.push(WriteOp {
             kind,
-            guard: Some(guard(&ents.policies, &op.entity, kind, caller.as_ref())),
+            guard: Some(guard(ents.policies(), &op.entity, kind, caller.as_ref())),
             entity: op.entity,
             id: op.id,
             data: op.data.unwrap_or_default(),
         });
     }
-    let result = ents.store.write(batch).await.map_err(indexed_error)?;
+    let result = ents.store().write(batch).await.map_err(ApiError::from)?;
     let ids = result.ids.clone();
-    publish(ents, result.changes);
+    ents.publish(result.changes);
     Ok(Json(json!({ "committed": true, "ids": ids })))
 }

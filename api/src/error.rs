@@ -1,11 +1,14 @@
-//! The HTTP error shape of DESIGN.md section 4:
+//! The HTTP error shape (docs/PROTOCOL.md, "Errors"):
 //! `{"error":{"code":"SHARD_NOT_FOUND","message":"…","hint"?:"…"}}` with an UPPER_SNAKE
-//! code, and the WebSocket close codes the shard socket uses.
+//! code. [`ApiError`] is the only producer of that shape; store errors become it through
+//! `From`. Socket close frames are [`crate::close::Close`].
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use pylon_storage::entity::{EntityError, IndexedError};
 use serde::Serialize;
+use serde_json::{Value, json};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone)]
@@ -165,6 +168,62 @@ impl From<axum::extract::ws::rejection::WebSocketUpgradeRejection> for ApiError 
     }
 }
 
+impl From<EntityError> for ApiError {
+    fn from(e: EntityError) -> Self {
+        match e {
+            EntityError::UnknownEntity(name) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ENTITY_NOT_FOUND",
+                format!("unknown entity {name:?}"),
+            ),
+            e @ EntityError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string())
+            }
+            EntityError::InvalidField { entity, field, reason } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                format!("{entity}.{field}: {reason}"),
+            )
+            .with_detail("field", Value::String(field)),
+            EntityError::UnknownField { entity, field } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNKNOWN_FIELD",
+                format!("{entity} has no field {field:?}"),
+            )
+            .with_detail("field", Value::String(field)),
+            e @ EntityError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+            }
+            EntityError::PolicyDenied { entity, kind, hint } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "POLICY_DENIED",
+                format!("{kind} on {entity} denied by policy"),
+            )
+            .with_hint(hint),
+            EntityError::BadRequest(msg) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg)
+            }
+            EntityError::ResyncRequired { oldest_seq, latest_seq } => ApiError::new(
+                StatusCode::GONE,
+                "RESYNC_REQUIRED",
+                format!(
+                    "the change log holds seq {oldest_seq} to {latest_seq}; reload the entity lists"
+                ),
+            )
+            .with_detail("oldest_seq", json!(oldest_seq)),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<IndexedError> for ApiError {
+    /// The failing operation's error, with its index as `operation`.
+    fn from(e: IndexedError) -> Self {
+        let index = e.index;
+        Self::from(e.error).with_detail("operation", json!(index))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
@@ -180,47 +239,5 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
-    }
-}
-
-/// WebSocket close codes of the shard socket (DESIGN.md section 4, docs/PROTOCOL.md).
-pub mod close {
-    /// The match finished normally.
-    pub const NORMAL: u16 = 1000;
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// Unauthenticated or forbidden; also the session ended (logout, revocation, expiry:
-    /// reason "session ended").
-    pub const POLICY: u16 = 1008;
-    /// A frame over the size limit.
-    pub const TOO_BIG: u16 = 1009;
-    /// The server failed (a game system panicked, an encoding failed).
-    pub const INTERNAL: u16 = 1011;
-    /// Try again later: shard full, stopped, server overloaded.
-    pub const TRY_AGAIN: u16 = 1013;
-    /// Malformed request or frame.
-    pub const BAD_REQUEST: u16 = 4400;
-    /// No such shard.
-    pub const UNKNOWN_SHARD: u16 = 4404;
-    /// No frame (not even a pong) within the idle timeout.
-    pub const IDLE: u16 = 4408;
-    /// The same sid connected again on another socket, which took over the subscription.
-    pub const REPLACED: u16 = 4409;
-    /// Sync socket: the requested `since` is no longer in the change log; reload.
-    pub const RESYNC: u16 = 4410;
-    /// The match lives in another region; the reason carries its URL.
-    pub const WRONG_REGION: u16 = 4421;
-    /// Too many inputs per second, or too many sockets from one address.
-    pub const RATE_LIMITED: u16 = 4429;
-
-    /// A close frame with `code` and `why`, cut at a character boundary to the 123 bytes a
-    /// close reason may hold.
-    pub(crate) fn message(code: u16, why: &str) -> axum::extract::ws::Message {
-        let mut end = why.len().min(123);
-        while !why.is_char_boundary(end) {
-            end -= 1;
-        }
-        let reason = axum::extract::ws::Utf8Bytes::from(&why[..end]);
-        axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame { code, reason }))
     }
 }

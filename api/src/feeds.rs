@@ -1,14 +1,15 @@
-//! Change feeds: `GET /api/sync/pull?since=N`, the sync WebSocket (port `+1` and `/ws`)
-//! and SSE (port `+2` and `/events`). Every event passes the receiver's read policy.
+//! The change feeds' transports: `GET /api/sync/pull?since=N`, the sync WebSocket (port
+//! `+1` and `/ws`) and SSE (port `+2` and `/events`). What a feed carries and in which
+//! order is decided in `pylon_sync::feed` (the log, the hub, the read policy); this module
+//! only moves it, under the same socket rules as shard sockets ([`crate::socket`]).
 //!
-//! A live feed starts from `since` (query) or `Last-Event-ID` (SSE) by reading the
-//! durable log, then follows the in-process hub. When it falls behind the hub's buffer,
-//! or sees a gap in `seq` (commits published out of order), it reads the log again, so
-//! nothing committed is ever skipped and nothing is delivered twice.
+//! A feed opened without `since` (pylon's own sync engine pulls, then connects without
+//! one) starts at the cursor the caller's last pull returned: by session for a token, by
+//! client address for anonymous callers (`pylon_sync::cursors`).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
 
 use axum::Json;
@@ -17,125 +18,74 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, Stream, StreamExt};
-use pylon_shard::Auth;
-use pylon_storage::ChangeEvent;
+use futures_util::{Stream, StreamExt};
 use pylon_storage::entity::EntityError;
+use pylon_sync::{CursorKey, Feed, Feeds};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::{self, AuthFailure};
-use crate::entities::{Entities, Published, entities, entity_error};
-use crate::error::{ApiError, close};
+use crate::close::{BadRequest, Close};
+use crate::entities::entities;
+use crate::error::ApiError;
 use crate::limits::ConnSlot;
-use crate::policies::{self, Caller, Projection};
+use crate::policies;
 use crate::sessions_live::LiveSession;
+use crate::socket::{self, End, Read, SocketTimers};
 
-/// How `e` reaches `caller`: as it is, as a delete (the row left the caller's view), or
-/// not at all (the caller's feed shows a gap in `seq`).
-fn projection(ents: &Entities, caller: &Caller, e: &ChangeEvent) -> Option<Projection> {
-    ents.policies.project(e, caller)
+/// The query of every feed route.
+struct FeedQuery {
+    since: Option<u64>,
+    limit: u32,
+    token: Option<String>,
 }
 
-/// `since`, `limit`, `token` from a query string.
-fn feed_query(raw: Option<&str>) -> Result<(Option<u64>, u32, Option<String>), ApiError> {
-    let (mut since, mut limit, mut token) = (None, 100u32, None);
+fn feed_query(raw: Option<&str>) -> Result<FeedQuery, ApiError> {
+    let max = pylon_storage::entity::limits::MAX_PAGE;
+    let mut q =
+        FeedQuery { since: None, limit: pylon_storage::entity::limits::DEFAULT_PAGE, token: None };
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match &*key {
-            "since" => since = Some(crate::query::whole_number("since", &value)?),
+            "since" => q.since = Some(crate::query::whole_number("since", &value)?),
             "limit" => {
-                let max = u64::from(pylon_storage::entity::limits::MAX_PAGE);
-                let n = crate::query::clamped_limit("limit", Some(&value), 100, max)?;
-                limit = u32::try_from(n).unwrap_or(pylon_storage::entity::limits::MAX_PAGE);
+                let n = crate::query::clamped_limit("limit", Some(&value), 0, u64::from(max))?;
+                q.limit = u32::try_from(n).unwrap_or(max);
             }
-            "token" => token = Some(value.into_owned()),
+            "token" => q.token = Some(value.into_owned()),
             _ => {}
         }
     }
-    Ok((since, limit, token))
+    Ok(q)
+}
+
+/// Whose pull cursor a request remembers or starts from: its token's session, or, for an
+/// anonymous caller, its client address.
+fn cursor_key(token: Option<&str>, peer: IpAddr) -> CursorKey {
+    match token {
+        Some(t) => CursorKey::Session(pylon_storage::sessions::token_hash(t)),
+        None => CursorKey::Address(peer),
+    }
 }
 
 /// `GET /api/sync/pull?since=N&limit=M`.
 pub(crate) async fn pull(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let ents = entities(&state)?;
-    let (since, limit, token) = feed_query(raw.as_deref())?;
+    let feeds = entities(&state)?;
+    let q = feed_query(raw.as_deref())?;
+    let token = auth::header_token(&headers).or(q.token);
     let caller = auth::http_caller(&state, &headers, token.as_deref()).await?;
-    let page = ents.store.changes_since(since.unwrap_or(0), limit).await.map_err(entity_error)?;
+    let key = cursor_key(token.as_deref(), peer.ip());
     let caller = policies::caller(caller.as_ref());
-    let changes: Vec<ChangeEvent> = page
-        .changes
-        .into_iter()
-        .filter_map(|e| match projection(ents, &caller, &e)? {
-            Projection::AsIs => Some(e),
-            Projection::AsDelete => Some(e.as_delete()),
-        })
-        .collect();
-    Ok(Json(
-        json!({ "changes": changes, "cursor": { "last_seq": page.last_seq }, "has_more": page.has_more }),
-    ))
-}
-
-/// The ordered, policy-filtered event source behind both live transports.
-struct Feed {
-    ents: Arc<Entities>,
-    caller: Caller,
-    rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
-    last: u64,
-    catching_up: bool,
-    backlog: VecDeque<Arc<Published>>,
-}
-
-impl Feed {
-    async fn start(
-        ents: Arc<Entities>,
-        caller: Option<Auth>,
-        since: Option<u64>,
-    ) -> Result<Self, EntityError> {
-        let rx = ents.hub.subscribe();
-        let (last, catching_up) = match since {
-            Some(since) => (since, true),
-            None => (ents.store.latest_seq().await?, false),
-        };
-        let caller = policies::caller(caller.as_ref());
-        Ok(Self { ents, caller, rx, last, catching_up, backlog: VecDeque::new() })
-    }
-
-    /// The next event this caller may see, in seq order, with how they see it; `Err` when
-    /// the log no longer holds what the feed needs (resync), `Ok(None)` when the hub is
-    /// gone.
-    async fn next(&mut self) -> Result<Option<(Arc<Published>, Projection)>, EntityError> {
-        loop {
-            if let Some(e) = self.backlog.pop_front() {
-                if e.event.seq <= self.last {
-                    continue;
-                }
-                self.last = e.event.seq;
-                if let Some(p) = projection(&self.ents, &self.caller, &e.event) {
-                    return Ok(Some((e, p)));
-                }
-                continue;
-            }
-            if self.catching_up {
-                let page = self.ents.store.changes_since(self.last, 500).await?;
-                self.catching_up = page.has_more;
-                self.backlog.extend(page.changes.into_iter().map(|c| Arc::new(Published::new(c))));
-                if !self.backlog.is_empty() || self.catching_up {
-                    continue;
-                }
-            }
-            match self.rx.recv().await {
-                Ok(e) if e.event.seq <= self.last => {}
-                Ok(e) if e.event.seq == self.last + 1 => self.backlog.push_back(e),
-                Ok(_) | Err(RecvError::Lagged(_)) => self.catching_up = true,
-                Err(RecvError::Closed) => return Ok(None),
-            }
-        }
-    }
+    let page = feeds.pull(&caller, Some(key), q.since.unwrap_or(0), q.limit).await?;
+    Ok(Json(json!({
+        "changes": page.changes,
+        "cursor": { "last_seq": page.last_seq },
+        "has_more": page.has_more,
+    })))
 }
 
 /// `GET /events` (and port `+2`): SSE, `id: <seq>`, `data: <change JSON>`.
@@ -155,17 +105,19 @@ pub(crate) async fn sse(
         .into_response();
     };
     let result = async {
-        let ents = Arc::clone(entities(&state)?);
-        let (since, _, token) = feed_query(raw.as_deref())?;
+        let feeds = Arc::clone(entities(&state)?);
+        let q = feed_query(raw.as_deref())?;
         let last_event: Option<u64> = headers
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
+        let token = auth::header_token(&headers).or(q.token);
         let resolved = auth::http_session(&state, &headers, token.as_deref()).await?;
         let live = resolved.as_ref().and_then(|r| r.session);
         let live = live.map(|s| state.live.register(s, auth::unix_now()));
-        let caller = resolved.map(|r| r.auth);
-        let feed = Feed::start(ents, caller, last_event.or(since)).await.map_err(entity_error)?;
+        let caller = policies::caller(resolved.map(|r| r.auth).as_ref());
+        let key = cursor_key(token.as_deref(), peer.ip());
+        let feed = feeds.open(caller, last_event.or(q.since), Some(key)).await?;
         Ok::<_, ApiError>((feed, live))
     }
     .await;
@@ -199,10 +151,13 @@ fn sse_events(
             next = feed.next() => next,
         };
         match next {
-            Ok(Some((e, p))) => Some((
-                Ok(Event::default().id(e.event.seq.to_string()).data(e.json_as(p).as_str())),
-                Some((feed, shutdown, slot, live)),
-            )),
+            Ok(Some((e, p))) => {
+                let json = e.json(p);
+                let event = Event::default()
+                    .id(e.event.seq.to_string())
+                    .data(String::from_utf8_lossy(&json));
+                Some((Ok(event), Some((feed, shutdown, slot, live))))
+            }
             Ok(None) => None,
             Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
                 let data =
@@ -215,6 +170,12 @@ fn sse_events(
             }
         }
     })
+}
+
+/// What the sync socket decided before the upgrade.
+enum Plan {
+    Refuse(Close),
+    Open { feeds: Arc<Feeds>, resolved: Option<auth::Resolved>, since: Option<u64>, key: CursorKey },
 }
 
 /// `GET /ws` (and port `+1`): the sync WebSocket, one text frame per change.
@@ -230,95 +191,131 @@ pub(crate) async fn ws(
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
     // Counted with the shard sockets: one cap on long-lived sockets per client address.
-    let slot = state.conns.acquire(peer.ip(), state.config.limits.max_conns_per_ip);
-    let (since, _, query_token) = match feed_query(raw.as_deref()) {
-        Ok(q) => q,
-        Err(e) => return e.into_response(),
-    };
+    let max = state.config.limits.max_conns_per_ip;
+    let slot = state.conns.acquire(peer.ip(), max);
+    let query = feed_query(raw.as_deref());
+    let query_token = query.as_ref().ok().and_then(|q| q.token.clone());
     let token = auth::socket_token(&headers, query_token.as_deref());
     let echo = auth::echo_entry(token.as_ref());
-    let caller = match &token {
-        None => Ok(None),
-        Some((t, _)) => auth::resolve_session(&state, t).await.map(Some),
+    let plan = match (&slot, query) {
+        (None, _) => Plan::Refuse(Close::TooManySockets(max)),
+        (Some(_), Err(_)) => Plan::Refuse(Close::BadRequest(BadRequest::Since)),
+        (Some(_), Ok(q)) => plan(&state, token.map(|(t, _)| t), q.since, peer.ip()).await,
     };
-    let mut upgrade = upgrade
-        .max_message_size(state.config.limits.max_frame_bytes)
-        .read_buffer_size(crate::shard_ws::SOCKET_READ_BUFFER)
-        .write_buffer_size(0);
-    if let Some(entry) = echo {
-        upgrade = upgrade.protocols([entry]);
-    }
+    let upgrade = socket::configure(upgrade, &state.config.limits, echo);
     let tasks = state.tasks.clone();
     upgrade.on_upgrade(move |mut socket| {
         tasks.track_future(async move {
-            let Some(_slot) = slot else {
-                let why = crate::limits::over_cap(state.config.limits.max_conns_per_ip);
-                let _ = socket.send(close::message(close::RATE_LIMITED, &why)).await;
-                return;
-            };
-            run_ws(socket, state, caller, since).await;
+            match plan {
+                Plan::Refuse(close) => {
+                    state.metrics.count_close(close.code());
+                    socket::finish(&mut socket, &close).await;
+                }
+                Plan::Open { feeds, resolved, since, key } => {
+                    run_ws(socket, &state, feeds, resolved, since, key).await;
+                }
+            }
+            drop(slot);
         })
     })
 }
 
+async fn plan(state: &AppState, token: Option<String>, since: Option<u64>, peer: IpAddr) -> Plan {
+    let Some(feeds) = state.entities.clone() else {
+        return Plan::Refuse(Close::NoEntityStore);
+    };
+    let resolved = match &token {
+        None => None,
+        Some(t) => match auth::resolve_session(state, t).await {
+            Ok(r) => Some(r),
+            Err(AuthFailure::Invalid) => return Plan::Refuse(Close::InvalidToken),
+            Err(AuthFailure::Store(e)) => {
+                tracing::error!(error = %e, "session store failed");
+                return Plan::Refuse(Close::Internal);
+            }
+        },
+    };
+    Plan::Open { feeds, resolved, since, key: cursor_key(token.as_deref(), peer) }
+}
+
+/// Runs one sync socket to its end.
 async fn run_ws(
     mut socket: WebSocket,
-    state: AppState,
-    caller: Result<Option<auth::Resolved>, AuthFailure>,
+    state: &AppState,
+    feeds: Arc<Feeds>,
+    resolved: Option<auth::Resolved>,
     since: Option<u64>,
+    key: CursorKey,
 ) {
-    let (caller, live) = match caller {
-        Ok(r) => {
-            let live = r.as_ref().and_then(|r| r.session);
-            (r.map(|r| r.auth), live.map(|s| state.live.register(s, auth::unix_now())))
-        }
-        Err(_) => {
-            let _ = socket.send(close::message(close::POLICY, "invalid or expired token")).await;
-            return;
-        }
-    };
-    let Some(ents) = state.entities.clone() else {
-        let _ = socket.send(close::message(close::TRY_AGAIN, "no entity store")).await;
-        return;
-    };
-    let mut feed = match Feed::start(ents, caller, since).await {
-        Ok(feed) => feed,
+    let live =
+        resolved.as_ref().and_then(|r| r.session).map(|s| state.live.register(s, auth::unix_now()));
+    let caller = policies::caller(resolved.map(|r| r.auth).as_ref());
+    let end = match feeds.open(caller, since, Some(key)).await {
+        Ok(mut feed) => follow(&mut socket, state, &mut feed, live.as_ref()).await,
         Err(e) => {
-            let _ = socket.send(close::message(close::INTERNAL, &e.to_string())).await;
-            return;
+            tracing::error!(error = %e, "opening a change feed failed");
+            End::Close(Close::Internal)
         }
     };
-    let (mut sink, mut stream) = socket.split();
+    state.metrics.count_close(end.code());
+    socket::end(&mut socket, end).await;
+}
+
+/// Sends the feed's events until the socket, the session, the feed or the server ends.
+async fn follow(
+    socket: &mut WebSocket,
+    state: &AppState,
+    feed: &mut Feed,
+    live: Option<&LiveSession>,
+) -> End {
+    let limits = &state.config.limits;
     let mut shutdown_rx = state.shutdown.clone();
-    let mut shutdown = std::pin::pin!(crate::shutting_down(&mut shutdown_rx));
-    let mut ended = std::pin::pin!(crate::sessions_live::ended(live.as_ref()));
-    let (code, why) = loop {
+    let mut shutdown = pin!(crate::shutting_down(&mut shutdown_rx));
+    let mut ended = pin!(crate::sessions_live::ended(live));
+    let mut timers = SocketTimers::new(limits);
+    loop {
         tokio::select! {
             biased;
-            () = &mut shutdown => break (close::GOING_AWAY, "server shutting down".to_owned()),
-            () = &mut ended => break (close::POLICY, "session ended".to_owned()),
-            incoming = stream.next() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
-            next = feed.next() => match next {
-                Ok(Some((e, p))) => {
-                    if sink.send(Message::Text(e.json_as(p))).await.is_err() {
-                        return;
+            () = &mut shutdown => return End::Close(Close::GoingAway),
+            () = &mut ended => return End::Close(Close::SessionEnded),
+            msg = socket.next() => {
+                timers.saw_read();
+                match socket::read(msg, limits) {
+                    Read::End(end) => return end,
+                    // Client frames (presence, topics) arrive with the cluster work; until
+                    // then a data frame is read and ignored.
+                    Read::Data(_) | Read::Control => {}
+                }
+            }
+            next = feed.next() => {
+                let message = match next {
+                    Ok(Some((e, p))) => match Utf8Bytes::try_from(e.json(p)) {
+                        Ok(text) => Message::Text(text),
+                        Err(err) => {
+                            tracing::error!(error = %err, "a change event was not UTF-8");
+                            return End::Close(Close::Internal);
+                        }
+                    },
+                    Ok(None) => return End::Close(Close::GoingAway),
+                    Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
+                        let text = json!({ "error": { "code": "RESYNC_REQUIRED", "oldest_seq": oldest_seq } });
+                        let _ = socket::send(socket, limits, Message::Text(text.to_string().into())).await;
+                        return End::Close(Close::Resync);
                     }
+                    Err(e) => {
+                        tracing::error!(error = %e, "change feed failed");
+                        return End::Close(Close::Internal);
+                    }
+                };
+                if let Err(end) = socket::send(socket, limits, message).await {
+                    return end;
                 }
-                Ok(None) => break (close::GOING_AWAY, "server shutting down".to_owned()),
-                Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
-                    let text = json!({ "error": { "code": "RESYNC_REQUIRED", "oldest_seq": oldest_seq } }).to_string();
-                    let _ = sink.send(Message::Text(Utf8Bytes::from(text))).await;
-                    break (close::RESYNC, "resync required".to_owned());
+            }
+            timer = timers.next() => {
+                if let Err(end) = timers.handle(timer, socket, limits).await {
+                    return end;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "change feed failed");
-                    break (close::INTERNAL, "change feed failed".to_owned());
-                }
-            },
+            }
         }
-    };
-    let _ = sink.send(close::message(code, &why)).await;
+    }
 }

@@ -22,9 +22,11 @@
 
 pub mod auth;
 pub mod body;
+pub mod close;
 pub mod config;
 pub mod entities;
 pub mod error;
+pub mod extract;
 pub mod feeds;
 pub mod limits;
 pub mod matches;
@@ -36,7 +38,10 @@ pub mod query;
 pub mod server;
 pub mod sessions_live;
 pub mod shard_http;
+pub mod shard_sse;
 pub mod shard_ws;
+pub mod socket;
+pub mod subscription;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,7 +57,6 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 pub use config::{ApiConfig, Limits, Regions};
-pub use entities::Entities;
 pub use error::ApiError;
 pub use matches::Matches;
 pub use metrics::ApiMetrics;
@@ -69,7 +73,7 @@ pub struct AppState {
     /// The session store.
     pub sessions: Sessions,
     /// The entity store, policies and change hub (`None`: entity API answers 503).
-    pub entities: Option<Arc<entities::Entities>>,
+    pub entities: Option<Arc<pylon_sync::Feeds>>,
     /// I/O-side counters.
     pub metrics: Arc<ApiMetrics>,
     /// Open sockets per client address.
@@ -104,7 +108,7 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/shards", get(shard_http::list).post(shard_http::create))
         .route("/api/shards/{id}", get(shard_http::info).delete(shard_http::stop))
         .route("/api/shards/{id}/input", post(shard_http::input))
-        .route("/api/shards/{id}/connect", get(shard_http::connect))
+        .route("/api/shards/{id}/connect", get(shard_sse::connect))
         .route("/api/shards/{id}/replay", get(shard_http::replay))
         .route("/shard", get(shard_ws::handler))
         .route("/api/entities/{entity}", get(entities::list).post(entities::create))

@@ -10,8 +10,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pylon_tick::{HistogramSnapshot, ThreadMetrics};
 
-/// Reasons the socket layer refuses an input before it reaches a tick thread.
-pub const SOCKET_REJECT_REASONS: [&str; 3] = ["rate_limited", "overloaded", "malformed"];
+/// Why the socket layer refused an input before it reached a tick thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketReject {
+    /// Over the connection's input rate (the socket is closed with 4429).
+    RateLimited = 0,
+    /// The tick thread's command queue was full (the input is dropped).
+    Overloaded = 1,
+    /// The frame did not decode (the socket is closed with 4400).
+    Malformed = 2,
+}
+
+impl SocketReject {
+    /// Every reason, in index order.
+    pub const ALL: [Self; 3] = [Self::RateLimited, Self::Overloaded, Self::Malformed];
+
+    /// The metric label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::Malformed => "malformed",
+        }
+    }
+}
 
 /// The limits whose refusals are counted (`pylon_limit_refusals_total{limit=…}`).
 pub const LIMITS: [&str; 7] = [
@@ -63,7 +86,7 @@ pub struct ApiMetrics {
     /// Snapshots replaced in a subscriber's mailbox before they were sent (slow readers),
     /// added when the subscription ends.
     pub snapshots_replaced: AtomicU64,
-    /// Inputs refused by the socket layer, by [`SOCKET_REJECT_REASONS`].
+    /// Inputs refused by the socket layer, by [`SocketReject`].
     pub inputs_rejected: [AtomicU64; 3],
     /// Errors from `accept` (out of file descriptors and the like).
     pub accept_errors: AtomicU64,
@@ -101,12 +124,9 @@ impl ApiMetrics {
         self.refusals[limit as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one input refused by the socket layer (`reason` indexes
-    /// [`SOCKET_REJECT_REASONS`]).
-    pub fn count_socket_reject(&self, reason: usize) {
-        if let Some(c) = self.inputs_rejected.get(reason) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts one input refused by the socket layer.
+    pub fn count_socket_reject(&self, why: SocketReject) {
+        self.inputs_rejected[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -219,9 +239,9 @@ fn inputs_section(out: &mut String, api: &ApiMetrics, src: &Sources<'_>) {
     }
     let unauthorized = sum(&|t| t.inputs_unauthorized.load(Ordering::Relaxed));
     let _ = writeln!(out, "pylon_inputs_rejected_total{{reason=\"unauthorized\"}} {unauthorized}");
-    for (i, reason) in SOCKET_REJECT_REASONS.iter().enumerate() {
-        let n = api.inputs_rejected[i].load(Ordering::Relaxed);
-        let _ = writeln!(out, "pylon_inputs_rejected_total{{reason=\"{reason}\"}} {n}");
+    for why in SocketReject::ALL {
+        let n = api.inputs_rejected[why as usize].load(Ordering::Relaxed);
+        let _ = writeln!(out, "pylon_inputs_rejected_total{{reason=\"{}\"}} {n}", why.as_str());
     }
 
     header(out, "pylon_shards", "Shards per tick thread.", "gauge");

@@ -28,7 +28,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let storage_ok = state.sessions.ping().await.is_ok();
     let storage_ok = storage_ok
         && match &state.entities {
-            Some(ents) => ents.store.ping().await.is_ok(),
+            Some(ents) => ents.store().ping().await.is_ok(),
             None => true,
         };
     let pool_ok = !state.matches.pool().metrics().is_empty();

@@ -38,13 +38,13 @@ async fn handle(state: &AppState, record: Persist) {
             let game = saved.game.clone();
             let tick = saved.tick;
             let Ok(text) = serde_json::to_string(&saved) else { return };
-            if let Err(e) = ents.store.save_match(&id, &game, tick, text).await {
+            if let Err(e) = ents.store().save_match(&id, &game, tick, text).await {
                 tracing::error!(shard = %id, error = %e, "saving match state failed");
             }
         }
         Persist::Dropped { shard } => {
             if let Some(id) = state.matches.id_of(shard)
-                && let Err(e) = ents.store.delete_match(&id).await
+                && let Err(e) = ents.store().delete_match(&id).await
             {
                 tracing::error!(shard = %id, error = %e, "forgetting match state failed");
             }
@@ -55,11 +55,11 @@ async fn handle(state: &AppState, record: Persist) {
             write_result(state, &id, game, tick, hz, outcome.as_ref()).await;
             if let Some(log) = replay
                 && let Ok(text) = serde_json::to_string(&log)
-                && let Err(e) = ents.store.save_replay(&id, game, text).await
+                && let Err(e) = ents.store().save_replay(&id, game, text).await
             {
                 tracing::error!(shard = %id, error = %e, "storing the replay failed");
             }
-            if let Err(e) = ents.store.delete_match(&id).await {
+            if let Err(e) = ents.store().delete_match(&id).await {
                 tracing::error!(shard = %id, error = %e, "forgetting match state failed");
             }
         }
@@ -76,7 +76,7 @@ async fn write_result(
     outcome: Option<&Value>,
 ) {
     let Some(ents) = state.entities.as_ref() else { return };
-    let Some(entity) = ents.store.manifest().entity("MatchResult") else { return };
+    let Some(entity) = ents.store().manifest().entity("MatchResult") else { return };
     let duration = if hz == 0 { 0.0 } else { tick as f64 / f64::from(hz) };
     let winner = outcome.and_then(|o| o.get("winner")).cloned().unwrap_or(Value::Null);
     let candidates = json!({
@@ -105,8 +105,8 @@ async fn write_result(
         data,
         guard: None,
     };
-    match ents.store.write(vec![op]).await {
-        Ok(result) => crate::entities::publish(ents, result.changes),
+    match ents.store().write(vec![op]).await {
+        Ok(result) => ents.publish(result.changes),
         Err(e) => tracing::error!(shard = %id, error = %e, "writing the MatchResult row failed"),
     }
 }

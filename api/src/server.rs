@@ -125,7 +125,7 @@ impl Server {
 
     /// Adds the entity store, its policies and the change hub.
     #[must_use]
-    pub fn with_entities(mut self, entities: crate::Entities) -> Self {
+    pub fn with_entities(mut self, entities: pylon_sync::Feeds) -> Self {
         self.state.entities = Some(Arc::new(entities));
         self
     }

@@ -1,77 +1,31 @@
-//! The shard HTTP API (DESIGN.md section 4): list (admin), info, create, the input
-//! fallback, stop, and the SSE snapshot stream fallback.
+//! The shard HTTP API (docs/PROTOCOL.md, "HTTP"): list (admin), info, create, the input
+//! fallback, stop and replay. The SSE snapshot stream is `shard_sse`.
 
-use std::convert::Infallible;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use bytes::Bytes;
-use futures_util::Stream;
-use pylon_shard::codec::{FrameEncoder, InputPayload, WireMode};
-use pylon_shard::{InputRejected, JoinRejected, Outgoing, StopReason};
-use pylon_tick::{InputFrom, InputVerdict, Mailbox, SendError};
+use pylon_shard::codec::InputPayload;
+use pylon_shard::{InputRejected, StopReason};
+use pylon_tick::{InputFrom, InputVerdict, SendError};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
+use crate::extract::{BodyBytes, JsonBody};
 use crate::limits::Refusal;
 use crate::matches::{CreateError, MatchEntry, MatchInfo, Quota};
 use crate::metrics::Limit;
 
-/// A request body read whole, with our error shape: 413 `PAYLOAD_TOO_LARGE` over the body
-/// limit, 408 `REQUEST_TIMEOUT` when it does not arrive within the body deadline
-/// ([`crate::body::TimedBody`]; the connection is then closed), 400 otherwise.
-pub struct BodyBytes(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for BodyBytes {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(BodyBytes).map_err(|rejection| {
-            if crate::body::is_body_timeout(&rejection) {
-                let limit = crate::body::timeout_of(&rejection).unwrap_or_default();
-                ApiError::body_timeout(limit)
-            } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    "request body too large",
-                )
-                .with_hint("PYLON_MAX_BODY_BYTES sets the limit")
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", rejection.body_text())
-            }
-        })
-    }
-}
-
-/// A JSON body with our error shape: the errors of [`BodyBytes`], and 400 `INVALID_JSON`
-/// when it does not parse.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid_json(format!("invalid JSON body: {e}")))
-    }
-}
-
 /// 307 to the region that owns `id`, when it is another one.
-fn elsewhere(state: &AppState, id: &str, path: &str) -> Option<Response> {
+pub(crate) fn elsewhere(state: &AppState, id: &str, path: &str) -> Option<Response> {
     let base = state.config.regions.elsewhere(id)?;
     Some(Redirect::temporary(&format!("{}{path}", base.trim_end_matches('/'))).into_response())
 }
@@ -352,175 +306,6 @@ pub(crate) async fn stop(
     }
 }
 
-/// `GET /api/shards/:id/connect?sid=…` (session required; `?token=` accepted because
-/// EventSource cannot send headers): one SSE event per snapshot, `id: <tick>` then
-/// `data: <snapshot JSON>`. A reconnect with `Last-Event-ID: T` resumes the same
-/// subscription and skips snapshots up to tick T (snapshots are state: the next one
-/// supersedes anything missed). The match's end arrives as `event: end`, a stop as
-/// `event: stopped` (`{"code":"session_ended"}` when the caller's session is logged out
-/// or expires), then the stream closes.
-pub(crate) async fn connect(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    match connect_inner(state, id, raw, headers).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn connect_inner(
-    state: AppState,
-    id: String,
-    raw: Option<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let mut sid = None;
-    let mut token = None;
-    for (key, value) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
-        match &*key {
-            "sid" => sid = Some(value.into_owned()),
-            "token" => token = Some(value.into_owned()),
-            _ => {}
-        }
-    }
-    if let Some(redirect) = elsewhere(&state, &id, &format!("/api/shards/{id}/connect")) {
-        return Ok(redirect);
-    }
-    let resolved = auth::http_session(&state, &headers, token.as_deref())
-        .await?
-        .ok_or_else(ApiError::auth_required)?;
-    let caller = resolved.auth;
-    let live = resolved.session.map(|s| state.live.register(s, auth::unix_now()));
-    let entry = find(&state, &id)?;
-    let sid: Arc<str> = match sid.filter(|s| !s.is_empty()) {
-        Some(sid) => Arc::from(sid),
-        None => Arc::clone(&caller.user_id),
-    };
-    let last_seen: u64 = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-
-    let mailbox = Arc::new(Mailbox::new(8));
-    match entry.handle.join(Arc::clone(&sid), caller, Arc::clone(&mailbox)) {
-        Ok(()) => {}
-        Err(SendError::Full) => return Err(ApiError::overloaded()),
-        Err(e) => return Err(ApiError::internal(&e)),
-    }
-    let answer = tokio::time::timeout(
-        state.config.limits.handshake_timeout,
-        poll_fn(|cx| mailbox.poll_recv(cx)),
-    )
-    .await;
-    let key = match answer {
-        Ok(Some(Outgoing::Joined { key, .. })) => key,
-        Ok(Some(Outgoing::JoinRejected(JoinRejected::Forbidden))) => {
-            return Err(ApiError::forbidden(format!("cannot subscribe as {sid}")));
-        }
-        Ok(Some(Outgoing::JoinRejected(_))) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SHARD_UNAVAILABLE",
-                "the shard is full or finished",
-            ));
-        }
-        _ => return Err(ApiError::overloaded()),
-    };
-    let guard = SseGuard { state: state.clone(), handle: entry.handle.clone(), key, mailbox, live };
-    state.metrics.sse_open.fetch_add(1, Ordering::Relaxed);
-    let heartbeat = state.config.limits.sse_heartbeat;
-    Ok(Sse::new(events(guard, last_seen))
-        .keep_alive(KeepAlive::new().interval(heartbeat).text(" heartbeat"))
-        .into_response())
-}
-
-/// Leaves the shard when the SSE stream is dropped (client gone or stream ended).
-struct SseGuard {
-    state: AppState,
-    handle: pylon_tick::ShardHandle,
-    key: pylon_shard::SubscriberKey,
-    mailbox: Arc<Mailbox<Outgoing>>,
-    /// The caller's session (logout and expiry end the stream).
-    live: Option<crate::sessions_live::LiveSession>,
-}
-
-impl Drop for SseGuard {
-    fn drop(&mut self) {
-        self.mailbox.close_consumer();
-        self.state
-            .metrics
-            .snapshots_replaced
-            .fetch_add(self.mailbox.replaced_count(), Ordering::Relaxed);
-        let _ = self.handle.leave(self.key);
-        self.state.metrics.sse_open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn events(guard: SseGuard, last_seen: u64) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(
-        Some((guard, FrameEncoder::new(WireMode::Binary))),
-        move |state| async move {
-            let (guard, mut encoder) = state?;
-            let mut shutdown = guard.state.shutdown.clone();
-            loop {
-                let frame = tokio::select! {
-                    biased;
-                    _ = crate::shutting_down(&mut shutdown) => {
-                        let event = Event::default().event("stopped").data("{\"code\":\"shutdown\"}");
-                        return Some((Ok(event), None));
-                    }
-                    () = crate::sessions_live::ended(guard.live.as_ref()) => {
-                        let event = Event::default().event("stopped").data("{\"code\":\"session_ended\"}");
-                        return Some((Ok(event), None));
-                    }
-                    frame = poll_fn(|cx| guard.mailbox.poll_recv(cx)) => frame,
-                };
-                let Some(frame) = frame else {
-                    let event = Event::default().event("stopped").data("{\"code\":\"gone\"}");
-                    return Some((Ok(event), None));
-                };
-                match &frame {
-                    Outgoing::Snapshot(s) if s.tick > last_seen => {
-                        let mut out = Vec::new();
-                        if encoder.encode(&frame, &mut out).is_err() || out.len() < 8 {
-                            continue;
-                        }
-                        let json = String::from_utf8_lossy(&out[8..]).into_owned();
-                        guard.state.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
-                        guard
-                            .state
-                            .metrics
-                            .bytes_out
-                            .fetch_add(json.len() as u64, Ordering::Relaxed);
-                        let event = Event::default().id(s.tick.to_string()).data(json);
-                        return Some((Ok(event), Some((guard, encoder))));
-                    }
-                    Outgoing::MatchEnd(end) => {
-                        let outcome =
-                            end.outcome.json().map(|b| String::from_utf8_lossy(b).into_owned());
-                        let event = Event::default()
-                            .event("end")
-                            .id(end.tick.to_string())
-                            .data(outcome.unwrap_or_else(|_| "null".into()));
-                        return Some((Ok(event), None));
-                    }
-                    Outgoing::Stopped(why) => {
-                        let event = Event::default()
-                            .event("stopped")
-                            .data(format!("{{\"code\":\"{}\"}}", why.as_str()));
-                        return Some((Ok(event), None));
-                    }
-                    _ => {}
-                }
-            }
-        },
-    )
-}
-
 /// `GET /api/shards/:id/replay`: the replay log of a finished match that was created with
 /// `"record_replay": true` (JSON; `pylon_shard::replay` re-simulates it).
 pub(crate) async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -528,11 +313,11 @@ pub(crate) async fn replay(State(state): State<AppState>, Path(id): Path<String>
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
-    match ents.store.replay(&id).await {
+    match ents.store().replay(&id).await {
         Ok(Some(log)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], log).into_response(),
         Ok(None) => ApiError::new(StatusCode::NOT_FOUND, "REPLAY_NOT_FOUND", format!("no replay stored for {id:?}"))
             .with_hint("replays are recorded for matches created with \"record_replay\": true and stored when they finish")
             .into_response(),
-        Err(e) => crate::entities::entity_error(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

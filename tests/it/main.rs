@@ -12,5 +12,6 @@ mod persist;
 mod policy;
 mod postgres;
 mod server;
+mod sockets;
 mod support;
 mod tidy;

@@ -30,7 +30,7 @@ pub use client::{
 };
 pub use payload::{Cached, DeltaBytes, DeltaCache, Payload, PayloadValue};
 pub use reader::{FrameBody, ServerFrame, SnapshotReader, decode_server_frame};
-pub use server::{FrameEncoder, FrameKind, FrameType, HISTORY_LIMIT};
+pub use server::{FrameEncoder, FrameKind, FrameType, HISTORY_LIMIT, encode_snapshot_json};
 
 /// How a subscriber's frames are encoded, chosen by the socket query at connect time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

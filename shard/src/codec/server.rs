@@ -224,6 +224,17 @@ fn header(
     write_opt_u64(out, base)
 }
 
+/// Writes a snapshot's JSON with the receiver's ack spliced in (the body of a compat
+/// binary frame without its tick, and the `data:` of an SSE snapshot event) into `out`
+/// (cleared first).
+///
+/// # Errors
+/// [`CodecError::Encode`] when the payload cannot be encoded.
+pub fn encode_snapshot_json(s: &SnapshotFrame, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    out.clear();
+    write_json_with_ack(s, out)
+}
+
 /// Writes the snapshot JSON, splicing `"<ack_key>":<ack>` as the first key of an object
 /// snapshot when the game asked for it. The shared JSON bytes are never modified.
 fn write_json_with_ack(s: &SnapshotFrame, out: &mut Vec<u8>) -> Result<(), CodecError> {
