@@ -20,7 +20,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Refusal, addr_key};
 use crate::metrics::Limit;
 use crate::sessions_live::SessionRef;
@@ -178,7 +178,7 @@ pub async fn http_session(
         Ok(resolved) => Ok(Some(resolved)),
         Err(AuthFailure::Invalid) => Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
-            "AUTH_REQUIRED",
+            ErrorCode::AuthRequired,
             "the token is unknown or expired",
         )),
         Err(AuthFailure::Store(e)) => Err(ApiError::internal(&e)),
@@ -242,7 +242,7 @@ pub(crate) async fn guest(
             if matches!(refusal, Refusal::Crowded) { Limit::LimiterFull } else { Limit::Guests };
         state.metrics.count_refusal(what);
         return Err(ApiError::too_many(
-            "RATE_LIMITED",
+            ErrorCode::RateLimited,
             format!("too many guest sessions from this address (limit {limit} a minute)"),
             "reuse the guest token you have (it lasts a day); retry after the Retry-After seconds",
             Some(refusal.retry_after_secs()),

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::JsonBody;
 use crate::policies::{self, Policies};
 
@@ -26,7 +26,7 @@ pub(crate) fn entities(state: &AppState) -> Result<&Arc<Feeds>, ApiError> {
     state.entities.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "ENTITIES_UNAVAILABLE",
+            ErrorCode::EntitiesUnavailable,
             "this server runs without an entity store",
         )
     })
@@ -36,7 +36,7 @@ fn read_error(e: ReadError) -> ApiError {
     match e {
         ReadError::Entity(e) => ApiError::from(e),
         e @ ReadError::TooBroad => {
-            ApiError::new(StatusCode::BAD_REQUEST, "QUERY_TOO_BROAD", e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::QueryTooBroad, e.to_string())
                 .with_hint("filter on an indexed field the read policy names, or page with /cursor")
         }
         // `ReadError` is non-exhaustive: a reason added later is a server fault until mapped.
@@ -251,7 +251,7 @@ pub(crate) async fn transact(
     if ops.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             "a transaction needs at least one operation",
         ));
     }
@@ -260,7 +260,7 @@ pub(crate) async fn transact(
         let Some(kind) = ChangeKind::parse(&op.op) else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
+                ErrorCode::BadRequest,
                 format!("operation {i}: op must be insert, update or delete"),
             )
             .with_detail("operation", json!(i)));

@@ -10,13 +10,158 @@ use pylon_storage::entity::{EntityError, IndexedError};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+/// Every error code the HTTP API answers with, rendered UPPER_SNAKE on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No valid session or admin token (401).
+    AuthRequired,
+    /// A malformed request (400).
+    BadRequest,
+    /// A unique field or id already exists (409).
+    Conflict,
+    /// The server runs without an entity store (503).
+    EntitiesUnavailable,
+    /// The manifest declares no such entity (404).
+    EntityNotFound,
+    /// The caller may not do this (403).
+    Forbidden,
+    /// Request headers over the limit (431).
+    HeadersTooLarge,
+    /// The shard refused an HTTP input; `reason` says why.
+    InputRejected,
+    /// A server fault; details are in the server log (500).
+    Internal,
+    /// A field value does not fit its type (400).
+    InvalidField,
+    /// A match id with characters outside the allowed set (400).
+    InvalidId,
+    /// A body that is not the JSON the route takes (400).
+    InvalidJson,
+    /// Match parameters the game refuses (400).
+    InvalidParams,
+    /// A body without a length (411).
+    LengthRequired,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
+    /// No acceptable representation (406).
+    NotAcceptable,
+    /// No such row or route (404).
+    NotFound,
+    /// Not implemented (501).
+    NotImplemented,
+    /// A readiness check failed (503 on /readyz).
+    NotReady,
+    /// A tick thread's queue is full, or an answer was late (503).
+    Overloaded,
+    /// A body over `PYLON_MAX_BODY_BYTES` (413).
+    PayloadTooLarge,
+    /// A policy refused the write (403); the hint names the rule.
+    PolicyDenied,
+    /// A list that would check too many rows one by one (400).
+    QueryTooBroad,
+    /// Over a rate limit (429, with `Retry-After`).
+    RateLimited,
+    /// No replay stored for the match (404).
+    ReplayNotFound,
+    /// The body did not arrive within `PYLON_BODY_TIMEOUT_SECS` (408).
+    RequestTimeout,
+    /// The change log no longer holds the cursor (410).
+    ResyncRequired,
+    /// The session was logged out or expired (feed streams).
+    SessionEnded,
+    /// A match with the chosen id exists (409).
+    ShardExists,
+    /// No such match here (404).
+    ShardNotFound,
+    /// The match is full, stopped or finished (503).
+    ShardUnavailable,
+    /// An upstream timed out (504).
+    Timeout,
+    /// Over the per-address connection or socket cap (429).
+    TooManyConnections,
+    /// Over the running-matches caps (429).
+    TooManyMatches,
+    /// Temporarily unavailable (503).
+    Unavailable,
+    /// The entity has no such field (400).
+    UnknownField,
+    /// No game of that name is registered (400).
+    UnknownGame,
+    /// Unprocessable (422).
+    UnprocessableEntity,
+    /// Unsupported media type (415).
+    UnsupportedMediaType,
+    /// This route speaks WebSocket (426).
+    UpgradeRequired,
+    /// A plain request to a WebSocket route.
+    WebsocketRequired,
+}
+
+impl ErrorCode {
+    /// The code as clients see it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthRequired => "AUTH_REQUIRED",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::Conflict => "CONFLICT",
+            Self::EntitiesUnavailable => "ENTITIES_UNAVAILABLE",
+            Self::EntityNotFound => "ENTITY_NOT_FOUND",
+            Self::Forbidden => "FORBIDDEN",
+            Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            Self::InputRejected => "INPUT_REJECTED",
+            Self::Internal => "INTERNAL",
+            Self::InvalidField => "INVALID_FIELD",
+            Self::InvalidId => "INVALID_ID",
+            Self::InvalidJson => "INVALID_JSON",
+            Self::InvalidParams => "INVALID_PARAMS",
+            Self::LengthRequired => "LENGTH_REQUIRED",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::NotFound => "NOT_FOUND",
+            Self::NotImplemented => "NOT_IMPLEMENTED",
+            Self::NotReady => "NOT_READY",
+            Self::Overloaded => "OVERLOADED",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::PolicyDenied => "POLICY_DENIED",
+            Self::QueryTooBroad => "QUERY_TOO_BROAD",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::ReplayNotFound => "REPLAY_NOT_FOUND",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::ResyncRequired => "RESYNC_REQUIRED",
+            Self::SessionEnded => "SESSION_ENDED",
+            Self::ShardExists => "SHARD_EXISTS",
+            Self::ShardNotFound => "SHARD_NOT_FOUND",
+            Self::ShardUnavailable => "SHARD_UNAVAILABLE",
+            Self::Timeout => "TIMEOUT",
+            Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            Self::TooManyMatches => "TOO_MANY_MATCHES",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::UnknownField => "UNKNOWN_FIELD",
+            Self::UnknownGame => "UNKNOWN_GAME",
+            Self::UnprocessableEntity => "UNPROCESSABLE_ENTITY",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::UpgradeRequired => "UPGRADE_REQUIRED",
+            Self::WebsocketRequired => "WEBSOCKET_REQUIRED",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable UPPER_SNAKE code clients switch on.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// What went wrong, for a human.
     pub message: String,
     /// What to do about it, when we know.
@@ -34,7 +179,7 @@ struct Body<'a> {
 
 #[derive(Serialize)]
 struct Inner<'a> {
-    code: &'a str,
+    code: ErrorCode,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<&'a str>,
@@ -44,7 +189,7 @@ struct Inner<'a> {
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -59,26 +204,26 @@ impl ApiError {
     /// error into): the code is the status's name in UPPER_SNAKE (`PAYLOAD_TOO_LARGE`).
     pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
         let code = match status {
-            StatusCode::BAD_REQUEST => "BAD_REQUEST",
-            StatusCode::UNAUTHORIZED => "AUTH_REQUIRED",
-            StatusCode::FORBIDDEN => "FORBIDDEN",
-            StatusCode::NOT_FOUND => "NOT_FOUND",
-            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-            StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
-            StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
-            StatusCode::CONFLICT => "CONFLICT",
-            StatusCode::LENGTH_REQUIRED => "LENGTH_REQUIRED",
-            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-            StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE_ENTITY",
-            StatusCode::UPGRADE_REQUIRED => "UPGRADE_REQUIRED",
-            StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "HEADERS_TOO_LARGE",
-            StatusCode::NOT_IMPLEMENTED => "NOT_IMPLEMENTED",
-            StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
-            StatusCode::GATEWAY_TIMEOUT => "TIMEOUT",
-            s if s.is_server_error() => "INTERNAL",
-            _ => "BAD_REQUEST",
+            StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+            StatusCode::UNAUTHORIZED => ErrorCode::AuthRequired,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::NOT_ACCEPTABLE => ErrorCode::NotAcceptable,
+            StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+            StatusCode::CONFLICT => ErrorCode::Conflict,
+            StatusCode::LENGTH_REQUIRED => ErrorCode::LengthRequired,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::UnprocessableEntity,
+            StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorCode::HeadersTooLarge,
+            StatusCode::NOT_IMPLEMENTED => ErrorCode::NotImplemented,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT => ErrorCode::Timeout,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
         };
         Self::new(status, code, message)
     }
@@ -86,7 +231,7 @@ impl ApiError {
     /// 429 with `code` (`RATE_LIMITED`, `TOO_MANY_MATCHES`), a hint and, when a wait
     /// helps, `Retry-After`.
     pub fn too_many(
-        code: &'static str,
+        code: ErrorCode,
         message: impl Into<String>,
         hint: impl Into<String>,
         retry_after: Option<u64>,
@@ -100,7 +245,7 @@ impl ApiError {
     pub fn body_timeout(limit: std::time::Duration) -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            ErrorCode::RequestTimeout,
             format!("the request body did not arrive within {} s", limit.as_secs()),
         )
         .with_hint("send the whole body at once; the connection is closed")
@@ -124,7 +269,7 @@ impl ApiError {
     pub fn auth_required() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "AUTH_REQUIRED",
+            ErrorCode::AuthRequired,
             "a valid session or admin token is required",
         )
         .with_hint("send Authorization: Bearer <token>; POST /api/auth/guest gives a guest token")
@@ -132,29 +277,37 @@ impl ApiError {
 
     /// 403 `FORBIDDEN`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// 404 `SHARD_NOT_FOUND`.
     pub fn shard_not_found(id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "SHARD_NOT_FOUND", format!("shard \"{id}\" not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::ShardNotFound,
+            format!("shard \"{id}\" not found"),
+        )
     }
 
     /// 400 `INVALID_JSON`.
     pub fn invalid_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_JSON", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, message)
     }
 
     /// 503 `OVERLOADED`: a tick thread's command queue is full.
     pub fn overloaded() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", "the server is overloaded")
-            .with_hint("retry after a short delay")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "the server is overloaded",
+        )
+        .with_hint("retry after a short delay")
     }
 
     /// 500 `INTERNAL`, logging the cause (never sent to the client).
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal server error")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal server error")
     }
 }
 
@@ -162,7 +315,7 @@ impl From<axum::extract::ws::rejection::WebSocketUpgradeRejection> for ApiError 
     fn from(rejection: axum::extract::ws::rejection::WebSocketUpgradeRejection) -> Self {
         Self::new(
             rejection.status(),
-            "WEBSOCKET_REQUIRED",
+            ErrorCode::WebsocketRequired,
             format!("this endpoint speaks WebSocket: {rejection}"),
         )
     }
@@ -173,39 +326,39 @@ impl From<EntityError> for ApiError {
         match e {
             EntityError::UnknownEntity(name) => ApiError::new(
                 StatusCode::NOT_FOUND,
-                "ENTITY_NOT_FOUND",
+                ErrorCode::EntityNotFound,
                 format!("unknown entity {name:?}"),
             ),
             e @ EntityError::NotFound { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string())
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string())
             }
             EntityError::InvalidField { entity, field, reason } => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("{entity}.{field}: {reason}"),
             )
             .with_detail("field", Value::String(field)),
             EntityError::UnknownField { entity, field } => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNKNOWN_FIELD",
+                ErrorCode::UnknownField,
                 format!("{entity} has no field {field:?}"),
             )
             .with_detail("field", Value::String(field)),
             e @ EntityError::Conflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }
             EntityError::PolicyDenied { entity, kind, hint } => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "POLICY_DENIED",
+                ErrorCode::PolicyDenied,
                 format!("{kind} on {entity} denied by policy"),
             )
             .with_hint(hint),
             EntityError::BadRequest(msg) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg)
             }
             EntityError::ResyncRequired { oldest_seq, latest_seq } => ApiError::new(
                 StatusCode::GONE,
-                "RESYNC_REQUIRED",
+                ErrorCode::ResyncRequired,
                 format!(
                     "the change log holds seq {oldest_seq} to {latest_seq}; reload the entity lists"
                 ),
@@ -224,17 +377,29 @@ impl From<IndexedError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Body {
+impl ApiError {
+    fn body(&self) -> Body<'_> {
+        Body {
             error: Inner {
                 code: self.code,
                 message: &self.message,
                 hint: self.hint.as_deref(),
                 details: &self.details,
             },
-        };
-        let mut response = (self.status, Json(body)).into_response();
+        }
+    }
+
+    /// The JSON body, for the rare answer written outside axum (a connection refused
+    /// before HTTP is read).
+    #[must_use]
+    pub fn body_json(&self) -> String {
+        serde_json::to_string(&self.body()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A request body read whole, with our error shape: 413 `PAYLOAD_TOO_LARGE` over the body
 /// limit, 408 `REQUEST_TIMEOUT` when it does not arrive within the body deadline
@@ -24,12 +24,12 @@ impl<S: Send + Sync> FromRequest<S> for BodyBytes {
             } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
+                    ErrorCode::PayloadTooLarge,
                     "request body too large",
                 )
                 .with_hint("PYLON_MAX_BODY_BYTES sets the limit")
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", rejection.body_text())
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, rejection.body_text())
             }
         })
     }

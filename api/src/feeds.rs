@@ -27,7 +27,7 @@ use crate::AppState;
 use crate::auth::{self, AuthFailure};
 use crate::close::{BadRequest, Close};
 use crate::entities::entities;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::ConnSlot;
 use crate::policies;
 use crate::sessions_live::LiveSession;
@@ -99,7 +99,7 @@ pub(crate) async fn sse(
     let Some(slot) = state.conns.acquire(peer.ip(), max) else {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "TOO_MANY_CONNECTIONS",
+            ErrorCode::TooManyConnections,
             crate::limits::over_cap(max),
         )
         .into_response();
@@ -145,7 +145,7 @@ fn sse_events(
             biased;
             () = crate::shutting_down(&mut shutdown) => return None,
             () = crate::sessions_live::ended(live.as_ref()) => {
-                let data = json!({ "code": "SESSION_ENDED" }).to_string();
+                let data = json!({ "code": ErrorCode::SessionEnded }).to_string();
                 return Some((Ok(Event::default().event("session_ended").data(data)), None));
             }
             next = feed.next() => next,
@@ -160,8 +160,8 @@ fn sse_events(
             }
             Ok(None) => None,
             Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
-                let data =
-                    json!({ "code": "RESYNC_REQUIRED", "oldest_seq": oldest_seq }).to_string();
+                let data = json!({ "code": ErrorCode::ResyncRequired, "oldest_seq": oldest_seq })
+                    .to_string();
                 Some((Ok(Event::default().event("resync").data(data)), None))
             }
             Err(e) => {
@@ -298,7 +298,7 @@ async fn follow(
                     },
                     Ok(None) => return End::Close(Close::GoingAway),
                     Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
-                        let text = json!({ "error": { "code": "RESYNC_REQUIRED", "oldest_seq": oldest_seq } });
+                        let text = json!({ "error": { "code": ErrorCode::ResyncRequired, "oldest_seq": oldest_seq } });
                         let _ = socket::send(socket, limits, Message::Text(text.to_string().into())).await;
                         return End::Close(Close::Resync);
                     }

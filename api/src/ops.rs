@@ -50,7 +50,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             "status": "not_ready",
             "failing": failing,
             "checks": checks,
-            "error": {"code": "NOT_READY", "message": format!("failing: {}", failing.join(", "))},
+            "error": {"code": crate::error::ErrorCode::NotReady, "message": format!("failing: {}", failing.join(", "))},
         });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }

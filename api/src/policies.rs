@@ -3,7 +3,8 @@
 //! questions); this module turns the API's authenticated caller into the policy caller.
 
 use pylon_shard::Auth;
-pub use pylon_storage::access::{Access, Caller, Policies, Projection, ReadScope, Verdict};
+pub use pylon_storage::access::{Access, Caller, Policies, Projection, ReadScope};
+pub use pylon_storage::entity::Verdict;
 
 /// The policy view of an HTTP or socket caller (`None`: anonymous).
 #[must_use]

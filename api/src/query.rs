@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// `value` as a whole number; digits beyond `u64` saturate to `u64::MAX` (they are still a
 /// number, only a large one).
@@ -17,7 +17,7 @@ pub fn whole_number(name: &str, value: &str) -> Result<u64, ApiError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             format!("query parameter {name} must be a whole number, got {value:?}"),
         )
         .with_detail("parameter", serde_json::Value::String(name.to_owned())));
@@ -61,7 +61,7 @@ mod tests {
         for bad in ["", "-1", "+1", "1.5", "1e3", " 1", "ten"] {
             let e = clamped_limit("limit", Some(bad), 100, 1000).unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
-            assert_eq!(e.code, "BAD_REQUEST");
+            assert_eq!(e.code.as_str(), "BAD_REQUEST");
             assert!(e.message.contains("limit"), "{}", e.message);
             assert_eq!(e.details["parameter"], "limit");
         }

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::error::{ApiError, ErrorCode};
 use crate::{ApiConfig, ApiMetrics, AppState, Matches, limits, main_router, shard_router};
 
 /// The bound sockets (DESIGN.md section 7).
@@ -378,12 +379,13 @@ fn accept_loop(
 /// shape and closes it: the answer, a FIN, then what the client sent is drained (at most
 /// one second) so the close does not reset the connection before the answer is read.
 async fn refuse_connection(mut stream: TcpStream, max: u32) {
-    let body = serde_json::json!({ "error": {
-        "code": "TOO_MANY_CONNECTIONS",
-        "message": limits::over_cap(max),
-        "hint": "close idle connections or reuse one (keep-alive); behind a proxy, set PYLON_TRUSTED_PROXIES",
-    }})
-    .to_string();
+    let body = ApiError::too_many(
+        ErrorCode::TooManyConnections,
+        limits::over_cap(max),
+        "close idle connections or reuse one (keep-alive); behind a proxy, set PYLON_TRUSTED_PROXIES",
+        Some(1),
+    )
+    .body_json();
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::AppState;
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{BodyBytes, JsonBody};
 use crate::limits::Refusal;
 use crate::matches::{CreateError, MatchEntry, MatchInfo, Quota};
@@ -95,7 +95,7 @@ pub(crate) async fn create(
             Refusal::Empty { .. } => Limit::MatchRate,
         });
         return Err(ApiError::too_many(
-            "RATE_LIMITED",
+            ErrorCode::RateLimited,
             format!("too many matches created (limit {} a minute)", limits.matches_per_minute),
             "join an existing match instead of creating one; retry after the Retry-After seconds",
             Some(refusal.retry_after_secs()),
@@ -129,26 +129,26 @@ fn create_error(state: &AppState, e: CreateError) -> ApiError {
             let known: Vec<&str> = state.matches.game_names().collect();
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNKNOWN_GAME",
+                ErrorCode::UnknownGame,
                 format!("no game named {name:?}"),
             )
             .with_hint(format!("registered games: {}", known.join(", ")))
         }
         CreateError::Game(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMS", e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidParams, e.to_string())
         }
         CreateError::Exists(id) => ApiError::new(
             StatusCode::CONFLICT,
-            "SHARD_EXISTS",
+            ErrorCode::ShardExists,
             format!("a match with id {id:?} already exists"),
         ),
         e @ CreateError::BadId => {
-            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ID", e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidId, e.to_string())
         }
         e @ CreateError::TooManyForOwner(_) => {
             state.metrics.count_refusal(Limit::MatchesPerUser);
             ApiError::too_many(
-                "TOO_MANY_MATCHES",
+                ErrorCode::TooManyMatches,
                 e.to_string(),
                 "finish or stop one of your matches first (idle matches stop after 60 s)",
                 None,
@@ -157,7 +157,7 @@ fn create_error(state: &AppState, e: CreateError) -> ApiError {
         e @ CreateError::TooMany(_) => {
             state.metrics.count_refusal(Limit::MatchesTotal);
             ApiError::too_many(
-                "TOO_MANY_MATCHES",
+                ErrorCode::TooManyMatches,
                 e.to_string(),
                 "the server is full; retry later or in another region",
                 Some(30),
@@ -214,7 +214,7 @@ pub(crate) async fn input(
         });
         let rate = state.config.limits.max_inputs_per_sec;
         return Err(ApiError::too_many(
-            "RATE_LIMITED",
+            ErrorCode::RateLimited,
             format!(
                 "too many inputs for this subscriber (limit {rate} a second, burst {})",
                 2 * rate
@@ -279,7 +279,7 @@ fn input_rejected(why: InputRejected, seq: Option<u64>) -> ApiError {
         ),
         _ => (StatusCode::CONFLICT, "the match is not running", "create or join another match"),
     };
-    let mut e = ApiError::new(status, "INPUT_REJECTED", message)
+    let mut e = ApiError::new(status, ErrorCode::InputRejected, message)
         .with_hint(hint)
         .with_detail("reason", why.as_str().into());
     if let Some(seq) = seq {
@@ -315,7 +315,7 @@ pub(crate) async fn replay(State(state): State<AppState>, Path(id): Path<String>
     };
     match ents.store().replay(&id).await {
         Ok(Some(log)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], log).into_response(),
-        Ok(None) => ApiError::new(StatusCode::NOT_FOUND, "REPLAY_NOT_FOUND", format!("no replay stored for {id:?}"))
+        Ok(None) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ReplayNotFound, format!("no replay stored for {id:?}"))
             .with_hint("replays are recorded for matches created with \"record_replay\": true and stored when they finish")
             .into_response(),
         Err(e) => ApiError::from(e).into_response(),

@@ -15,7 +15,7 @@ use pylon_tick::{Mailbox, SendError, ShardHandle};
 use crate::AppState;
 use crate::auth::{self, AuthFailure};
 use crate::close::Close;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::matches::MatchEntry;
 use crate::sessions_live::LiveSession;
 
@@ -69,7 +69,7 @@ impl Refused {
             Self::AuthRequired => ApiError::auth_required(),
             Self::InvalidToken => ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "AUTH_REQUIRED",
+                ErrorCode::AuthRequired,
                 "the token is unknown or expired",
             ),
             Self::StoreFailed => ApiError::internal(&"session store unavailable"),
@@ -78,7 +78,7 @@ impl Refused {
             Self::Stopped | Self::Rejected(JoinRejected::Full | JoinRejected::Finished) => {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "SHARD_UNAVAILABLE",
+                    ErrorCode::ShardUnavailable,
                     self.close().reason(),
                 )
             }

@@ -80,10 +80,12 @@ pub mod games;
 pub mod hash;
 pub mod outgoing;
 pub mod replay;
+pub mod replay_log;
 pub mod rng;
 pub mod runtime;
 
-pub use error::{CodecError, ShardError};
+pub use codec::CodecError;
+pub use error::ShardError;
 pub use game::{Auth, Game, JoinRejected, MatchClock, ShardLimits, Subscriber, SubscriberKey};
 pub use games::GameRegistry;
 pub use outgoing::{MatchEnd, Outgoing, SnapshotFrame, StopReason};

@@ -14,7 +14,7 @@ use crate::codec::{Cached, InputPayload, Payload, decode_input};
 use crate::game::{Auth, Game, JoinRejected, MatchClock, ShardLimits, Subscriber, SubscriberKey};
 use crate::hash::StableHasher;
 use crate::outgoing::{MatchEnd, Outgoing, SnapshotFrame, StopReason};
-use crate::replay::{ReplayEvent, ReplayLog};
+use crate::replay_log::{ReplayEvent, ReplayLog};
 use crate::rng::ShardRng;
 
 /// How a match is created: its seed, its parameters and whether to record a replay log.

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::entity::{ChangeEvent, ChangeKind, Row};
+use crate::entity::{ChangeEvent, ChangeKind, Row, Verdict};
 use crate::manifest::Manifest;
 use crate::policy::{CallerFacts, EvalContext, Residual, Rule};
 
@@ -86,17 +86,6 @@ impl Caller {
             roles: &self.roles,
         }
     }
-}
-
-/// The answer to a write check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Go ahead.
-    Allow,
-    /// Refused; the hint says which rule refused and what it needs.
-    Deny(String),
-    /// The caller may not see the row: answer as if it did not exist.
-    Hidden,
 }
 
 /// Which rows of an entity a caller can read, decided before any row is seen.

@@ -17,7 +17,16 @@ pub type Row = Map<String, Value>;
 /// [`EntityError::PolicyDenied`], `Hidden` with [`EntityError::NotFound`].
 pub type Guard = Arc<dyn Fn(Option<&Row>, Option<&Row>) -> Verdict + Send + Sync>;
 
-pub use crate::access::Verdict;
+/// The answer to a write check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Refused; the hint says which rule refused and what it needs.
+    Deny(String),
+    /// The caller may not see the row: answer as if it did not exist.
+    Hidden,
+}
 
 /// One operation of a write batch.
 #[derive(Clone)]

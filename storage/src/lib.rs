@@ -39,8 +39,8 @@ pub mod time;
 pub mod visible;
 pub mod write;
 
-pub use access::{Access, Caller, Policies, Projection, ReadScope, Verdict};
-pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, WriteOp, WriteResult};
+pub use access::{Access, Caller, Policies, Projection, ReadScope};
+pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, Verdict, WriteOp, WriteResult};
 pub use manifest::Manifest;
 pub use postgres::PgSessionStore;
 pub use sessions::{NewSession, Session, Sessions};

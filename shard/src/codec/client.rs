@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::WireMode;
+use super::error::CodecError;
 use super::server::FrameType;
-use crate::error::CodecError;
 
 /// The encoding of an input payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -80,7 +80,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
-use crate::error::CodecError;
+use super::error::CodecError;
 
 /// A change from one [`Value`] to another; see the module docs for the wire format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

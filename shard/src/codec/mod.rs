@@ -20,6 +20,7 @@
 
 mod client;
 pub mod delta;
+mod error;
 mod payload;
 mod reader;
 mod server;
@@ -28,6 +29,7 @@ pub use client::{
     ClientFrame, InputPayload, PayloadFormat, decode_client_frame, decode_input,
     encode_client_frame,
 };
+pub use error::CodecError;
 pub use payload::{Cached, DeltaBytes, DeltaCache, Payload, PayloadValue};
 pub use reader::{FrameBody, ServerFrame, SnapshotReader, decode_server_frame};
 pub use server::{FrameEncoder, FrameKind, FrameType, HISTORY_LIMIT, encode_snapshot_json};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::Serialize;
 
-use crate::error::CodecError;
+use super::error::CodecError;
 
 /// A shared snapshot or outcome value.
 pub type Payload = Arc<dyn PayloadValue>;

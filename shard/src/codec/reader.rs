@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::WireMode;
 use super::delta::{self, Patch};
+use super::error::CodecError;
 use super::server::{FrameKind, FrameType};
-use crate::error::CodecError;
 
 /// One decoded server frame.
 #[derive(Debug, Clone, PartialEq)]

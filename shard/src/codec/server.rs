@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::WireMode;
 use super::delta;
+use super::error::CodecError;
 use super::payload::{DeltaBytes, Payload};
-use crate::error::CodecError;
 use crate::outgoing::{Outgoing, SnapshotFrame};
 
 /// How many recent snapshots a delta-mode subscriber may use as a base. A client whose
