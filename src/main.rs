@@ -16,7 +16,7 @@ use config::{Config, LogFormat, Mode};
 use pylon_api::{ApiConfig, Listeners, Matches, Policies, Server};
 use pylon_shard::GameRegistry;
 use pylon_storage::postgres::PgSessionStore;
-use pylon_storage::{Backend, Manifest, Sessions, SqliteSessionStore, Store};
+use pylon_storage::{Backend, Manifest, Sessions, SqliteSessionStore, Store, stored_manifest};
 use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
 
 #[global_allocator]
@@ -80,7 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev => Mode::Dev,
         Command::Serve => Mode::Serve,
         Command::Migrate { dry_run } => {
-            return tools::migrate(&Config::from_env(Mode::Tool)?, dry_run, load_manifest);
+            return tools::migrate(&Config::from_env(Mode::Tool)?, dry_run);
         }
         Command::Backup { dir } => return tools::backup(&Config::from_env(Mode::Tool)?, &dir),
         Command::Restore { dir } => return tools::restore(&Config::from_env(Mode::Tool)?, &dir),
@@ -161,16 +161,31 @@ const EXAMPLE_MANIFEST: &str = include_str!("../examples/pylon.manifest.json");
 /// What `pylon serve` runs with when `PYLON_MANIFEST` is not set: no entities.
 const EMPTY_MANIFEST: &str = r#"{"manifest_version":1,"name":"pylon","version":"0","entities":[]}"#;
 
-/// The manifest from `PYLON_MANIFEST`, or the default for the mode.
-pub(crate) fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
+/// The database the configuration names: Postgres when `DATABASE_URL` does, else the
+/// SQLite file at `PYLON_DB_PATH`.
+pub(crate) fn backend(config: &Config) -> Backend {
+    match &config.database_url {
+        Some(url) => Backend::Postgres { url: url.clone(), schema: None },
+        None => Backend::Sqlite(config.db_path.clone()),
+    }
+}
+
+/// The manifest, the same rule for every command: `PYLON_MANIFEST` when set; else the
+/// manifest the database was last migrated to (so `pylon migrate`, `backup` or `serve`
+/// after `pylon dev` keep what `dev` loaded); else the mode's default (dev: the bundled
+/// example; otherwise no entities).
+pub(crate) async fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
     let (manifest, warnings) = match &config.manifest {
         Some(path) => {
             Manifest::load(path).with_context(|| format!("PYLON_MANIFEST={}", path.display()))?
         }
-        None if config.dev_mode => {
-            Manifest::parse(EXAMPLE_MANIFEST).context("the bundled example manifest")?
-        }
-        None => Manifest::parse(EMPTY_MANIFEST).context("the empty manifest")?,
+        None => match stored_manifest(&backend(config)).await.context(database_variable(config))? {
+            Some(text) => Manifest::parse(&text).context("the manifest the database recorded")?,
+            None if config.dev_mode => {
+                Manifest::parse(EXAMPLE_MANIFEST).context("the bundled example manifest")?
+            }
+            None => Manifest::parse(EMPTY_MANIFEST).context("the empty manifest")?,
+        },
     };
     for warning in warnings {
         tracing::warn!("manifest: {warning}");
@@ -178,10 +193,18 @@ pub(crate) fn load_manifest(config: &Config) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
+/// The variable naming the database, for error context.
+fn database_variable(config: &Config) -> String {
+    match &config.database_url {
+        Some(_) => "DATABASE_URL".to_owned(),
+        None => format!("PYLON_DB_PATH={}", config.db_path.display()),
+    }
+}
+
 /// Opens the entity store (migrating it to the manifest; a refused migration stops
 /// start-up): Postgres when `DATABASE_URL` names it, else SQLite at `PYLON_DB_PATH`.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let manifest = Arc::new(load_manifest(config)?);
+    let manifest = Arc::new(load_manifest(config).await?);
     match &config.database_url {
         Some(url) => Store::open(&Backend::Postgres { url: url.clone(), schema: None }, manifest)
             .await

@@ -17,12 +17,8 @@ use crate::config::Config;
 ///
 /// # Errors
 /// A refused migration, naming entity and field.
-pub fn migrate(
-    config: &Config,
-    dry_run: bool,
-    load: fn(&Config) -> anyhow::Result<Manifest>,
-) -> anyhow::Result<()> {
-    let manifest = load(config)?;
+pub fn migrate(config: &Config, dry_run: bool) -> anyhow::Result<()> {
+    let manifest = runtime()?.block_on(crate::load_manifest(config))?;
     let (target, actions) = match &config.database_url {
         Some(url) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -92,7 +88,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn pg_manifest(config: &Config) -> anyhow::Result<std::sync::Arc<Manifest>> {
-    Ok(std::sync::Arc::new(crate::load_manifest(config)?))
+    Ok(std::sync::Arc::new(runtime()?.block_on(crate::load_manifest(config))?))
 }
 
 /// A logical export of every manifest table and pylon's internal tables.

@@ -43,9 +43,9 @@ pub use access::{Access, Caller, Policies, Projection, ReadScope};
 pub use entity::{ChangeEvent, ChangeKind, EntityError, Row, Verdict, WriteOp, WriteResult};
 pub use manifest::Manifest;
 pub use postgres::PgSessionStore;
-pub use sessions::{NewSession, Session, Sessions};
+pub use sessions::{NewSession, Session};
 pub use sqlite::{SqliteOptions, SqliteSessionStore, SqliteStore, backup_file, migrate_file};
-pub use store::{Backend, Store};
+pub use store::{Backend, Sessions, Store, stored_manifest};
 
 use thiserror::Error;
 

@@ -27,6 +27,9 @@ pub struct Manifest {
     pub entities: Vec<EntityDef>,
     /// Policies.
     pub policies: Vec<PolicyDef>,
+    /// The JSON text it was parsed from (a database records it when migrated to it, so
+    /// later commands without `PYLON_MANIFEST` use the same one).
+    pub source: String,
 }
 
 /// One entity (table).
@@ -235,6 +238,7 @@ impl Manifest {
             version: top.opt_str("version")?.unwrap_or_default(),
             entities,
             policies: Vec::new(),
+            source: json.to_owned(),
         };
         for (i, p) in top.array("policies")?.iter().enumerate() {
             let policy = parse_policy(p, &format!("policies[{i}]"), &mut warnings)?;

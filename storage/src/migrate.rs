@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::manifest::{EntityDef, FieldType, Manifest};
+use crate::sql::{Dialect, table};
 
 /// One field as a database recorded it (`pylon_schema`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,40 @@ pub enum Action {
     DropEntity(String),
     /// Record a type change (no DDL: the column keeps its storage; reads convert).
     Retype(String, String),
+}
+
+impl Action {
+    /// The DDL of this step in `dialect` (`None`: nothing to run).
+    #[must_use]
+    pub fn ddl(&self, dialect: &Dialect, manifest: &Manifest) -> Option<String> {
+        let field = |e: &str, f: &str| manifest.entity(e).and_then(|d| d.field(f));
+        Some(match self {
+            Self::CreateEntity(e) => {
+                let entity = manifest.entity(e)?;
+                let mut cols = vec![format!("\"id\" {}", dialect.id_column)];
+                cols.extend(entity.fields.iter().map(|f| dialect.column(f)));
+                format!("CREATE TABLE {} ({})", table(e), cols.join(", "))
+            }
+            Self::AddField(e, f) => {
+                format!("ALTER TABLE {} ADD COLUMN {}", table(e), dialect.column(field(e, f)?))
+            }
+            Self::DropField(e, f) => format!("ALTER TABLE {} DROP COLUMN \"{f}\"", table(e)),
+            // Entity names are identifiers (the manifest refuses others).
+            Self::DropEntity(e) => format!(
+                "DROP TABLE IF EXISTS {}; DELETE FROM pylon_schema WHERE entity = '{e}'",
+                table(e)
+            ),
+            // The column holds no values (or int -> float): change its storage type.
+            Self::Retype(e, f) if dialect.alter_types => {
+                let ty = (dialect.column_type)(&field(e, f)?.ty);
+                format!(
+                    "ALTER TABLE {} ALTER COLUMN \"{f}\" TYPE {ty} USING \"{f}\"::{ty}",
+                    table(e)
+                )
+            }
+            Self::Retype(..) => return None,
+        })
+    }
 }
 
 impl std::fmt::Display for Action {

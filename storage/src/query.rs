@@ -11,18 +11,7 @@ use crate::entity::{ChangeEvent, ChangesPage, CursorPage, EntityError, LogRow, P
 use crate::manifest::{EntityDef, FieldType, Manifest};
 use crate::sql::{Dialect, Param, Statement, select_list, table};
 
-/// A filter value, parsed by the field's type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FilterValue {
-    /// Text, datetime, id.
-    Text(String),
-    /// Integer.
-    Int(i64),
-    /// Float.
-    Float(f64),
-    /// Boolean.
-    Bool(bool),
-}
+pub use crate::sql::FilterValue;
 
 /// Checks `filters` (known, indexed fields only) and parses their values.
 ///

@@ -1,7 +1,7 @@
 //! Sessions: random 256-bit bearer tokens, stored only as their SHA-256 hash, with an
-//! expiry. [`Sessions`] is what the API layer sees: sessions in SQLite
-//! ([`SqliteSessionStore`], `PYLON_SESSION_DB`, or in memory) or in Postgres beside the
-//! entities ([`PgSessionStore`]), async on both. This module holds what the two share:
+//! expiry. [`crate::store::Sessions`] is what the API layer sees: sessions in SQLite
+//! (`SqliteSessionStore`, `PYLON_SESSION_DB`, or in memory) or in Postgres beside the
+//! entities (`PgSessionStore`), async on both. This module holds what the two share:
 //! the types, token generation and hashing, the statements, and the check of a stored
 //! session against a token.
 //!
@@ -12,9 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::StoreError;
-use crate::postgres::PgSessionStore;
 use crate::sql::Dialect;
-use crate::sqlite::SqliteSessionStore;
 
 /// A resolved session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,86 +116,6 @@ impl SessionSql {
             revoke: format!("DELETE FROM pylon_sessions WHERE token_hash = {}", m(1)),
             purge: format!("DELETE FROM pylon_sessions WHERE expires_at <= {}", m(1)),
         }
-    }
-}
-
-/// Where sessions live: cheap to clone (both stores are handles).
-#[derive(Debug, Clone)]
-pub enum Sessions {
-    /// An SQLite file or memory; blocking calls run on tokio's blocking pool.
-    Sqlite(SqliteSessionStore),
-    /// The Postgres database of the entities.
-    Postgres(PgSessionStore),
-}
-
-macro_rules! forward {
-    ($self:ident, $s:ident => $body:expr) => {
-        match $self {
-            Sessions::Sqlite($s) => $body,
-            Sessions::Postgres($s) => $body,
-        }
-    };
-}
-
-impl Sessions {
-    /// Creates a guest user and a session for it, valid for `ttl_secs` from `now`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written or no randomness is available.
-    pub async fn create_guest(&self, now: i64, ttl_secs: i64) -> Result<NewSession, StoreError> {
-        forward!(self, s => s.create_guest(now, ttl_secs).await)
-    }
-
-    /// The live session for `token`, or `None` when unknown or expired at `now`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be read.
-    pub async fn resolve(&self, token: &str, now: i64) -> Result<Option<Session>, StoreError> {
-        forward!(self, s => s.resolve(token, now).await)
-    }
-
-    /// Revokes the session of `token`; whether one existed.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    pub async fn revoke(&self, token: &str) -> Result<bool, StoreError> {
-        forward!(self, s => s.revoke(token).await)
-    }
-
-    /// Deletes every session expired at `now`; how many.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        forward!(self, s => s.purge_expired(now).await)
-    }
-
-    /// Makes everything written durable in the main database file (shutdown).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        forward!(self, s => s.flush().await)
-    }
-
-    /// Checks the store answers (readiness).
-    ///
-    /// # Errors
-    /// [`StoreError`] when it does not.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        forward!(self, s => s.ping().await)
-    }
-}
-
-impl From<SqliteSessionStore> for Sessions {
-    fn from(store: SqliteSessionStore) -> Self {
-        Self::Sqlite(store)
-    }
-}
-
-impl From<PgSessionStore> for Sessions {
-    fn from(store: PgSessionStore) -> Self {
-        Self::Postgres(store)
     }
 }
 

@@ -7,8 +7,6 @@ use serde_json::Value;
 
 use crate::entity::{ChangeEvent, Row};
 use crate::manifest::{EntityDef, FieldDef, FieldType, Manifest};
-use crate::migrate::Action;
-use crate::query::FilterValue;
 
 /// What differs between the backends' SQL.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +20,19 @@ pub struct Dialect {
     /// Whether a retyped field's column changes its type (Postgres). SQLite columns keep
     /// their storage class and reads convert.
     pub alter_types: bool,
+}
+
+/// A filter value, parsed by the field's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValue {
+    /// Text, datetime, id.
+    Text(String),
+    /// Integer.
+    Int(i64),
+    /// Float.
+    Float(f64),
+    /// Boolean.
+    Bool(bool),
 }
 
 /// One bind parameter, typed by its field: a `NULL` keeps its type (Postgres needs it).
@@ -111,6 +122,9 @@ pub const SAVED_MATCHES: &str = "SELECT match_id, state FROM pylon_matches ORDER
 
 /// Every field a database recorded ([`crate::migrate::StoredField`]).
 pub const STORED_FIELDS: &str = "SELECT entity, field, type, optional, uniq FROM pylon_schema";
+
+/// The manifest a database was last migrated to (`pylon_meta`).
+pub const STORED_MANIFEST: &str = "SELECT value FROM pylon_meta WHERE key = 'manifest'";
 
 impl Dialect {
     fn marks(&self, range: std::ops::RangeInclusive<usize>) -> String {
@@ -264,36 +278,16 @@ impl Dialect {
         format!("SELECT log FROM pylon_replays WHERE match_id = {}", (self.mark)(1))
     }
 
-    /// The DDL of one migration step (`None`: nothing to run).
+    /// Records `manifest` as the one the database is migrated to.
     #[must_use]
-    pub fn migration(&self, manifest: &Manifest, action: &Action) -> Option<String> {
-        let field = |e: &str, f: &str| manifest.entity(e).and_then(|d| d.field(f));
-        Some(match action {
-            Action::CreateEntity(e) => {
-                let entity = manifest.entity(e)?;
-                let mut cols = vec![format!("\"id\" {}", self.id_column)];
-                cols.extend(entity.fields.iter().map(|f| self.column(f)));
-                format!("CREATE TABLE {} ({})", table(e), cols.join(", "))
-            }
-            Action::AddField(e, f) => {
-                format!("ALTER TABLE {} ADD COLUMN {}", table(e), self.column(field(e, f)?))
-            }
-            Action::DropField(e, f) => format!("ALTER TABLE {} DROP COLUMN \"{f}\"", table(e)),
-            // Entity names are identifiers (the manifest refuses others).
-            Action::DropEntity(e) => format!(
-                "DROP TABLE IF EXISTS {}; DELETE FROM pylon_schema WHERE entity = '{e}'",
-                table(e)
+    pub fn remember_manifest(&self, manifest: &Manifest) -> Statement {
+        Statement {
+            sql: format!(
+                "INSERT INTO pylon_meta (key, value) VALUES ('manifest', {}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (self.mark)(1)
             ),
-            // The column holds no values (or int -> float): change its storage type.
-            Action::Retype(e, f) if self.alter_types => {
-                let ty = (self.column_type)(&field(e, f)?.ty);
-                format!(
-                    "ALTER TABLE {} ALTER COLUMN \"{f}\" TYPE {ty} USING \"{f}\"::{ty}",
-                    table(e)
-                )
-            }
-            Action::Retype(..) => return None,
-        })
+            params: vec![Param::text(&manifest.source)],
+        }
     }
 
     /// Replaces the recorded schema of `entity` (`pylon_schema`).

@@ -1,4 +1,5 @@
-//! [`Store`]: the entity store the server uses, SQLite or Postgres, with one contract.
+//! [`Store`] and [`Sessions`]: the entity store and the session store the server uses,
+//! SQLite or Postgres, each with one contract.
 //! Every method forwards to the backend; the storage test suite runs against both.
 
 use std::path::{Path, PathBuf};
@@ -9,8 +10,9 @@ use crate::entity::{
     ChangesPage, CursorPage, EntityError, IndexedError, Page, Row, WriteOp, WriteResult,
 };
 use crate::manifest::Manifest;
-use crate::postgres::{PgOptions, PgStore};
-use crate::sqlite::{SqliteOptions, SqliteStore};
+use crate::postgres::{PgOptions, PgSessionStore, PgStore};
+use crate::sessions::{NewSession, Session};
+use crate::sqlite::{SqliteOptions, SqliteSessionStore, SqliteStore};
 
 /// Where the entity data lives.
 #[derive(Debug, Clone)]
@@ -42,6 +44,24 @@ macro_rules! forward {
             Store::Postgres($s) => $body,
         }
     };
+}
+
+/// The manifest the database of `backend` was last migrated to, if any: what commands
+/// run without `PYLON_MANIFEST` use, so `pylon migrate` or `pylon serve` after `pylon dev`
+/// keep the manifest `dev` loaded.
+///
+/// # Errors
+/// The database cannot be reached or read.
+pub async fn stored_manifest(backend: &Backend) -> Result<Option<String>, StoreError> {
+    match backend {
+        Backend::Sqlite(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::sqlite::schema::stored_manifest(&path))
+                .await
+                .map_err(|e| StoreError::Open(e.to_string()))?
+        }
+        Backend::Postgres { url, .. } => crate::postgres::schema::stored_manifest(url).await,
+    }
 }
 
 impl Store {
@@ -208,5 +228,85 @@ impl Store {
             Self::Sqlite(s) => Some(s.path()),
             Self::Postgres(_) => None,
         }
+    }
+}
+
+/// Where sessions live: cheap to clone (both stores are handles).
+#[derive(Debug, Clone)]
+pub enum Sessions {
+    /// An SQLite file or memory; blocking calls run on tokio's blocking pool.
+    Sqlite(SqliteSessionStore),
+    /// The Postgres database of the entities.
+    Postgres(PgSessionStore),
+}
+
+macro_rules! forward {
+    ($self:ident, $s:ident => $body:expr) => {
+        match $self {
+            Sessions::Sqlite($s) => $body,
+            Sessions::Postgres($s) => $body,
+        }
+    };
+}
+
+impl Sessions {
+    /// Creates a guest user and a session for it, valid for `ttl_secs` from `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written or no randomness is available.
+    pub async fn create_guest(&self, now: i64, ttl_secs: i64) -> Result<NewSession, StoreError> {
+        forward!(self, s => s.create_guest(now, ttl_secs).await)
+    }
+
+    /// The live session for `token`, or `None` when unknown or expired at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn resolve(&self, token: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        forward!(self, s => s.resolve(token, now).await)
+    }
+
+    /// Revokes the session of `token`; whether one existed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn revoke(&self, token: &str) -> Result<bool, StoreError> {
+        forward!(self, s => s.revoke(token).await)
+    }
+
+    /// Deletes every session expired at `now`; how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        forward!(self, s => s.purge_expired(now).await)
+    }
+
+    /// Makes everything written durable in the main database file (shutdown).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        forward!(self, s => s.flush().await)
+    }
+
+    /// Checks the store answers (readiness).
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        forward!(self, s => s.ping().await)
+    }
+}
+
+impl From<SqliteSessionStore> for Sessions {
+    fn from(store: SqliteSessionStore) -> Self {
+        Self::Sqlite(store)
+    }
+}
+
+impl From<PgSessionStore> for Sessions {
+    fn from(store: PgSessionStore) -> Self {
+        Self::Postgres(store)
     }
 }

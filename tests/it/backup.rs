@@ -98,3 +98,49 @@ fn migrate_reports_and_applies() {
     let again = pylon(&["migrate"], &data.0);
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
 }
+
+/// Every command applies the same manifest defaults: after `pylon dev` (which loads the
+/// bundled example), `pylon migrate` and `pylon serve` without `PYLON_MANIFEST` use the
+/// manifest the database recorded, instead of refusing to drop (or dropping) its tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_after_dev_uses_the_same_manifest() {
+    let mut dev = TestServer::start_dev_in(TempDir::new("dev-then-migrate"), &[]).await;
+    let player =
+        json!({"displayName": "ada", "createdAt": "2026-01-01T00:00:00Z", "level": 1, "xp": 0});
+    let r = dev
+        .http
+        .post(dev.url("/api/entities/Player"))
+        .bearer_auth(ADMIN)
+        .json(&player)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    dev.sigterm();
+    assert!(dev.wait_exit(std::time::Duration::from_secs(20)).success());
+    let data = dev.data.take().unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pylon"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PYLON_") || key == "DATABASE_URL" {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.arg("migrate").env("PYLON_DB_PATH", data.0.join("pylon.db")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("up to date"), "{stdout}");
+
+    let serve = TestServer::start_in(data, &[]).await;
+    let page: Value = serve
+        .http
+        .get(serve.url("/api/entities/Player"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["count"], 1, "{page}");
+}

@@ -95,6 +95,12 @@ impl TestServer {
         Self::launch(data, env, gate).await
     }
 
+    /// Starts `pylon dev` (dev defaults: the bundled example manifest) on `data`.
+    pub async fn start_dev_in(data: TempDir, env: &[(&str, &str)]) -> Self {
+        let gate = Gate::Shared(GATE.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Self::launch_limited("dev", data, env, gate, None).await
+    }
+
     /// Starts a server while no other test's server runs (timing assertions).
     pub async fn start_alone(env: &[(&str, &str)]) -> Self {
         let gate = Gate::Alone(GATE.write().unwrap_or_else(std::sync::PoisonError::into_inner));
@@ -105,14 +111,15 @@ impl TestServer {
     /// to run it out of them.
     pub async fn start_with_fd_limit(fds: u32, env: &[(&str, &str)]) -> Self {
         let gate = Gate::Shared(GATE.read().unwrap_or_else(std::sync::PoisonError::into_inner));
-        Self::launch_limited(TempDir::new("fds"), env, gate, Some(fds)).await
+        Self::launch_limited("serve", TempDir::new("fds"), env, gate, Some(fds)).await
     }
 
     async fn launch(data: TempDir, env: &[(&str, &str)], gate: Gate) -> Self {
-        Self::launch_limited(data, env, gate, None).await
+        Self::launch_limited("serve", data, env, gate, None).await
     }
 
     async fn launch_limited(
+        command: &str,
         data: TempDir,
         env: &[(&str, &str)],
         gate: Gate,
@@ -137,7 +144,7 @@ impl TestServer {
                     cmd.env_remove(key);
                 }
             }
-            cmd.arg("serve")
+            cmd.arg(command)
                 .env("PYLON_ADMIN_TOKEN", ADMIN)
                 .env("PYLON_HOST", "127.0.0.1")
                 .env("PYLON_PORT", port.to_string())

@@ -25,7 +25,7 @@ use crate::manifest::Manifest;
 mod backup;
 mod read;
 mod rows;
-mod schema;
+pub(crate) mod schema;
 mod sessions;
 mod writer;
 

@@ -24,7 +24,8 @@ const INTERNAL: &str = "
     CREATE TABLE IF NOT EXISTS pylon_matches (match_id TEXT PRIMARY KEY, game TEXT NOT NULL, tick BIGINT NOT NULL,
         state TEXT NOT NULL, updated_at TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS pylon_replays (match_id TEXT PRIMARY KEY, game TEXT NOT NULL, log TEXT NOT NULL,
-        finished_at TEXT NOT NULL);";
+        finished_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS pylon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 fn refused(why: &str) -> StoreError {
     StoreError::Migrate(format!("refused: {why}"))
@@ -59,7 +60,7 @@ impl PgStore {
             .map_err(|why| refused(&why))?;
         let mut done: Vec<String> = actions.iter().map(ToString::to_string).collect();
         for action in &actions {
-            if let Some(ddl) = DIALECT.migration(manifest, action) {
+            if let Some(ddl) = action.ddl(&DIALECT, manifest) {
                 sqlx::raw_sql(&ddl).execute(&mut *tx).await.map_err(pg)?;
             }
         }
@@ -72,6 +73,7 @@ impl PgStore {
         if dry_run {
             tx.rollback().await.map_err(pg)?;
         } else {
+            query(&DIALECT.remember_manifest(manifest)).execute(&mut *tx).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
         }
         Ok(done)
@@ -127,4 +129,26 @@ async fn sync_indexes(
         done.push(format!("create index {name}"));
     }
     Ok(())
+}
+
+/// The manifest the database at `url` was last migrated to, if any (`None` for a database
+/// pylon never migrated).
+///
+/// # Errors
+/// Connection failures (named as [`super::probe`] names them) and database errors.
+pub async fn stored_manifest(url: &str) -> Result<Option<String>, StoreError> {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Open(format!("invalid DATABASE_URL: {e}")))?;
+    super::probe(url, super::PROBE_TIMEOUT).await?;
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(pg)?;
+    let found: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar(sql::STORED_MANIFEST).fetch_optional(&mut conn).await;
+    let _ = sqlx::Connection::close(conn).await;
+    match found {
+        Ok(text) => Ok(text),
+        // 42P01 undefined_table: a database pylon has not migrated yet.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Ok(None),
+        Err(e) => Err(pg(e)),
+    }
 }

@@ -86,7 +86,7 @@ pub fn migrate(
         .map_err(MigrateError::Refused)?;
     let mut done: Vec<String> = actions.iter().map(ToString::to_string).collect();
     for action in &actions {
-        if let Some(ddl) = DIALECT.migration(manifest, action) {
+        if let Some(ddl) = action.ddl(&DIALECT, manifest) {
             tx.execute_batch(&ddl)?;
         }
     }
@@ -99,6 +99,8 @@ pub fn migrate(
     if dry_run {
         tx.rollback()?;
     } else {
+        let st = DIALECT.remember_manifest(manifest);
+        tx.execute(&st.sql, rusqlite::params_from_iter(&st.params))?;
         tx.commit()?;
     }
     Ok(done)
@@ -164,4 +166,24 @@ fn sync_indexes(
         done.push(format!("create index {name}"));
     }
     Ok(())
+}
+
+/// The manifest the SQLite database at `path` was last migrated to, if any (`None` when
+/// the file does not exist yet or pylon never migrated it).
+///
+/// # Errors
+/// The file cannot be opened or read.
+pub fn stored_manifest(path: &Path) -> Result<Option<String>, StoreError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = open_conn(path, true)?;
+    let found = conn.query_row(sql::STORED_MANIFEST, [], |r| r.get::<_, String>(0)).optional();
+    match found {
+        Ok(text) => Ok(text),
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
+            Ok(None)
+        }
+        Err(e) => Err(StoreError::from(e)),
+    }
 }
