@@ -1,8 +1,8 @@
-//! Configuration from the environment (DESIGN.md section 6). The only module in pylon
-//! that reads environment variables; everything else receives typed config.
+//! Configuration from the environment. The only module in pylon that reads environment
+//! variables; everything else receives typed config.
 //!
-//! Every refusal is one line that names the variable. Variables beyond DESIGN.md's list
-//! (the limits, `PYLON_HOST`, `PYLON_SHUTDOWN_GRACE_SECS`) are documented in the README.
+//! Every refusal is one line that names the variable. Every variable, with its default,
+//! is in the README's Configuration table (and the limits in docs/SECURITY.md).
 
 use std::net::IpAddr;
 use std::path::PathBuf;

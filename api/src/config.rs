@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Regions: this process's and where the others live (DESIGN.md section 5).
+/// Regions: this process's and where the others live (`PYLON_REGION`, `PYLON_REGIONS`).
 #[derive(Debug, Clone)]
 pub struct Regions {
     /// This process's region; new match ids start with `<local>-`.

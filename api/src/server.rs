@@ -35,7 +35,8 @@ use tower::ServiceExt;
 use crate::error::{ApiError, ErrorCode};
 use crate::{ApiConfig, ApiMetrics, AppState, Matches, limits, main_router, shard_router};
 
-/// The bound sockets (DESIGN.md section 7).
+/// The bound sockets: the main port and `+1` (sync socket), `+2` (SSE), `+3` (shard
+/// sockets); README, "Configuration".
 #[derive(Debug)]
 pub struct Listeners {
     /// HTTP API, ops endpoints, `/shard`, `/ws`, `/events`.
@@ -258,6 +259,9 @@ async fn sweep_loop(state: AppState) {
         if now >= rates_due {
             // Refilled buckets are forgotten: the limiters hold only keys in use.
             state.rates.sweep(now);
+            if let Some(feeds) = &state.entities {
+                feeds.sweep(); // remembered pull cursors past their time
+            }
             rates_due = now + Duration::from_secs(60);
         }
     }

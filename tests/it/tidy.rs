@@ -130,3 +130,81 @@ fn shard_clippy_config_is_complete() {
         assert!(shard.contains(banned), "shard/clippy.toml does not ban {banned}");
     }
 }
+
+/// ARCHITECTURE.md's code map names every source file of every crate (by file name, or by
+/// directory for a `mod.rs`).
+#[test]
+fn architecture_names_every_module() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut missing = Vec::new();
+    for krate in
+        ["src", "shard/src", "tick/src", "api/src", "sync/src", "storage/src", "loadtest/src"]
+    {
+        let mut files = Vec::new();
+        rust_files(&root().join(krate), &mut files);
+        for file in files {
+            let name =
+                file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let named = match name.as_str() {
+                "lib.rs" => true, // the crate itself
+                "mod.rs" => {
+                    let dir = file
+                        .parent()
+                        .and_then(|d| d.file_name())
+                        .map(|d| d.to_string_lossy().into_owned());
+                    dir.is_some_and(|d| map.contains(&format!("`{d}/`")))
+                }
+                _ => {
+                    let dir = file
+                        .parent()
+                        .and_then(|d| d.file_name())
+                        .map(|d| d.to_string_lossy().into_owned());
+                    map.contains(&format!("`{name}`"))
+                        || dir.is_some_and(|d| map.contains(&format!("`{d}/{name}`")))
+                }
+            };
+            if !named {
+                missing.push(file.strip_prefix(root()).unwrap_or(&file).display().to_string());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "ARCHITECTURE.md's code map does not name: {missing:?}");
+}
+
+/// The project's docs and comments stand alone: none points to files outside the
+/// repository (design notes the project does not ship).
+#[test]
+fn docs_point_inside_the_repository() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "target" || name == "node_modules" || name.starts_with('.') || name == "dist"
+            {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out);
+            } else if ["rs", "md", "toml", "sh", "ts", "tsx", "mjs", "yml", "yaml", "json"]
+                .iter()
+                .any(|e| path.extension().is_some_and(|x| x == *e))
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root(), &mut files);
+    let outside = ["DESIGN.md", "CONVENTIONS.md", "../shared"];
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("tests/it/tidy.rs"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            outside.iter().any(|o| text.contains(o))
+        })
+        .map(|f| f.strip_prefix(root()).unwrap_or(f).display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "files pointing outside the repository: {offenders:?}");
+}
