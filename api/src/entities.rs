@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::auth;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::JsonBody;
-use crate::policies::{self, Policies};
+use crate::policies::{self, Caller, Policies};
 
 /// The entity side of the server (store, policies, change feeds), or 503.
 pub(crate) fn entities(state: &AppState) -> Result<&Arc<Feeds>, ApiError> {
@@ -86,16 +86,16 @@ fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     Ok(q)
 }
 
-/// A read request: the store, the parsed query and the caller.
+/// A read request: the store, the parsed query and the caller as policies see it.
 async fn read_request<'s>(
     state: &'s AppState,
     raw: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(&'s Arc<Feeds>, ListQuery, Option<Auth>), ApiError> {
+) -> Result<(&'s Arc<Feeds>, ListQuery, Caller), ApiError> {
     let ents = entities(state)?;
     let q = list_query(raw)?;
     let caller = auth::http_caller(state, headers, q.token.as_deref()).await?;
-    Ok((ents, q, caller))
+    Ok((ents, q, policies::caller(caller.as_ref())))
 }
 
 /// `GET /api/entities/:entity?limit=&offset=&<field>=<value>`.
@@ -106,7 +106,6 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
-    let caller = policies::caller(caller.as_ref());
     let page = visible::list(
         ents.store(),
         ents.policies(),
@@ -131,7 +130,6 @@ pub(crate) async fn cursor(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (ents, q, caller) = read_request(&state, raw.as_deref(), &headers).await?;
-    let caller = policies::caller(caller.as_ref());
     let page = visible::cursor(
         ents.store(),
         ents.policies(),

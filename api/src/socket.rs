@@ -56,6 +56,10 @@ pub(crate) enum Read {
     End(End),
 }
 
+/// A WebSocket route's upgrade, or why the request was not one.
+pub(crate) type Upgrade =
+    Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
 /// Applies the size limits, small buffers and the `bearer.` subprotocol echo to an upgrade.
 pub(crate) fn configure(
     upgrade: WebSocketUpgrade,
