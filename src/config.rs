@@ -71,6 +71,9 @@ pub struct Config {
     pub guest_session_ttl: Duration,
     /// `PYLON_SHUTDOWN_GRACE_SECS`: cap on in-flight work at shutdown (default 30).
     pub shutdown_grace: Duration,
+    /// `PYLON_MATCH_IDLE_SECS`: a match with no subscriber and no accepted input for this
+    /// long is stopped (default 60; a created match nobody joins too).
+    pub match_idle: Duration,
     /// `PYLON_PERSIST_EVERY_TICKS`: save running matches every N ticks (default 100, five
     /// seconds at 20 Hz; 0: only at shutdown).
     pub persist_every_ticks: u64,
@@ -136,17 +139,8 @@ impl Config {
 
         let limits = limits(&get)?;
         let (trusted_proxies, guest_session_ttl) = (trusted_proxies(&get)?, guest_ttl(&get)?);
-        let shutdown_grace = number(&get, "PYLON_SHUTDOWN_GRACE_SECS", 1, 3600)?
-            .map_or(Duration::from_secs(30), Duration::from_secs);
-        let persist_every_ticks = match get("PYLON_PERSIST_EVERY_TICKS") {
-            Some(raw) if raw == "0" => 0,
-            _ => number(&get, "PYLON_PERSIST_EVERY_TICKS", 1, 1_000_000)?.unwrap_or(100),
-        };
-        let persist_at_shutdown = match get("PYLON_SHUTDOWN_MATCHES").as_deref() {
-            None | Some("persist") => true,
-            Some("stop") => false,
-            Some(other) => bail!("PYLON_SHUTDOWN_MATCHES must be persist or stop, got {other:?}"),
-        };
+        let Lifetimes { shutdown_grace, match_idle, persist_every_ticks, persist_at_shutdown } =
+            lifetimes(&get)?;
 
         let (log_filter, log_format) = logging(dev_mode, &get)?;
 
@@ -168,12 +162,38 @@ impl Config {
             trusted_proxies,
             guest_session_ttl,
             shutdown_grace,
+            match_idle,
             persist_every_ticks,
             persist_at_shutdown,
             log_filter,
             log_format,
         })
     }
+}
+
+/// How long matches and the server live: idle stops, saves, shutdown.
+struct Lifetimes {
+    shutdown_grace: Duration,
+    match_idle: Duration,
+    persist_every_ticks: u64,
+    persist_at_shutdown: bool,
+}
+
+fn lifetimes(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Lifetimes> {
+    let shutdown_grace = number(get, "PYLON_SHUTDOWN_GRACE_SECS", 1, 3600)?
+        .map_or(Duration::from_secs(30), Duration::from_secs);
+    let match_idle = number(get, "PYLON_MATCH_IDLE_SECS", 1, 86_400)?
+        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let persist_every_ticks = match get("PYLON_PERSIST_EVERY_TICKS") {
+        Some(raw) if raw == "0" => 0,
+        _ => number(get, "PYLON_PERSIST_EVERY_TICKS", 1, 1_000_000)?.unwrap_or(100),
+    };
+    let persist_at_shutdown = match get("PYLON_SHUTDOWN_MATCHES").as_deref() {
+        None | Some("persist") => true,
+        Some("stop") => false,
+        Some(other) => bail!("PYLON_SHUTDOWN_MATCHES must be persist or stop, got {other:?}"),
+    };
+    Ok(Lifetimes { shutdown_grace, match_idle, persist_every_ticks, persist_at_shutdown })
 }
 
 /// `PYLON_SESSION_DB`, `PYLON_DB_PATH`, `PYLON_MANIFEST`, `DATABASE_URL`.
@@ -237,9 +257,12 @@ fn logging(
     get: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(String, LogFormat)> {
     let log_filter = get("PYLON_LOG").unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+    if !valid_log_filter(&log_filter)
+        || tracing_subscriber::EnvFilter::try_new(&log_filter).is_err()
+    {
         bail!(
-            "PYLON_LOG is not a valid log filter (try info, debug or pylon_api=debug), got {log_filter:?}"
+            "PYLON_LOG must be a level (error, warn, info, debug, trace, off) or target=level \
+             pairs separated by commas (e.g. info,pylon_api=debug), got {log_filter:?}"
         );
     }
     let log_format = match get("PYLON_LOG_FORMAT").as_deref() {
@@ -250,6 +273,19 @@ fn logging(
         Some(other) => bail!("PYLON_LOG_FORMAT must be json or pretty, got {other:?}"),
     };
     Ok((log_filter, log_format))
+}
+
+/// A log filter of levels and `target=level` pairs. A bare word that is not a level is
+/// refused: the filter library would take it as a target name and silence every log.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    filter.split(',').map(str::trim).filter(|d| !d.is_empty()).all(|directive| {
+        match directive.split_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(directive),
+        }
+    })
 }
 
 /// `PYLON_TRUSTED_PROXIES`: comma-separated IP addresses.

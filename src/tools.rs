@@ -12,13 +12,14 @@ use pylon_storage::Manifest;
 use pylon_storage::postgres::{PgOptions, PgSessionStore, PgStore};
 
 use crate::config::Config;
+use crate::setup::{self, DevManifest};
 
 /// `pylon migrate [--dry-run]`.
 ///
 /// # Errors
 /// A refused migration, naming entity and field.
-pub fn migrate(config: &Config, dry_run: bool) -> anyhow::Result<()> {
-    let manifest = runtime()?.block_on(crate::load_manifest(config))?;
+pub fn migrate(config: &Config, dev: DevManifest, dry_run: bool) -> anyhow::Result<()> {
+    let manifest = runtime()?.block_on(setup::load_manifest(config, dev))?.manifest;
     let (target, actions) = match &config.database_url {
         Some(url) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -54,13 +55,13 @@ pub fn migrate(config: &Config, dry_run: bool) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// DIR exists and is not empty, or a copy fails.
-pub fn backup(config: &Config, dir: &Path) -> anyhow::Result<()> {
+pub fn backup(config: &Config, dev: DevManifest, dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("backup directory {} must be new or empty", dir.display());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if let Some(url) = &config.database_url {
-        return backup_postgres(config, url, dir);
+        return backup_postgres(config, dev, url, dir);
     }
     if !config.db_path.exists() {
         bail!("PYLON_DB_PATH={} does not exist: nothing to back up", config.db_path.display());
@@ -87,13 +88,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-fn pg_manifest(config: &Config) -> anyhow::Result<std::sync::Arc<Manifest>> {
-    Ok(std::sync::Arc::new(runtime()?.block_on(crate::load_manifest(config))?))
+fn pg_manifest(config: &Config, dev: DevManifest) -> anyhow::Result<std::sync::Arc<Manifest>> {
+    Ok(std::sync::Arc::new(runtime()?.block_on(setup::load_manifest(config, dev))?.manifest))
 }
 
 /// A logical export of every manifest table and pylon's internal tables.
-fn backup_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()> {
-    let manifest = pg_manifest(config)?;
+fn backup_postgres(config: &Config, dev: DevManifest, url: &str, dir: &Path) -> anyhow::Result<()> {
+    let manifest = pg_manifest(config, dev)?;
     let tables = runtime()?.block_on(async {
         let store = PgStore::connect(url, manifest, &PgOptions::default()).await?;
         store.export(dir).await
@@ -116,8 +117,13 @@ fn backup_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()>
 }
 
 /// Loads a logical export into an empty Postgres database (migrated to the manifest).
-fn restore_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()> {
-    let manifest = pg_manifest(config)?;
+fn restore_postgres(
+    config: &Config,
+    dev: DevManifest,
+    url: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let manifest = pg_manifest(config, dev)?;
     runtime()?
         .block_on(async {
             let store = PgStore::open(url, manifest, &PgOptions::default()).await?;
@@ -133,7 +139,7 @@ fn restore_postgres(config: &Config, url: &str, dir: &Path) -> anyhow::Result<()
 ///
 /// # Errors
 /// Not a backup directory, or a target already exists.
-pub fn restore(config: &Config, dir: &Path) -> anyhow::Result<()> {
+pub fn restore(config: &Config, dev: DevManifest, dir: &Path) -> anyhow::Result<()> {
     if let Some(url) = &config.database_url {
         if !dir.join("backup.json").is_file() || !dir.join("pylon_changes.jsonl").is_file() {
             bail!(
@@ -141,7 +147,7 @@ pub fn restore(config: &Config, dir: &Path) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        return restore_postgres(config, url, dir);
+        return restore_postgres(config, dev, url, dir);
     }
     let entities = dir.join("pylon.db");
     if !dir.join("backup.json").is_file() || !entities.is_file() {

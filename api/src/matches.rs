@@ -69,6 +69,7 @@ pub fn state_name(state: ShardState) -> &'static str {
         ShardState::Finished => "finished",
         ShardState::Stopped => "stopped",
         ShardState::Panicked => "panicked",
+        ShardState::Idle => "idle",
         _ => "unknown",
     }
 }
@@ -324,7 +325,15 @@ impl Matches {
             if status.is_running() || status.state() == ShardState::Starting {
                 return true;
             }
-            let ended = *entry.ended_at.get_or_insert(now);
+            let ended = *entry.ended_at.get_or_insert_with(|| {
+                let state = state_name(status.state());
+                if status.state() == ShardState::Idle {
+                    tracing::info!(shard = %entry.id, game = status.game(), "match stopped: idle (no subscriber and no input)");
+                } else {
+                    tracing::info!(shard = %entry.id, game = status.game(), state, "match ended");
+                }
+                now
+            });
             now.duration_since(ended) < grace
         });
         let removed = before - map.len();

@@ -84,6 +84,10 @@ fn refused_configurations() {
             "PYLON_MAX_CONNS_PER_IP",
         ),
         ("dev", vec![("PYLON_REGIONS", "eu=ftp://x")], "PYLON_REGIONS"),
+        // A bare word is not a level: the filter library would silence every log.
+        ("dev", vec![("PYLON_LOG", "verbose")], "PYLON_LOG"),
+        ("dev", vec![("PYLON_LOG", "info,pylon_api=loud")], "PYLON_LOG"),
+        ("dev", vec![("PYLON_MATCH_IDLE_SECS", "0")], "PYLON_MATCH_IDLE_SECS"),
     ];
     for (command, env, var) in cases {
         let mut cmd = pylon();
@@ -116,4 +120,95 @@ fn taken_port_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PYLON_PORT") && stderr.contains(&port.to_string()), "{stderr}");
+}
+
+/// `pylon --help` and `pylon serve --help` list the environment with defaults.
+#[test]
+fn help_lists_the_environment() {
+    for args in [&["--help"][..], &["serve", "--help"], &["dev", "--help"]] {
+        let out = pylon().args(args).output().expect("pylon runs");
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in
+            ["Environment", "PYLON_PORT [4321]", "DATABASE_URL", "PYLON_MATCH_IDLE_SECS [60]"]
+        {
+            assert!(text.contains(needle), "{args:?} lacks {needle}: {text}");
+        }
+    }
+}
+
+/// A mistyped subcommand is refused with the closest one suggested.
+#[test]
+fn a_mistyped_subcommand_suggests_the_right_one() {
+    let out = pylon().arg("serv").output().expect("pylon runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'serve'"), "{stderr}");
+}
+
+/// `pylon dev` explains itself: after the generated token, every port with localhost
+/// URLs, the manifest it loaded, where the data lives, the games, and a next step that
+/// works when pasted into a shell (it creates a match with the printed token).
+#[test]
+fn dev_start_up_lines_explain_themselves() {
+    use std::io::BufRead;
+    let data = std::env::temp_dir().join(format!("pylon-cli-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = pylon()
+        .arg("dev")
+        .env("PYLON_PORT", port.to_string())
+        .env("PYLON_DB_PATH", data.join("pylon.db"))
+        .env("PYLON_SESSION_DB", data.join("sessions.db"))
+        .env("PYLON_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pylon dev starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.last().is_some_and(|l| l.contains("curl ")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("start-up lines incomplete: {lines:#?}");
+            }
+        }
+    }
+    let text = lines.join("\n");
+    let token = lines[0].rsplit(' ').next().unwrap().to_owned();
+    assert!(lines[0].contains("admin token") && token.len() == 64, "{text}");
+    for needle in [
+        format!("http://localhost:{port}/api"),
+        format!("ws://localhost:{}/", port + 1),
+        format!("http://localhost:{}/", port + 2),
+        format!("ws://localhost:{}/?shard=", port + 3),
+        "manifest       the bundled example".to_owned(),
+        format!("data           SQLite {}", data.join("pylon.db").display()),
+        "games          arena, tictactoe".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+    }
+    let curl = lines.last().unwrap().trim().to_owned();
+    assert!(curl.contains(&token), "{curl}");
+    let created = Command::new("sh").arg("-c").arg(&curl).output().expect("sh runs");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let body: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap_or_default();
+    assert!(body["id"].as_str().is_some_and(|id| id.starts_with("local-")), "{curl} -> {body}");
 }

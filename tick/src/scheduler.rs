@@ -422,8 +422,11 @@ impl Scheduler {
             self.ctx.persist(Persist::Dropped { shard: id });
         }
         guarded(&self.ctx, entry, |s| s.stop(reason));
-        let state =
-            if reason == StopReason::Panicked { ShardState::Panicked } else { ShardState::Stopped };
+        let state = match reason {
+            StopReason::Panicked => ShardState::Panicked,
+            StopReason::Idle => ShardState::Idle,
+            _ => ShardState::Stopped,
+        };
         self.finish(id, state);
     }
 

@@ -17,6 +17,8 @@ pub enum ShardState {
     Stopped,
     /// A game system panicked; the match was stopped.
     Panicked,
+    /// Stopped for having no subscribers and no input for the idle timeout.
+    Idle,
 }
 
 /// Atomics shared between a shard's tick thread (writer) and its handles (readers).
@@ -91,6 +93,7 @@ impl ShardStatus {
             1 => ShardState::Running,
             2 => ShardState::Finished,
             3 => ShardState::Stopped,
+            5 => ShardState::Idle,
             _ => ShardState::Panicked,
         }
     }

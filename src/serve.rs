@@ -1,0 +1,174 @@
+//! `pylon serve` and `pylon dev`: wires the crates into a running server and prints the
+//! start-up lines (what listens where, the manifest, the data, the games, a next step).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use pylon_api::{ApiConfig, Listeners, Matches, Policies, Server};
+use pylon_shard::GameRegistry;
+use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
+
+use crate::config::{Config, LogFormat};
+use crate::setup::{self, DevManifest};
+
+/// Persistence records that may wait for the persister (saved states, results); beyond
+/// this, tick threads skip and count instead of waiting.
+const PERSIST_QUEUE: usize = 4096;
+
+/// Installs the log subscriber (stderr; JSON or pretty).
+pub(crate) fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log_filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // `try_init` fails only if a subscriber is already set, which cannot happen here.
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub(crate) async fn serve(
+    config: Config,
+    games: GameRegistry,
+    dev: DevManifest,
+    version: &'static str,
+) -> anyhow::Result<()> {
+    let loaded = setup::load_manifest(&config, dev).await?;
+    let store = setup::open_store(&config, loaded.manifest).await?;
+    let sessions = setup::open_sessions(&config, &store).await?;
+    let (policies, warnings) = Policies::compile(store.manifest(), config.dev_mode);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let listeners = Listeners::bind(config.host, config.port).await.context("PYLON_PORT")?;
+
+    let tick_config = TickConfig {
+        threads: config.tick_threads,
+        idle_timeout: config.match_idle,
+        ..TickConfig::default()
+    };
+    let (persist_tx, persist_rx) = crossbeam_channel::bounded(PERSIST_QUEUE);
+    let sink = PersistSink { tx: persist_tx, every_ticks: config.persist_every_ticks };
+    let pool =
+        TickPool::start_with_persistence(&tick_config, Arc::new(MonotonicClock::new()), Some(sink))
+            .context("cannot start the tick threads")?;
+    let game_names: Vec<&str> = games.names().collect();
+    let game_names = game_names.join(", ");
+    let matches = Matches::new(pool, games, config.regions.local.clone());
+    setup::restore_matches(&store, &matches).await;
+    let api = ApiConfig {
+        dev_mode: config.dev_mode,
+        admin_token: Some(config.admin_token.clone()),
+        cors_origins: config.cors_origins.clone(),
+        regions: config.regions.clone(),
+        limits: config.limits.clone(),
+        session_ttl: config.guest_session_ttl,
+        trusted_proxies: config.trusted_proxies.clone(),
+        ..ApiConfig::default()
+    };
+    let data = data_location(&config, &store);
+    let feeds = pylon_sync::Feeds::new(store, Arc::new(policies), pylon_sync::DEFAULT_BUFFER);
+    let server = Server::new(api, matches, sessions, version)
+        .with_entities(feeds)
+        .with_persistence(persist_rx, config.persist_at_shutdown);
+
+    let main_addr = listeners.main.local_addr().context("PYLON_PORT")?;
+    let banner = Banner { config: &config, main: main_addr, manifest: &loaded.source, data: &data };
+    println!("{}", banner.render(version, &game_names));
+    tracing::info!(%main_addr, tick_threads = config.tick_threads, dev = config.dev_mode, games = %game_names, "listening");
+    server.run(listeners, shutdown_signal(), config.shutdown_grace).await;
+    Ok(())
+}
+
+/// Where the data lives, for the start-up lines.
+fn data_location(config: &Config, store: &pylon_storage::Store) -> String {
+    match store.sqlite_path() {
+        Some(path) => {
+            format!("SQLite {} (sessions: {})", path.display(), config.session_db.display())
+        }
+        None => "Postgres (DATABASE_URL): entities, change log and sessions".to_owned(),
+    }
+}
+
+/// The start-up lines.
+struct Banner<'a> {
+    config: &'a Config,
+    main: SocketAddr,
+    manifest: &'a str,
+    data: &'a str,
+}
+
+impl Banner<'_> {
+    fn render(&self, version: &str, games: &str) -> String {
+        let config = self.config;
+        // A wildcard listen address is reached as localhost from this machine.
+        let host = match config.host {
+            IpAddr::V4(ip) if ip.is_unspecified() => "localhost".to_owned(),
+            IpAddr::V6(ip) if ip.is_unspecified() => "localhost".to_owned(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            ip @ IpAddr::V4(_) => ip.to_string(),
+        };
+        let port = self.main.port();
+        let mut out = String::new();
+        if config.admin_token_generated {
+            out.push_str(&format!(
+                "pylon dev: admin token (generated for this run): {}\n",
+                config.admin_token
+            ));
+        }
+        let mode = if config.dev_mode { "dev mode, " } else { "" };
+        out.push_str(&format!(
+            "pylon {version} listening ({mode}{} tick threads):\n",
+            config.tick_threads
+        ));
+        out.push_str(&format!(
+            "  API            http://{host}:{port}/api  (also /shard, /ws, /events on this port)\n"
+        ));
+        out.push_str(&format!("  sync socket    ws://{host}:{}/\n", port + 1));
+        out.push_str(&format!("  SSE            http://{host}:{}/\n", port + 2));
+        out.push_str(&format!(
+            "  shard sockets  ws://{host}:{}/?shard=<match id>&sid=<user id>\n",
+            port + 3
+        ));
+        out.push_str(&format!("  manifest       {}\n", self.manifest));
+        out.push_str(&format!("  data           {}\n", self.data));
+        out.push_str(&format!("  games          {games}\n"));
+        let token = if config.admin_token_generated {
+            config.admin_token.clone()
+        } else {
+            "$PYLON_ADMIN_TOKEN".to_owned()
+        };
+        let game = games.split(", ").next().unwrap_or("arena");
+        out.push_str(&format!(
+            "Next: create a match, then connect to it (README, Connecting a client):\n  \
+             curl -s -XPOST http://{host}:{port}/api/shards -H \"authorization: Bearer {token}\" \
+             -H 'content-type: application/json' -d '{{\"game\":\"{game}\"}}'"
+        ));
+        out
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
