@@ -3,24 +3,31 @@
 //! SSE.
 //!
 //! A live feed starts from the durable log (`since`, `Last-Event-ID`, or the cursor the
-//! caller last pulled: [`crate::cursors`]) and then follows the in-process hub. When it
-//! falls behind the hub's buffer, or sees a gap in `seq` (commits published out of order),
-//! it reads the log again, so nothing committed is ever skipped and nothing is delivered
-//! twice. Every event passes the receiver's read policy ([`Policies::project`]): as it is,
-//! as a delete of a row that left the receiver's view, or not at all.
+//! caller last pulled: [`crate::cursors`]) and then follows the in-process hub. The hub is
+//! fed in `seq` order by the [`Sequencer`] (this process's commits and, through the
+//! cluster bus, the other processes': [`crate::relay`]). When a feed falls behind the
+//! hub's buffer, sees a gap in `seq`, or is told to catch up (the bus came back after an
+//! outage), it reads the log again, so nothing committed is ever skipped and nothing is
+//! delivered twice. Every event passes the receiver's read policy
+//! ([`Policies::project`]): as it is, as a delete of a row that left the receiver's view,
+//! or not at all.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use pylon_storage::access::{Caller, Policies, Projection};
 use pylon_storage::entity::EntityError;
 use pylon_storage::{ChangeEvent, Store};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, watch};
 
+use crate::bus::ClusterBus;
 use crate::cursors::{CursorKey, PullCursors};
 use crate::hub::Hub;
 use crate::published::Published;
+use crate::sequencer::Sequencer;
 
 /// Changes a catch-up reads from the log per store call.
 const CATCH_UP_PAGE: u32 = 500;
@@ -36,20 +43,64 @@ pub struct Pulled {
     pub has_more: bool,
 }
 
-/// The entity side's change feeds: the store's log, the policies, the live hub and the
-/// remembered pull cursors.
+/// How the feeds of this process kept in order and in step: counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct FeedCounters {
+    /// Changes received from other processes over the bus.
+    pub received: AtomicU64,
+    /// Bus change envelopes that did not parse (dropped; the log has them).
+    pub malformed: AtomicU64,
+    /// Gaps in `seq` filled from the log by the relay.
+    pub gap_fills: AtomicU64,
+    /// Times every live feed was told to catch up from the log (the bus came back, or
+    /// this process fell behind the bus).
+    pub resyncs: AtomicU64,
+}
+
+/// The entity side's change feeds: the store's log, the policies, the live hub (fed in
+/// order by the sequencer), the remembered pull cursors, and the cluster bus once
+/// attached.
 pub struct Feeds {
     store: Store,
     policies: Arc<Policies>,
     hub: Hub<Published>,
     cursors: PullCursors,
+    bus: OnceLock<ClusterBus>,
+    order: Mutex<Sequencer>,
+    /// Wakes the relay when a gap opens (so it can time it).
+    pub(crate) gap_opened: Notify,
+    /// Bumped to make every live feed catch up from the log.
+    resync: watch::Sender<u64>,
+    counters: FeedCounters,
 }
 
 impl Feeds {
     /// Feeds over `store` under `policies`; the hub keeps `buffer` events per subscriber.
     #[must_use]
     pub fn new(store: Store, policies: Arc<Policies>, buffer: usize) -> Self {
-        Self { store, policies, hub: Hub::new(buffer), cursors: PullCursors::default() }
+        Self {
+            store,
+            policies,
+            hub: Hub::new(buffer),
+            cursors: PullCursors::default(),
+            bus: OnceLock::new(),
+            order: Mutex::new(Sequencer::default()),
+            gap_opened: Notify::new(),
+            resync: watch::Sender::new(0),
+            counters: FeedCounters::default(),
+        }
+    }
+
+    /// Publishes every committed change on `bus` too (the first bus attached stays;
+    /// `false` if one already was). Receiving is [`crate::relay::run`]'s job.
+    pub fn attach_bus(&self, bus: ClusterBus) -> bool {
+        self.bus.set(bus).is_ok()
+    }
+
+    /// The relay's counters.
+    #[must_use]
+    pub fn counters(&self) -> &FeedCounters {
+        &self.counters
     }
 
     /// The store.
@@ -70,11 +121,57 @@ impl Feeds {
         self.hub.subscribers()
     }
 
-    /// Sends committed changes to every live feed of this process.
+    /// Sends committed changes to every live feed of this process, in `seq` order, and to
+    /// the other processes over the cluster bus (never waiting for it).
     pub fn publish(&self, changes: Vec<ChangeEvent>) {
         for change in changes {
-            self.hub.publish(Arc::new(Published::new(change)));
+            if let Some(bus) = self.bus.get() {
+                crate::relay::send(bus, &change);
+            }
+            self.offer(Arc::new(Published::new(change)));
         }
+    }
+
+    /// Hands one change to the sequencer and the released ones to the hub (under the
+    /// sequencer's lock, so the hub sees them in order).
+    pub(crate) fn offer(&self, change: Arc<Published>) {
+        let mut order = self.order();
+        let was_waiting = order.waiting();
+        for released in order.offer(change, Instant::now()) {
+            self.hub.publish(released);
+        }
+        if !was_waiting && order.waiting() {
+            self.gap_opened.notify_one();
+        }
+    }
+
+    /// Runs `f` on the sequencer and publishes what it releases.
+    pub(crate) fn with_order(&self, f: impl FnOnce(&mut Sequencer) -> Vec<Arc<Published>>) {
+        let mut order = self.order();
+        for released in f(&mut order) {
+            self.hub.publish(released);
+        }
+    }
+
+    /// The last `seq` the hub has seen (`None` before any).
+    pub(crate) fn released(&self) -> Option<u64> {
+        self.order().released()
+    }
+
+    /// When the sequencer's open gap is due to be filled from the log.
+    pub(crate) fn gap_deadline(&self) -> Option<Instant> {
+        self.order().deadline()
+    }
+
+    /// Makes every live feed of this process catch up from the log.
+    pub(crate) fn resync_feeds(&self) {
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.resync.send_modify(|epoch| *epoch += 1);
+    }
+
+    fn order(&self) -> MutexGuard<'_, Sequencer> {
+        // Every critical section leaves the sequencer consistent; poisoning changes nothing.
+        self.order.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The changes after `since` that `caller` may see, at most `limit` read; remembers
@@ -122,6 +219,8 @@ impl Feeds {
     ) -> Result<Feed, EntityError> {
         // Subscribe first: nothing published after this point can be missed.
         let rx = self.hub.subscribe();
+        let mut resync = self.resync.subscribe();
+        resync.mark_unchanged();
         let start = since.or_else(|| key.and_then(|k| self.cursors.start(k, Instant::now())));
         let (last, catching_up) = match start {
             Some(seq) => (seq, true),
@@ -131,6 +230,7 @@ impl Feeds {
             feeds: Arc::clone(self),
             caller,
             rx,
+            resync,
             last,
             catching_up,
             backlog: VecDeque::new(),
@@ -143,6 +243,7 @@ pub struct Feed {
     feeds: Arc<Feeds>,
     caller: Caller,
     rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    resync: watch::Receiver<u64>,
     last: u64,
     catching_up: bool,
     backlog: VecDeque<Arc<Published>>,
@@ -175,7 +276,18 @@ impl Feed {
                     continue;
                 }
             }
-            match self.rx.recv().await {
+            let received = tokio::select! {
+                biased;
+                changed = self.resync.changed() => match changed {
+                    Ok(()) => {
+                        self.catching_up = true;
+                        continue;
+                    }
+                    Err(_) => return Ok(None),
+                },
+                received = self.rx.recv() => received,
+            };
+            match received {
                 Ok(e) if e.event.seq <= self.last => {}
                 Ok(e) if e.event.seq == self.last + 1 => self.backlog.push_back(e),
                 Ok(_) | Err(RecvError::Lagged(_)) => self.catching_up = true,
@@ -185,7 +297,8 @@ impl Feed {
     }
 
     /// Reads the log again from the last delivered seq before following the hub (after
-    /// an outage of whatever fed the hub).
+    /// an outage of whatever fed the hub; [`Feeds`] does this for every live feed when
+    /// the cluster bus comes back).
     pub fn catch_up(&mut self) {
         self.catching_up = true;
     }

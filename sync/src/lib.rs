@@ -10,6 +10,8 @@
 //!   [`Feed`] (one subscriber's ordered, policy-filtered events);
 //! - [`hub`]: the in-process bounded broadcast; [`published`]: a change with its shared
 //!   JSON; [`cursors`]: where a feed opened without `since` starts;
+//! - [`sequencer`]: committed changes put in `seq` order before the hub; [`relay`]: the
+//!   changes of every process through the cluster bus, gaps filled from the log;
 //! - [`bus`]: the [`ClusterBus`] between processes (no-op, or Redis PUB/SUB);
 //! - [`matchmaker`]: tickets, parties, skill windows and one queue per region (memory or
 //!   Redis).
@@ -20,9 +22,11 @@ pub mod feed;
 pub mod hub;
 pub mod matchmaker;
 pub mod published;
+pub mod relay;
+pub mod sequencer;
 
 pub use bus::{BusError, BusStatus, ClusterBus, Envelope, InstanceId, Kind, PublishOutcome};
 pub use cursors::CursorKey;
-pub use feed::{Feed, Feeds, Pulled};
+pub use feed::{Feed, FeedCounters, Feeds, Pulled};
 pub use hub::{DEFAULT_BUFFER, Hub};
 pub use published::Published;
