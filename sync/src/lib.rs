@@ -13,6 +13,8 @@
 //! - [`sequencer`]: committed changes put in `seq` order before the hub; [`relay`]: the
 //!   changes of every process through the cluster bus, gaps filled from the log;
 //! - [`bus`]: the [`ClusterBus`] between processes (no-op, or Redis PUB/SUB);
+//! - [`presence`]: presence and topic frames of the sync sockets and the HTTP rooms,
+//!   relayed over the bus; [`notice`]: notifications between processes;
 //! - [`matchmaker`]: tickets, parties, skill windows and one queue per region (memory or
 //!   Redis).
 
@@ -21,6 +23,8 @@ pub mod cursors;
 pub mod feed;
 pub mod hub;
 pub mod matchmaker;
+pub mod notice;
+pub mod presence;
 pub mod published;
 pub mod relay;
 pub mod sequencer;
@@ -29,4 +33,6 @@ pub use bus::{BusError, BusStatus, ClusterBus, Envelope, InstanceId, Kind, Publi
 pub use cursors::CursorKey;
 pub use feed::{Feed, FeedCounters, Feeds, Pulled};
 pub use hub::{DEFAULT_BUFFER, Hub};
+pub use notice::Notice;
+pub use presence::{Presence, PresenceSocket};
 pub use published::Published;
