@@ -4,31 +4,109 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Regions: this process's and where the others live (`PYLON_REGION`, `PYLON_REGIONS`).
+/// Regions: this process's and where the others live (`PYLON_REGION`, `PYLON_INSTANCE`,
+/// `PYLON_REGIONS`, `PYLON_REGION_WS_URLS`; docs/REGIONS.md).
+///
+/// A match id starts with the **prefix** of the process that runs it: its region
+/// (`eu-abcdefghijkl`), or, for one of several processes of a region, region and
+/// instance (`eu_2-abcdefghijkl`). `urls` names regions (`eu`) and may name single
+/// processes (`eu_2`) too.
 #[derive(Debug, Clone)]
 pub struct Regions {
-    /// This process's region; new match ids start with `<local>-`.
+    /// This process's region.
     pub local: String,
-    /// Every known region and its public base URL (`https://eu.example.com`).
+    /// This process's instance within its region, when the region runs several.
+    pub instance: Option<String>,
+    /// Every known region (and any listed process) and its public base URL
+    /// (`https://eu.example.com`).
     pub urls: Vec<(String, String)>,
+    /// Shard socket base URLs that are not derived from `urls` (see [`Regions::ws_url`]).
+    pub ws_urls: Vec<(String, String)>,
 }
 
 impl Default for Regions {
     fn default() -> Self {
-        Self { local: "local".into(), urls: Vec::new() }
+        Self { local: "local".into(), instance: None, urls: Vec::new(), ws_urls: Vec::new() }
     }
 }
 
+/// The shard socket base URL of a region whose base URL is `url`: the scheme made
+/// `ws`/`wss` and `/shard` appended (the socket path every listener and proxy shape
+/// serves).
+#[must_use]
+pub fn ws_url_of(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let socket = match url.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some(("http", rest)) => format!("ws://{rest}"),
+        _ => url.to_owned(),
+    };
+    format!("{socket}/shard")
+}
+
 impl Regions {
-    /// The URL of the region `match_id` belongs to, when that is a known region other than
-    /// this one. Ids without a known region prefix are local.
+    /// The match-id prefix of this process: `<region>` or `<region>_<instance>`.
+    #[must_use]
+    pub fn prefix(&self) -> String {
+        match &self.instance {
+            Some(instance) => format!("{}_{instance}", self.local),
+            None => self.local.clone(),
+        }
+    }
+
+    /// Whether `match_id` is one of this process's (its prefix is this process's): what
+    /// a process restores from a database it may share with others.
+    #[must_use]
+    pub fn owns(&self, match_id: &str) -> bool {
+        match_id.split_once('-').is_some_and(|(prefix, _)| prefix == self.prefix())
+    }
+
+    /// The URL of the process or region that runs `match_id`, when that is known and not
+    /// this process. An id naming a process of another region goes to that process's own
+    /// entry, else to its region's; an id naming another process of this region only to
+    /// that process's own entry (this region's URL leads back here). Ids without a known
+    /// prefix are local.
     #[must_use]
     pub fn elsewhere(&self, match_id: &str) -> Option<&str> {
         let prefix = match_id.split_once('-')?.0;
-        if prefix == self.local {
+        if prefix == self.prefix() {
             return None;
         }
-        self.urls.iter().find(|(name, _)| name == prefix).map(|(_, url)| url.as_str())
+        let url = |name: &str| self.urls.iter().find(|(n, _)| n == name).map(|(_, u)| u.as_str());
+        let region = prefix.split_once('_').map_or(prefix, |(region, _)| region);
+        if prefix != self.local
+            && let Some(found) = url(prefix)
+        {
+            return Some(found);
+        }
+        if region == self.local {
+            return None;
+        }
+        url(region)
+    }
+
+    /// The shard socket base URL of `region`: its `PYLON_REGION_WS_URLS` entry, else
+    /// derived from its URL ([`ws_url_of`]).
+    #[must_use]
+    pub fn ws_url(&self, region: &str) -> Option<String> {
+        if let Some((_, ws)) = self.ws_urls.iter().find(|(n, _)| n == region) {
+            return Some(ws.clone());
+        }
+        self.urls.iter().find(|(n, _)| n == region).map(|(_, url)| ws_url_of(url))
+    }
+
+    /// The regions `GET /api/regions` lists, in configuration order: (region, url,
+    /// ws_url). Entries naming a single process (`eu_2`) are routing details, not listed.
+    #[must_use]
+    pub fn listed(&self) -> Vec<(String, String, String)> {
+        self.urls
+            .iter()
+            .filter(|(name, _)| !name.contains('_'))
+            .map(|(name, url)| {
+                let ws = self.ws_url(name).unwrap_or_else(|| ws_url_of(url));
+                (name.clone(), url.clone(), ws)
+            })
+            .collect()
     }
 }
 
@@ -147,5 +225,55 @@ impl Default for ApiConfig {
             session_purge_interval: Duration::from_secs(600),
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions(local: &str, instance: Option<&str>) -> Regions {
+        let urls = [("eu", "https://eu.example.com"), ("us", "http://us:4321/"), ("eu_2", "http://10.0.0.2:4321")];
+        Regions {
+            local: local.into(),
+            instance: instance.map(Into::into),
+            urls: urls.iter().map(|(n, u)| ((*n).into(), (*u).into())).collect(),
+            ws_urls: vec![("us".into(), "wss://us.example.com:4324/".into())],
+        }
+    }
+
+    /// Ids of another region go to that region; another process of this region only to
+    /// its own entry; this process's own ids and unknown prefixes stay.
+    #[test]
+    fn elsewhere_by_prefix() {
+        let eu = regions("eu", None);
+        assert_eq!(eu.elsewhere("us-abc"), Some("http://us:4321/"));
+        assert_eq!(eu.elsewhere("us_7-abc"), Some("http://us:4321/"));
+        assert_eq!(eu.elsewhere("eu-abc"), None);
+        assert_eq!(eu.elsewhere("eu_2-abc"), Some("http://10.0.0.2:4321"));
+        assert_eq!(eu.elsewhere("eu_3-abc"), None);
+        assert_eq!(eu.elsewhere("mars-abc"), None);
+        assert_eq!(eu.elsewhere("noprefix"), None);
+        let eu1 = regions("eu", Some("1"));
+        assert_eq!(eu1.prefix(), "eu_1");
+        assert_eq!(eu1.elsewhere("eu-abc"), None, "never back to this region's own URL");
+        assert_eq!(eu1.elsewhere("eu_1-abc"), None);
+        assert!(eu1.owns("eu_1-abc") && !eu1.owns("eu-abc") && !eu1.owns("eu_2-abc"));
+        assert!(eu.owns("eu-abc") && !eu.owns("eu_1-abc") && !eu.owns("us-abc"));
+    }
+
+    /// Socket URLs are derived from the region URL unless given; processes are not
+    /// listed.
+    #[test]
+    fn listed_with_socket_urls() {
+        let listed = regions("eu", None).listed();
+        assert_eq!(
+            listed,
+            [
+                ("eu".into(), "https://eu.example.com".into(), "wss://eu.example.com/shard".into()),
+                ("us".into(), "http://us:4321/".into(), "wss://us.example.com:4324/".into()),
+            ]
+        );
+        assert_eq!(ws_url_of("http://127.0.0.1:4321/"), "ws://127.0.0.1:4321/shard");
     }
 }

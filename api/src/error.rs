@@ -83,6 +83,8 @@ pub enum ErrorCode {
     TooManyConnections,
     /// Over the running-matches caps (429).
     TooManyMatches,
+    /// The game does not list its matches (400 on join-or-create).
+    GameNotListed,
     /// Temporarily unavailable (503).
     Unavailable,
     /// The entity has no such field (400).
@@ -110,6 +112,7 @@ impl ErrorCode {
             Self::EntitiesUnavailable => "ENTITIES_UNAVAILABLE",
             Self::EntityNotFound => "ENTITY_NOT_FOUND",
             Self::Forbidden => "FORBIDDEN",
+            Self::GameNotListed => "GAME_NOT_LISTED",
             Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Self::InputRejected => "INPUT_REJECTED",
             Self::Internal => "INTERNAL",

@@ -33,6 +33,7 @@ pub mod error;
 pub mod extract;
 pub mod feeds;
 pub mod limits;
+pub mod lobby;
 pub mod matches;
 pub mod metrics;
 pub mod ops;

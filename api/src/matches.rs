@@ -17,8 +17,31 @@ pub struct MatchEntry {
     pub id: Arc<str>,
     /// The tick pool's handle.
     pub handle: ShardHandle,
+    /// Whether its game lists its matches to every session (`Game::LISTED`).
+    pub listed: bool,
+    /// Subscribers it seats (`Game::limits(params).max_subscribers`).
+    pub capacity: u32,
+    /// The parameters it was created with (join-or-create matches on them).
+    pub params: Arc<serde_json::Value>,
     /// When it was first seen not running (for the sweep).
     ended_at: Option<Instant>,
+}
+
+/// A listed match as any session sees it: what joining needs, nothing internal.
+#[derive(Debug, Serialize)]
+pub struct PublicInfo {
+    /// Match id.
+    pub id: String,
+    /// Game type.
+    pub game: &'static str,
+    /// Connected subscribers.
+    pub subscribers: u32,
+    /// Subscribers it seats.
+    pub capacity: u32,
+    /// Tick rate (0 = event-driven).
+    pub tick_rate_hz: u32,
+    /// Whether it is ticking.
+    pub running: bool,
 }
 
 /// The info object of `GET /api/shards/:id` (pylon's keys first, then ours).
@@ -43,6 +66,27 @@ pub struct MatchInfo {
 }
 
 impl MatchEntry {
+    /// What any session may see of it.
+    #[must_use]
+    pub fn public_info(&self) -> PublicInfo {
+        let status = self.handle.status();
+        PublicInfo {
+            id: self.id.to_string(),
+            game: status.game(),
+            subscribers: status.subscribers(),
+            capacity: self.capacity,
+            tick_rate_hz: status.tick_rate_hz(),
+            running: status.is_running(),
+        }
+    }
+
+    /// Running with a free seat.
+    #[must_use]
+    pub fn joinable(&self) -> bool {
+        let status = self.handle.status();
+        status.is_running() && status.subscribers() < self.capacity
+    }
+
     /// Its info object.
     #[must_use]
     pub fn info(&self) -> MatchInfo {
@@ -124,6 +168,13 @@ struct Quotas {
     reserved: usize,
     /// Each creator's matches (pruned of ended ones when checked) and reservations.
     owners: HashMap<Arc<str>, (Vec<ShardHandle>, usize)>,
+}
+
+/// How a match is listed (from its game and parameters).
+struct Listing {
+    listed: bool,
+    capacity: u32,
+    params: Arc<serde_json::Value>,
 }
 
 /// The match table.
@@ -251,8 +302,12 @@ impl Matches {
             Some(seed) => seed,
             None => random_u64()?,
         };
-        let shard = self.games.create(game, &MatchConfig { seed, params, record_replay })?;
-        self.adopt(id, shard)
+        let info = self.games.info(game)?;
+        let capacity = u32::try_from((info.capacity)(&params)?).unwrap_or(u32::MAX);
+        let params = Arc::new(params);
+        let config = MatchConfig { seed, params: (*params).clone(), record_replay };
+        let shard = self.games.create(game, &config)?;
+        self.adopt(id, shard, Listing { listed: info.listed, capacity, params })
     }
 
     /// Resumes a match saved by a previous run of the process, under its old id.
@@ -267,20 +322,27 @@ impl Matches {
         if !valid_id(id) {
             return Err(CreateError::BadId);
         }
+        let info = self.games.info(&saved.game)?;
+        let capacity = u32::try_from((info.capacity)(&saved.params)?).unwrap_or(u32::MAX);
+        let listing =
+            Listing { listed: info.listed, capacity, params: Arc::new(saved.params.clone()) };
         let shard = self.games.restore(saved)?;
-        self.adopt(Arc::from(id), shard)
+        self.adopt(Arc::from(id), shard, listing)
     }
 
     fn adopt(
         &self,
         id: Arc<str>,
         shard: Box<dyn pylon_shard::DynShard>,
+        listing: Listing,
     ) -> Result<MatchEntry, CreateError> {
         if self.read().contains_key(&id) {
             return Err(CreateError::Exists(id.to_string()));
         }
         let handle = self.pool.spawn(shard)?;
-        let entry = MatchEntry { id: Arc::clone(&id), handle, ended_at: None };
+        let Listing { listed, capacity, params } = listing;
+        let entry =
+            MatchEntry { id: Arc::clone(&id), handle, listed, capacity, params, ended_at: None };
         let mut map = self.write();
         if map.contains_key(&id) {
             // Lost a race for a caller-chosen id: stop the one we just made.
@@ -306,6 +368,30 @@ impl Matches {
     #[must_use]
     pub fn get(&self, id: &str) -> Option<MatchEntry> {
         self.read().get(id).cloned()
+    }
+
+    /// Listed matches of `game` (any game when `None`), sorted by id; only those with a
+    /// free seat when `joinable`.
+    #[must_use]
+    pub fn listed(&self, game: Option<&str>, joinable: bool) -> Vec<MatchEntry> {
+        let mut found: Vec<MatchEntry> = self
+            .read()
+            .values()
+            .filter(|e| e.listed && e.handle.status().is_running())
+            .filter(|e| game.is_none_or(|g| e.handle.status().game() == g))
+            .filter(|e| !joinable || e.joinable())
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found
+    }
+
+    /// Whether game `name` lists its matches.
+    ///
+    /// # Errors
+    /// [`ShardError::UnknownGame`].
+    pub fn game_listed(&self, name: &str) -> Result<bool, ShardError> {
+        Ok(self.games.info(name)?.listed)
     }
 
     /// Every match, sorted by id.

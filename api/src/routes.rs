@@ -11,7 +11,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{ApiConfig, AppState, auth, entities, feeds, ops, shard_http, shard_sse, shard_ws};
+use crate::{
+    ApiConfig, AppState, auth, entities, feeds, lobby, ops, shard_http, shard_sse, shard_ws,
+};
 
 /// The main port's router: HTTP API, ops endpoints and `/shard`.
 pub fn main_router(state: AppState) -> Router {
@@ -24,7 +26,8 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/auth/guest", post(auth::guest))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/me", get(auth::me))
-        .route("/api/shards", get(shard_http::list).post(shard_http::create))
+        .route("/api/shards", get(lobby::list).post(shard_http::create))
+        .route("/api/shards/join-or-create", post(lobby::join_or_create))
         .route("/api/shards/{id}", get(shard_http::info).delete(shard_http::stop))
         .route("/api/shards/{id}/input", post(shard_http::input))
         .route("/api/shards/{id}/connect", get(shard_sse::connect))

@@ -34,15 +34,6 @@ fn find(state: &AppState, id: &str) -> Result<MatchEntry, ApiError> {
     state.matches.get(id).ok_or_else(|| ApiError::shard_not_found(id))
 }
 
-/// `GET /api/shards` (admin): every match.
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<MatchInfo>>, ApiError> {
-    auth::require_admin(&state, &headers).await?;
-    Ok(Json(state.matches.list().iter().map(MatchEntry::info).collect()))
-}
-
 /// `GET /api/shards/:id`.
 pub(crate) async fn info(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(redirect) = elsewhere(&state, &id, &format!("/api/shards/{id}")) {
@@ -85,6 +76,33 @@ pub(crate) async fn create(
             "choosing a match id or seed, or recording a replay, needs the admin token",
         ));
     }
+    let new = NewMatch {
+        game: &body.game,
+        params: body.params,
+        id: body.id.as_deref(),
+        seed: body.seed,
+        record_replay: body.record_replay,
+    };
+    let entry = create_for(&state, &caller, new)?;
+    Ok((StatusCode::CREATED, Json(entry.info())))
+}
+
+/// What a new match is made of.
+pub(crate) struct NewMatch<'a> {
+    pub game: &'a str,
+    pub params: serde_json::Value,
+    pub id: Option<&'a str>,
+    pub seed: Option<u64>,
+    pub record_replay: bool,
+}
+
+/// Creates a match for `caller` under the creation limits (per-minute rate and running
+/// matches per session, both waived for the admin token; the process-wide cap for all).
+pub(crate) fn create_for(
+    state: &AppState,
+    caller: &pylon_shard::Auth,
+    new: NewMatch<'_>,
+) -> Result<MatchEntry, ApiError> {
     let limits = &state.config.limits;
     if !caller.is_admin
         && let Err(refusal) =
@@ -108,18 +126,18 @@ pub(crate) async fn create(
     };
     let created = state.matches.create_within(
         &quota,
-        &body.game,
-        body.params,
-        body.id.as_deref(),
-        body.seed,
-        body.record_replay,
+        new.game,
+        new.params,
+        new.id,
+        new.seed,
+        new.record_replay,
     );
     match created {
         Ok(entry) => {
-            tracing::info!(shard = %entry.id, game = %body.game, by = %caller.user_id, "match created");
-            Ok((StatusCode::CREATED, Json(entry.info())))
+            tracing::info!(shard = %entry.id, game = %new.game, by = %caller.user_id, "match created");
+            Ok(entry)
         }
-        Err(e) => Err(create_error(&state, e)),
+        Err(e) => Err(create_error(state, e)),
     }
 }
 

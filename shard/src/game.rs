@@ -96,6 +96,11 @@ pub trait Game: Sized + Send + 'static {
     /// last processed `client_seq` under this key (the ack client prediction needs).
     const ACK_KEY: Option<&'static str> = None;
 
+    /// Whether this game's matches are listed to every session (`GET /api/shards?game=`)
+    /// and can be joined with `POST /api/shards/join-or-create`. Default: unlisted (found
+    /// through the matchmaker or an id passed around).
+    const LISTED: bool = false;
+
     /// Ticks per second (1 to 128), or 0 for an event-driven game that steps only when an
     /// input, a join or a leave arrives.
     fn tick_rate_hz(params: &Self::Params) -> u32;

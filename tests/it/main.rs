@@ -8,6 +8,7 @@ mod cli;
 mod entities;
 mod hostile;
 mod limits;
+mod lobby;
 mod persist;
 mod policy;
 mod postgres;

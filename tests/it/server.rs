@@ -390,7 +390,8 @@ async fn sse_fallback_and_http_input() {
     let (t, _) = events.next().await;
     assert!(t > last, "resumed after {last}, got {t}");
 
-    // Inputs as another user are refused; a non-admin cannot list; bad JSON is typed.
+    // Inputs as another user are refused; a non-admin lists only public fields; bad JSON
+    // is typed.
     let (other, _) = server.guest().await;
     let forbidden = server
         .http
@@ -402,7 +403,9 @@ async fn sse_fallback_and_http_input() {
         .unwrap();
     assert_eq!(forbidden.status(), 403);
     let list = server.http.get(server.url("/api/shards")).bearer_auth(&other).send().await.unwrap();
-    assert_eq!(list.status(), 403);
+    assert_eq!(list.status(), 200);
+    let public: Vec<Value> = list.json().await.unwrap();
+    assert!(public.iter().all(|m| m.get("input_queue").is_none()), "{public:?}");
     let list: Value = server
         .http
         .get(server.url("/api/shards"))

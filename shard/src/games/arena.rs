@@ -247,6 +247,7 @@ impl Game for Arena {
 
     const NAME: &'static str = "arena";
     const ACK_KEY: Option<&'static str> = Some("ack");
+    const LISTED: bool = true;
 
     fn tick_rate_hz(params: &ArenaParams) -> u32 {
         params.tick_rate_hz.clamp(1, 128)

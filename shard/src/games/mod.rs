@@ -16,6 +16,30 @@ pub type ReplayFn = fn(&ReplayLog, &mut dyn FnMut(u64, u64)) -> Result<u64, Shar
 /// Rebuilds a boxed shard of one game type from a saved match.
 pub type RestoreFn = fn(&SavedMatch) -> Result<Box<dyn DynShard>, ShardError>;
 
+/// How many subscribers a match of one game type with these parameters seats.
+pub type CapacityFn = fn(&serde_json::Value) -> Result<usize, ShardError>;
+
+/// What the server needs to know about a game type beyond making its matches.
+#[derive(Debug, Clone, Copy)]
+pub struct GameInfo {
+    /// `Game::NAME`.
+    pub name: &'static str,
+    /// `Game::LISTED`.
+    pub listed: bool,
+    /// `Game::limits(params).max_subscribers`.
+    pub capacity: CapacityFn,
+}
+
+fn capacity<G: Game>(params: &serde_json::Value) -> Result<usize, ShardError> {
+    let params: G::Params = if params.is_null() {
+        G::Params::default()
+    } else {
+        serde_json::from_value(params.clone())
+            .map_err(|source| ShardError::BadParams { game: G::NAME, source })?
+    };
+    Ok(G::limits(&params).max_subscribers)
+}
+
 fn factory<G: Game>(config: &MatchConfig) -> Result<Box<dyn DynShard>, ShardError> {
     Ok(Box::new(Shard::<G>::new(config)?))
 }
@@ -28,6 +52,7 @@ fn restorer<G: Game>(saved: &SavedMatch) -> Result<Box<dyn DynShard>, ShardError
 #[derive(Debug, Clone, Default)]
 pub struct GameRegistry {
     games: Vec<(&'static str, ShardFactory, ReplayFn, RestoreFn)>,
+    info: Vec<GameInfo>,
 }
 
 impl GameRegistry {
@@ -50,6 +75,20 @@ impl GameRegistry {
     pub fn register<G: Game>(&mut self) {
         self.games.retain(|(name, ..)| *name != G::NAME);
         self.games.push((G::NAME, factory::<G>, replay::<G>, restorer::<G>));
+        self.info.retain(|i| i.name != G::NAME);
+        self.info.push(GameInfo { name: G::NAME, listed: G::LISTED, capacity: capacity::<G> });
+    }
+
+    /// What the server needs to know about game `name`.
+    ///
+    /// # Errors
+    /// [`ShardError::UnknownGame`].
+    pub fn info(&self, name: &str) -> Result<GameInfo, ShardError> {
+        self.info
+            .iter()
+            .find(|i| i.name == name)
+            .copied()
+            .ok_or_else(|| ShardError::UnknownGame(name.to_owned()))
     }
 
     /// Registered names, in registration order.
