@@ -151,9 +151,6 @@ impl App {
             }
         };
         let config = Config::from_env(mode)?;
-        if let Some(url) = &config.cluster_bus {
-            crate::config::check_cluster_bus(url)?;
-        }
         serve::init_logging(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -58,10 +58,12 @@ pub struct Config {
     pub manifest: Option<PathBuf>,
     /// `DATABASE_URL`, when it names Postgres (used by the storage issue's backend).
     pub database_url: Option<String>,
-    /// `PYLON_REGION` and `PYLON_REGIONS`.
+    /// `PYLON_REGION`, `PYLON_INSTANCE`, `PYLON_REGIONS` and `PYLON_REGION_WS_URLS`.
     pub regions: Regions,
-    /// `PYLON_CLUSTER_BUS` (`redis://…`), checked reachable at start.
+    /// `PYLON_CLUSTER_BUS` (`redis://…`), connected at start (unreachable: refused).
     pub cluster_bus: Option<String>,
+    /// `PYLON_CLUSTER_NAMESPACE`: the prefix of the bus's channels (default `pylon`).
+    pub cluster_namespace: String,
     /// Socket and HTTP limits.
     pub limits: Limits,
     /// `PYLON_TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` is believed for
@@ -136,6 +138,7 @@ impl Config {
             Some(url) if url.starts_with("redis://") => Some(url),
             Some(url) => bail!("PYLON_CLUSTER_BUS must be a redis:// URL, got {url:?}"),
         };
+        let cluster_namespace = cluster_namespace(&get)?;
 
         let limits = limits(&get)?;
         let (trusted_proxies, guest_session_ttl) = (trusted_proxies(&get)?, guest_ttl(&get)?);
@@ -158,6 +161,7 @@ impl Config {
             database_url,
             regions,
             cluster_bus,
+            cluster_namespace,
             limits,
             trusted_proxies,
             guest_session_ttl,
@@ -408,64 +412,71 @@ fn region_name_ok(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// A `PYLON_REGIONS` name: a region (`eu`) or one process of a region (`eu_2`).
+fn region_entry_ok(name: &str) -> bool {
+    match name.split_once('_') {
+        Some((region, instance)) => region_name_ok(region) && region_name_ok(instance),
+        None => region_name_ok(name),
+    }
+}
+
 fn regions(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Regions> {
     let local = get("PYLON_REGION").unwrap_or_else(|| "local".into());
     if !region_name_ok(&local) {
         bail!("PYLON_REGION must be 1 to 32 lowercase letters or digits, got {local:?}");
     }
-    let mut urls = Vec::new();
-    if let Some(raw) = get("PYLON_REGIONS") {
-        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let Some((name, url)) = part.split_once('=') else {
-                bail!("PYLON_REGIONS entries are region=url, got {part:?}");
-            };
-            let (name, url) = (name.trim(), url.trim());
-            if !region_name_ok(name) {
-                bail!("PYLON_REGIONS: region names are lowercase letters or digits, got {name:?}");
-            }
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!(
-                    "PYLON_REGIONS: the URL of {name} must start with http:// or https://, got {url:?}"
-                );
-            }
-            urls.push((name.to_owned(), url.trim_end_matches('/').to_owned()));
-        }
+    let instance = get("PYLON_INSTANCE");
+    if let Some(instance) = &instance
+        && !region_name_ok(instance)
+    {
+        bail!("PYLON_INSTANCE must be 1 to 32 lowercase letters or digits, got {instance:?}");
     }
-    Ok(Regions { local, urls })
+    let urls = region_urls(get, "PYLON_REGIONS", &["http://", "https://"])?;
+    let ws_urls = region_urls(get, "PYLON_REGION_WS_URLS", &["ws://", "wss://"])?;
+    Ok(Regions { local, instance, urls, ws_urls })
 }
 
-/// Refuses to start when `PYLON_CLUSTER_BUS` is set but does not answer a Redis `PING`
-/// within two seconds.
-///
-/// # Errors
-/// One line naming the variable.
-pub fn check_cluster_bus(url: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    let rest = url.trim_start_matches("redis://");
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let hostport = authority.rsplit('@').next().unwrap_or(authority);
-    let hostport =
-        if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:6379") };
-    let fail = |why: String| anyhow::anyhow!("PYLON_CLUSTER_BUS={url} is unreachable: {why}");
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| fail(e.to_string()))?
-        .next()
-        .ok_or_else(|| fail("no address".into()))?;
-    let timeout = Duration::from_secs(2);
-    let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(e.to_string()))?;
-    conn.set_read_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
-    conn.write_all(b"PING\r\n").map_err(|e| fail(e.to_string()))?;
-    let mut reply = [0u8; 64];
-    let n = conn.read(&mut reply).map_err(|e| fail(e.to_string()))?;
-    let reply = String::from_utf8_lossy(&reply[..n]);
-    // `-NOAUTH` still proves a Redis is there; the bus itself authenticates later.
-    if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
-        Ok(())
-    } else {
-        Err(fail(format!("unexpected reply {:?}", reply.trim())))
+/// `name=url` pairs, comma separated, each URL starting with one of `schemes`.
+fn region_urls(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &str,
+    schemes: &[&str],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut urls = Vec::new();
+    let Some(raw) = get(variable) else { return Ok(urls) };
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("{variable} entries are region=url, got {part:?}");
+        };
+        let (name, url) = (name.trim(), url.trim());
+        if !region_entry_ok(name) {
+            bail!(
+                "{variable}: names are a region (lowercase letters or digits) or region_instance, got {name:?}"
+            );
+        }
+        if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
+            let schemes = schemes.join(" or ");
+            bail!("{variable}: the URL of {name} must start with {schemes}, got {url:?}");
+        }
+        urls.push((name.to_owned(), url.trim_end_matches('/').to_owned()));
     }
+    Ok(urls)
+}
+
+/// `PYLON_CLUSTER_NAMESPACE`: 1 to 128 bytes of letters, digits, `.`, `_`, `-` or `:`
+/// (it prefixes every channel name on the bus).
+fn cluster_namespace(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    let Some(namespace) = get("PYLON_CLUSTER_NAMESPACE") else {
+        return Ok(pylon_sync::bus::DEFAULT_NAMESPACE.to_owned());
+    };
+    let ok = namespace.len() <= pylon_sync::bus::MAX_NAMESPACE_LEN
+        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+    if !ok {
+        bail!(
+            "PYLON_CLUSTER_NAMESPACE must be 1 to 128 letters, digits, '.', '_', '-' or ':', got {namespace:?}"
+        );
+    }
+    Ok(namespace)
 }
 
 #[cfg(test)]
@@ -577,13 +588,37 @@ mod tests {
         assert_eq!(c.trusted_proxies, proxies);
     }
 
-    /// A closed port is refused as unreachable, naming the variable.
+    /// Regions, instances, socket URLs and the bus namespace: defaults, overrides, and
+    /// each refusal naming its variable.
     #[test]
-    fn unreachable_cluster_bus() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let err = check_cluster_bus(&format!("redis://127.0.0.1:{port}")).unwrap_err().to_string();
-        assert!(err.contains("PYLON_CLUSTER_BUS"), "{err}");
+    fn regions_and_cluster_bus() {
+        let d = Config::from_lookup(Mode::Serve, with(&[TOKEN])).unwrap();
+        assert_eq!((d.regions.prefix(), d.cluster_namespace.as_str()), ("local".into(), "pylon"));
+        let c = Config::from_lookup(
+            Mode::Serve,
+            with(&[
+                TOKEN,
+                ("PYLON_REGION", "eu"),
+                ("PYLON_INSTANCE", "2"),
+                ("PYLON_REGIONS", "eu=https://eu.example.com/, us=https://us.example.com,eu_1=http://10.0.0.1:4321"),
+                ("PYLON_REGION_WS_URLS", "us=wss://us.example.com:4324"),
+                ("PYLON_CLUSTER_NAMESPACE", "game-prod:eu"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.regions.prefix(), "eu_2");
+        assert_eq!(c.regions.elsewhere("eu_1-x"), Some("http://10.0.0.1:4321"));
+        assert_eq!(c.regions.ws_url("us").as_deref(), Some("wss://us.example.com:4324"));
+        assert_eq!(c.regions.ws_url("eu").as_deref(), Some("wss://eu.example.com/shard"));
+        assert_eq!(c.cluster_namespace, "game-prod:eu");
+        for (var, value) in [
+            ("PYLON_INSTANCE", "Two"),
+            ("PYLON_REGIONS", "eu_=http://x"),
+            ("PYLON_REGION_WS_URLS", "eu=http://x"),
+            ("PYLON_CLUSTER_NAMESPACE", "has space"),
+        ] {
+            let err = Config::from_lookup(Mode::Serve, with(&[TOKEN, (var, value)])).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
     }
 }

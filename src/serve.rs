@@ -34,6 +34,10 @@ pub(crate) async fn serve(
     dev: DevManifest,
     version: &'static str,
 ) -> anyhow::Result<()> {
+    // First: an unreachable bus refuses the start before anything else happens.
+    let bus = pylon_api::cluster::connect(config.cluster_bus.as_deref(), &config.cluster_namespace)
+        .await
+        .context("PYLON_CLUSTER_BUS")?;
     let loaded = setup::load_manifest(&config, dev).await?;
     let store = setup::open_store(&config, loaded.manifest).await?;
     let sessions = setup::open_sessions(&config, &store).await?;
@@ -55,8 +59,8 @@ pub(crate) async fn serve(
             .context("cannot start the tick threads")?;
     let game_names: Vec<&str> = games.names().collect();
     let game_names = game_names.join(", ");
-    let matches = Matches::new(pool, games, config.regions.local.clone());
-    setup::restore_matches(&store, &matches).await;
+    let matches = Matches::new(pool, games, config.regions.prefix());
+    setup::restore_matches(&store, &matches, &config.regions).await;
     let api = ApiConfig {
         dev_mode: config.dev_mode,
         admin_token: Some(config.admin_token.clone()),
@@ -71,6 +75,7 @@ pub(crate) async fn serve(
     let feeds = pylon_sync::Feeds::new(store, Arc::new(policies), pylon_sync::DEFAULT_BUFFER);
     let server = Server::new(api, matches, sessions, version)
         .with_entities(feeds)
+        .with_bus(bus)
         .with_persistence(persist_rx, config.persist_at_shutdown);
 
     let main_addr = listeners.main.local_addr().context("PYLON_PORT")?;

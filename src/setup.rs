@@ -104,11 +104,16 @@ pub(crate) async fn open_sessions(config: &Config, store: &Store) -> anyhow::Res
     Ok(sessions.into())
 }
 
-/// Resumes the matches a previous run saved. A state that no longer restores (a game
+/// Resumes the matches a previous run of this process saved (only ids with its prefix:
+/// other processes may share the database). A state that no longer restores (a game
 /// removed or changed) is logged and left in place for an operator.
-pub(crate) async fn restore_matches(store: &Store, matches: &Matches) {
+pub(crate) async fn restore_matches(
+    store: &Store,
+    matches: &Matches,
+    regions: &pylon_api::Regions,
+) {
     let saved = match store.saved_matches().await {
-        Ok(saved) => saved,
+        Ok(saved) => pylon_api::persister::restorable(regions, saved),
         Err(e) => {
             tracing::error!(error = %e, "cannot read saved matches; none resumed");
             return;

@@ -278,6 +278,8 @@ pub(crate) async fn logout(
     if state.live.end(&key, unix_now()) {
         state.metrics.sessions_ended[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    // The session's sockets on other processes end too (the bus only queues this).
+    crate::cluster::session_ended(&state, &key);
     Ok(Json(LogoutReply { ok: true }))
 }
 

@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod body;
 pub mod close;
+pub mod cluster;
 pub mod config;
 pub mod entities;
 pub mod error;

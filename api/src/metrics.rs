@@ -350,16 +350,16 @@ fn limits_section(out: &mut String, api: &ApiMetrics) {
     }
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+pub(crate) fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     header(out, name, help, "gauge");
     let _ = writeln!(out, "{name} {value}");
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+pub(crate) fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     header(out, name, help, "counter");
     let _ = writeln!(out, "{name} {value}");
 }

@@ -18,8 +18,10 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<serde_json::Va
     }))
 }
 
-/// `GET /readyz`: 200 when storage (and the cluster bus, once configured) answer, 503
-/// naming the failing part otherwise. A server that is shutting down is not ready.
+/// `GET /readyz`: 200 when storage, the tick threads and the cluster bus are up, 503
+/// naming the failing parts otherwise (`storage`, `tick_threads`, `cluster_bus`). A
+/// server that is shutting down is not ready. The bus's state is read from flags its
+/// tasks keep: this never waits on the bus.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"})))
@@ -32,6 +34,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             None => true,
         };
     let pool_ok = !state.matches.pool().metrics().is_empty();
+    let bus_ok = crate::cluster::ready(&state.bus);
     let mut failing = Vec::new();
     if !storage_ok {
         failing.push("storage");
@@ -39,9 +42,13 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if !pool_ok {
         failing.push("tick_threads");
     }
+    if !bus_ok {
+        failing.push("cluster_bus");
+    }
     let checks = json!({
         "storage": if storage_ok { "ok" } else { "failing" },
         "tick_threads": if pool_ok { "ok" } else { "failing" },
+        "cluster_bus": if bus_ok { "ok" } else { "failing" },
     });
     if failing.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ready", "checks": checks}))).into_response()
@@ -67,7 +74,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .filter(|m| m.handle.status().is_running())
         .map(|m| u64::from(m.handle.status().subscribers()))
         .sum();
-    let body = metrics::render(
+    let mut body = metrics::render(
         &state.metrics,
         &Sources {
             threads: &threads,
@@ -76,5 +83,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             uptime_secs: state.started.elapsed().as_secs(),
         },
     );
+    crate::cluster::render(&mut body, &state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -6,6 +6,9 @@
 //!
 //! It runs until every tick thread is gone (the channel closes), so at shutdown it writes
 //! the states the tick threads saved while stopping their matches.
+//!
+//! At start a process resumes only its own saved matches ([`restorable`]): with a shared
+//! Postgres, the saved matches of every region and process are in one table.
 
 use crossbeam_channel::Receiver;
 use pylon_storage::{ChangeKind, Row, WriteOp};
@@ -13,6 +16,21 @@ use pylon_tick::Persist;
 use serde_json::{Value, json};
 
 use crate::AppState;
+
+/// Which of the saved matches (`(id, state)` pairs, as the store lists them) this
+/// process resumes: those whose id carries its prefix (`Regions::owns`: `eu-…` for a
+/// process of region `eu`, `eu_2-…` for its instance 2). The others belong to other
+/// processes sharing the database; their count is logged.
+#[must_use]
+pub fn restorable(regions: &crate::Regions, saved: Vec<(String, String)>) -> Vec<(String, String)> {
+    let total = saved.len();
+    let mine: Vec<_> = saved.into_iter().filter(|(id, _)| regions.owns(id)).collect();
+    if mine.len() < total {
+        let others = total - mine.len();
+        tracing::info!(others, prefix = %regions.prefix(), "saved matches of other processes left alone");
+    }
+    mine
+}
 
 /// Starts the persister thread.
 ///

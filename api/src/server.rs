@@ -92,6 +92,10 @@ impl Server {
     ) -> Self {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let rates = Arc::new(limits::Rates::new(&config.limits));
+        let bus = pylon_sync::ClusterBus::noop(
+            pylon_sync::bus::DEFAULT_NAMESPACE,
+            pylon_sync::InstanceId::mint(),
+        );
         let state = AppState {
             config: Arc::new(config),
             matches: Arc::new(matches),
@@ -102,6 +106,8 @@ impl Server {
             http_conns: Arc::new(limits::ConnLimiter::default()),
             rates,
             live: Arc::new(crate::sessions_live::LiveSessions::default()),
+            presence: Arc::new(pylon_sync::Presence::new(bus.clone())),
+            bus,
             shutdown,
             tasks: TaskTracker::new(),
             started: Instant::now(),
@@ -129,6 +135,17 @@ impl Server {
     #[must_use]
     pub fn with_entities(mut self, entities: pylon_sync::Feeds) -> Self {
         self.state.entities = Some(Arc::new(entities));
+        self
+    }
+
+    /// Runs with `bus` between this process and the others (connect it with
+    /// [`crate::cluster::connect`]): committed changes, presence and logouts cross it,
+    /// `/readyz` and `/metrics` report it, and it is closed at shutdown. Without it the
+    /// process is alone (the no-op bus).
+    #[must_use]
+    pub fn with_bus(mut self, bus: pylon_sync::ClusterBus) -> Self {
+        self.state.presence = Arc::new(pylon_sync::Presence::new(bus.clone()));
+        self.state.bus = bus;
         self
     }
 
@@ -206,6 +223,7 @@ impl Server {
             tokio::spawn(session_sweep_loop(self.state.clone())),
             tokio::spawn(purge_loop(self.state.clone())),
         ];
+        let cluster = crate::cluster::spawn(&self.state);
 
         signal.await;
         let started = Instant::now();
@@ -245,6 +263,10 @@ impl Server {
         if let Err(e) = self.state.sessions.flush().await {
             tracing::error!(error = %e, "shutdown: flushing the session store failed");
         }
+        for task in cluster {
+            let _ = task.await;
+        }
+        self.state.bus.close().await;
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
     }
 }

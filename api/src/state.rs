@@ -31,6 +31,10 @@ pub struct AppState {
     pub rates: Arc<limits::Rates>,
     /// Live connections by session, ended by logout and expiry.
     pub live: Arc<sessions_live::LiveSessions>,
+    /// The cluster bus (the no-op bus of a lone process unless the binary gave one).
+    pub bus: pylon_sync::ClusterBus,
+    /// Presence: the sync sockets' rooms and topics, the HTTP rooms.
+    pub presence: Arc<pylon_sync::Presence>,
     /// Becomes `true` when shutdown starts.
     pub shutdown: watch::Receiver<bool>,
     /// Socket tasks (shutdown waits for them to send their close frames).
