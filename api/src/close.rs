@@ -63,6 +63,8 @@ pub enum Close {
     InputRate,
     /// 4429: too many sockets from this address (the cap).
     TooManySockets(u32),
+    /// 4429: too many presence or topic frames per second on a sync socket.
+    FrameRate,
 }
 
 /// The fixed reasons of [`Close::BadRequest`].
@@ -122,7 +124,7 @@ impl Close {
             Self::Replaced => 4409,
             Self::Resync => 4410,
             Self::WrongRegion(_) => 4421,
-            Self::InputRate | Self::TooManySockets(_) => 4429,
+            Self::InputRate | Self::TooManySockets(_) | Self::FrameRate => 4429,
         }
     }
 
@@ -154,6 +156,7 @@ impl Close {
             Self::Resync => "resync required",
             Self::WrongRegion(url) => return url.clone().into(),
             Self::InputRate => "too many inputs per second",
+            Self::FrameRate => "too many presence frames per second",
             Self::TooManySockets(max) => return crate::limits::over_cap(*max).into(),
         })
     }

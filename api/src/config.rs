@@ -233,7 +233,11 @@ mod tests {
     use super::*;
 
     fn regions(local: &str, instance: Option<&str>) -> Regions {
-        let urls = [("eu", "https://eu.example.com"), ("us", "http://us:4321/"), ("eu_2", "http://10.0.0.2:4321")];
+        let urls = [
+            ("eu", "https://eu.example.com"),
+            ("us", "http://us:4321/"),
+            ("eu_2", "http://10.0.0.2:4321"),
+        ];
         Regions {
             local: local.into(),
             instance: instance.map(Into::into),

@@ -65,6 +65,9 @@ pub enum ErrorCode {
     RateLimited,
     /// No replay stored for the match (404).
     ReplayNotFound,
+    /// A presence room or topic limit (rooms per process, members per room, rooms per
+    /// user or socket, sockets per room) was reached (429; an error frame on sockets).
+    RoomLimitReached,
     /// The body did not arrive within `PYLON_BODY_TIMEOUT_SECS` (408).
     RequestTimeout,
     /// The change log no longer holds the cursor (410).
@@ -132,6 +135,7 @@ impl ErrorCode {
             Self::QueryTooBroad => "QUERY_TOO_BROAD",
             Self::RateLimited => "RATE_LIMITED",
             Self::ReplayNotFound => "REPLAY_NOT_FOUND",
+            Self::RoomLimitReached => "ROOM_LIMIT_REACHED",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::ResyncRequired => "RESYNC_REQUIRED",
             Self::SessionEnded => "SESSION_ENDED",

@@ -6,11 +6,18 @@
 //! A feed opened without `since` (pylon's own sync engine pulls, then connects without
 //! one) starts at the cursor the caller's last pull returned: by session for a token, by
 //! client address for anonymous callers (`pylon_sync::cursors`).
+//!
+//! The sync socket also carries presence (`pylon_sync::presence`): the client's
+//! `{"type":"presence",…}` and `{"type":"topic",…}` frames go to the other sockets of
+//! their room or topic, on every process, and theirs come back on this socket. Those
+//! frames are rate limited per socket (over it: close 4429); a refused one is answered
+//! with `{"type":"error","error":{"code","message"}}` and the socket stays open.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
@@ -19,8 +26,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
+use pylon_storage::access::Projection;
 use pylon_storage::entity::EntityError;
-use pylon_sync::{CursorKey, Feed, Feeds};
+use pylon_sync::presence::{self, PresenceError};
+use pylon_sync::{CursorKey, Feed, Feeds, PresenceSocket};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -28,7 +37,7 @@ use crate::auth::{self, AuthFailure};
 use crate::close::{BadRequest, Close};
 use crate::entities::entities;
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::ConnSlot;
+use crate::limits::{ConnSlot, InputBucket};
 use crate::policies;
 use crate::sessions_live::LiveSession;
 use crate::socket::{self, End, Read, SocketTimers};
@@ -249,9 +258,14 @@ async fn run_ws(
 ) {
     let live =
         resolved.as_ref().and_then(|r| r.session).map(|s| state.live.register(s, auth::unix_now()));
+    let user = resolved.as_ref().map(|r| Arc::clone(&r.auth.user_id));
     let caller = policies::caller(resolved.map(|r| r.auth).as_ref());
     let end = match feeds.open(caller, since, Some(key)).await {
-        Ok(mut feed) => follow(&mut socket, state, &mut feed, live.as_ref()).await,
+        Ok(feed) => {
+            let presence = state.presence.connect(user.as_deref());
+            let mut sync = SyncSocket { socket: &mut socket, state, feed, presence };
+            sync.follow(live.as_ref()).await
+        }
         Err(e) => {
             tracing::error!(error = %e, "opening a change feed failed");
             End::Close(Close::Internal)
@@ -261,61 +275,116 @@ async fn run_ws(
     socket::end(&mut socket, end).await;
 }
 
-/// Sends the feed's events until the socket, the session, the feed or the server ends.
-async fn follow(
-    socket: &mut WebSocket,
-    state: &AppState,
-    feed: &mut Feed,
-    live: Option<&LiveSession>,
-) -> End {
-    let limits = &state.config.limits;
-    let mut shutdown_rx = state.shutdown.clone();
-    let mut shutdown = pin!(crate::shutting_down(&mut shutdown_rx));
-    let mut ended = pin!(crate::sessions_live::ended(live));
-    let mut timers = SocketTimers::new(limits);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return End::Close(Close::GoingAway),
-            () = &mut ended => return End::Close(Close::SessionEnded),
-            msg = socket.next() => {
-                timers.saw_read();
-                match socket::read(msg, limits) {
-                    Read::End(end) => return end,
-                    // Client frames (presence, topics) arrive with the cluster work; until
-                    // then a data frame is read and ignored.
-                    Read::Data(_) | Read::Control => {}
-                }
-            }
-            next = feed.next() => {
-                let message = match next {
-                    Ok(Some((e, p))) => match Utf8Bytes::try_from(e.json(p)) {
-                        Ok(text) => Message::Text(text),
-                        Err(err) => {
-                            tracing::error!(error = %err, "a change event was not UTF-8");
-                            return End::Close(Close::Internal);
-                        }
-                    },
-                    Ok(None) => return End::Close(Close::GoingAway),
-                    Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
-                        let text = json!({ "error": { "code": ErrorCode::ResyncRequired, "oldest_seq": oldest_seq } });
-                        let _ = socket::send(socket, limits, Message::Text(text.to_string().into())).await;
-                        return End::Close(Close::Resync);
+/// One open sync socket: its change feed out, its presence frames in and out.
+struct SyncSocket<'a> {
+    socket: &'a mut WebSocket,
+    state: &'a AppState,
+    feed: Feed,
+    /// Dropped with the socket: it leaves its rooms and topics and tells its rooms.
+    presence: PresenceSocket,
+}
+
+impl SyncSocket<'_> {
+    /// Sends the feed's events and the presence frames for this socket, and takes its
+    /// presence and topic frames, until the socket, the session, the feed or the server
+    /// ends.
+    async fn follow(&mut self, live: Option<&LiveSession>) -> End {
+        match self.serve(live).await {
+            Err(end) => end,
+            Ok(never) => match never {},
+        }
+    }
+
+    async fn serve(&mut self, live: Option<&LiveSession>) -> Result<Infallible, End> {
+        let state = self.state;
+        let limits = &state.config.limits;
+        let mut shutdown_rx = state.shutdown.clone();
+        let mut shutdown = pin!(crate::shutting_down(&mut shutdown_rx));
+        let mut ended = pin!(crate::sessions_live::ended(live));
+        let mut timers = SocketTimers::new(limits);
+        let mut bucket = InputBucket::new(presence::FRAMES_PER_SEC, Instant::now());
+        loop {
+            let outgoing = tokio::select! {
+                biased;
+                () = &mut shutdown => return Err(End::Close(Close::GoingAway)),
+                () = &mut ended => return Err(End::Close(Close::SessionEnded)),
+                msg = self.socket.next() => {
+                    timers.saw_read();
+                    match socket::read(msg, limits) {
+                        Read::End(end) => return Err(end),
+                        Read::Data(bytes) => self.client_frame(&bytes, &mut bucket)?,
+                        Read::Control => None,
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "change feed failed");
-                        return End::Close(Close::Internal);
-                    }
-                };
-                if let Err(end) = socket::send(socket, limits, message).await {
-                    return end;
                 }
-            }
-            timer = timers.next() => {
-                if let Err(end) = timers.handle(timer, socket, limits).await {
-                    return end;
+                next = self.feed.next() => Some(self.change(next).await?),
+                frame = self.presence.recv() => Some(Message::Text(Utf8Bytes::from(&*frame))),
+                timer = timers.next() => {
+                    timers.handle(timer, self.socket, limits).await?;
+                    None
                 }
+            };
+            if let Some(message) = outgoing {
+                socket::send(self.socket, limits, message).await?;
             }
         }
     }
+
+    /// A frame from the client, within the socket's frame rate (over it the socket
+    /// closes with 4429): presence and topic frames are relayed, a refused one is
+    /// answered with an error frame, anything else is ignored.
+    fn client_frame(
+        &mut self,
+        bytes: &[u8],
+        bucket: &mut InputBucket,
+    ) -> Result<Option<Message>, End> {
+        if !bucket.take(Instant::now()) {
+            return Err(End::Close(Close::FrameRate));
+        }
+        match self.presence.handle(bytes) {
+            Ok(()) => Ok(None),
+            Err(e) => Ok(Some(presence_error(&e))),
+        }
+    }
+
+    /// The message for the feed's next event; the end of the socket when the feed ended
+    /// (a resync is announced before the close).
+    async fn change(
+        &mut self,
+        next: Result<Option<(Arc<pylon_sync::Published>, Projection)>, EntityError>,
+    ) -> Result<Message, End> {
+        match next {
+            Ok(Some((e, p))) => match Utf8Bytes::try_from(e.json(p)) {
+                Ok(text) => Ok(Message::Text(text)),
+                Err(err) => {
+                    tracing::error!(error = %err, "a change event was not UTF-8");
+                    Err(End::Close(Close::Internal))
+                }
+            },
+            Ok(None) => Err(End::Close(Close::GoingAway)),
+            Err(EntityError::ResyncRequired { oldest_seq, .. }) => {
+                let text = json!({ "error": { "code": ErrorCode::ResyncRequired, "oldest_seq": oldest_seq } });
+                let limits = &self.state.config.limits;
+                let _ =
+                    socket::send(self.socket, limits, Message::Text(text.to_string().into())).await;
+                Err(End::Close(Close::Resync))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "change feed failed");
+                Err(End::Close(Close::Internal))
+            }
+        }
+    }
+}
+
+/// The error frame answering a refused presence frame:
+/// `{"type":"error","error":{"code","message"}}` (the socket stays open).
+fn presence_error(e: &PresenceError) -> Message {
+    let code = match e {
+        PresenceError::AuthRequired => ErrorCode::AuthRequired,
+        PresenceError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+        PresenceError::TooManyScopes | PresenceError::ScopeFull => ErrorCode::RoomLimitReached,
+        _ => ErrorCode::BadRequest,
+    };
+    let frame = json!({"type": "error", "error": {"code": code, "message": e.to_string()}});
+    Message::Text(frame.to_string().into())
 }

@@ -16,7 +16,11 @@
 //! - Socket rules for every WebSocket: [`socket`] (bounded sends, pings, idle, close
 //!   handshake) and [`close`] (every close code with its fixed reason).
 //! - Entities: [`entities`] (CRUD, cursors, transactions), [`policies`] (the caller as
-//!   policies see it), [`feeds`] (pull, sync WebSocket and SSE over `pylon_sync::Feeds`).
+//!   policies see it), [`feeds`] (pull, sync WebSocket and SSE over `pylon_sync::Feeds`,
+//!   presence frames on the sync socket).
+//! - The fleet: [`cluster`] (connecting the cluster bus, the relay and receiver tasks,
+//!   readiness and metrics of the bus), [`regions`] (`GET /api/regions`, the 307 of every
+//!   match route to the owning region), [`rooms`] (presence rooms over HTTP).
 //! - Auth and limits: [`auth`] (bearer tokens, guest sessions, logout), [`sessions_live`]
 //!   (connections ended by logout and expiry), [`limits`] (per-address caps, rates),
 //!   [`body`] (the body deadline), [`query`] (numeric query parameters), [`extract`]
@@ -41,6 +45,8 @@ pub mod ops;
 pub mod persister;
 pub mod policies;
 pub mod query;
+pub mod regions;
+pub mod rooms;
 pub mod routes;
 pub mod server;
 pub mod sessions_live;

@@ -12,7 +12,8 @@ use axum::routing::{get, post};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    ApiConfig, AppState, auth, entities, feeds, lobby, ops, shard_http, shard_sse, shard_ws,
+    ApiConfig, AppState, auth, entities, feeds, lobby, ops, regions, rooms, shard_http, shard_sse,
+    shard_ws,
 };
 
 /// The main port's router: HTTP API, ops endpoints and `/shard`.
@@ -33,6 +34,13 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/shards/{id}/connect", get(shard_sse::connect))
         .route("/api/shards/{id}/replay", get(shard_http::replay))
         .route("/shard", get(shard_ws::handler))
+        .route("/api/regions", get(regions::list))
+        .route("/api/rooms", get(rooms::list))
+        .route("/api/rooms/join", post(rooms::join))
+        .route("/api/rooms/leave", post(rooms::leave))
+        .route("/api/rooms/presence", post(rooms::presence))
+        .route("/api/rooms/broadcast", post(rooms::broadcast))
+        .route("/api/rooms/{room}", get(rooms::members))
         .route("/api/entities/{entity}", get(entities::list).post(entities::create))
         .route("/api/entities/{entity}/cursor", get(entities::cursor))
         .route(
@@ -45,6 +53,7 @@ pub fn main_router(state: AppState) -> Router {
         .route("/events", get(feeds::sse))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), regions::match_owner))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
