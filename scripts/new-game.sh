@@ -21,7 +21,9 @@ if [ -e "$dir" ]; then
   echo "new-game: $dir already exists; choose a new directory" >&2
   exit 1
 fi
-root=$(cd "$(dirname "$0")/.." && pwd)
+# The pylon checkout (PYLON_CHECKOUT overrides where this script lives, for checks that
+# run it from a scratch copy).
+root=${PYLON_CHECKOUT:-$(cd "$(dirname "$0")/.." && pwd)}
 template="$root/templates/game"
 
 mkdir -p "$dir"

@@ -57,3 +57,9 @@ pub mod prelude {
     pub use pylon_shard::rng::ShardRng;
     pub use pylon_shard::{Auth, Game, JoinRejected, MatchClock, ShardLimits, Subscriber};
 }
+
+/// The game authoring guide, compiled: every Rust block of `docs/GAMES.md` runs as a
+/// doctest of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/GAMES.md")]
+pub struct GamesGuide;
