@@ -110,12 +110,36 @@ enum ScopeKind {
     Topic,
 }
 
-/// The payload of a presence envelope.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum Wire {
-    Relay { kind: ScopeKind, name: String, frame: Box<RawValue> },
-    Room { event: RoomEvent },
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Relay,
+    Room,
+}
+
+/// The payload of a presence envelope: `op` says which fields it has. A flat struct, not
+/// a tagged enum: a tagged enum cannot carry the frame as raw JSON through serde.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    op: Op,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<ScopeKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<RoomEvent>,
+}
+
+impl Wire {
+    fn relay(kind: ScopeKind, name: String, frame: Box<RawValue>) -> Self {
+        Self { op: Op::Relay, kind: Some(kind), name: Some(name), frame: Some(frame), event: None }
+    }
+
+    fn room(event: RoomEvent) -> Self {
+        Self { op: Op::Room, kind: None, name: None, frame: None, event: Some(event) }
+    }
 }
 
 struct Entry {
@@ -207,7 +231,7 @@ impl Presence {
         let text: Arc<str> = text.into();
         self.deliver(scope, &text, except);
         if let Ok(frame) = RawValue::from_string(text.to_string()) {
-            let wire = Wire::Relay { kind, name: name.to_string(), frame };
+            let wire = Wire::relay(kind, name.to_string(), frame);
             let _ = self.bus.publish_json(Kind::Presence, name.as_ref(), &wire);
         }
     }
@@ -216,7 +240,7 @@ impl Presence {
     fn room_event(&self, event: RoomEvent) {
         self.deliver_room_event(&event);
         let room = event.room().to_owned();
-        let _ = self.bus.publish_json(Kind::Presence, room, &Wire::Room { event });
+        let _ = self.bus.publish_json(Kind::Presence, room, &Wire::room(event));
     }
 
     fn deliver_room_event(&self, event: &RoomEvent) {
@@ -231,20 +255,26 @@ impl Presence {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
         match wire {
-            Wire::Relay { kind, name, frame } => {
+            Wire {
+                op: Op::Relay, kind: Some(kind), name: Some(name), frame: Some(frame), ..
+            } => {
                 let scope = match kind {
                     ScopeKind::Room => Scope::Room(name.into()),
                     ScopeKind::Topic => Scope::Topic(name.into()),
                 };
                 self.deliver(&scope, &Arc::from(frame.get()), None);
             }
-            Wire::Room { event } => {
+            Wire { op: Op::Room, event: Some(event), .. } => {
                 lock(&self.rooms).apply(&event, Instant::now());
                 self.deliver_room_event(&event);
             }
+            _ => {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `POST /api/rooms/join`: the members already there.
@@ -492,6 +522,35 @@ mod tests {
         }
         let over = frame(&json!({"type":"topic","topic":"one-more","data":1}));
         assert_eq!(s.handle(&over), Err(PresenceError::TooManyScopes));
+    }
+
+    /// What one process publishes, another delivers: a relayed frame to its sockets of
+    /// the scope, a room event to its replica and the room's sockets.
+    #[tokio::test]
+    async fn envelopes_between_processes() {
+        let (here, there) = (presence(), presence());
+        let mut s = there.connect(Some("bob"));
+        s.handle(&frame(&json!({"type":"presence","event":"join","room":"r"}))).unwrap();
+        let text = frames::stamp(
+            json!({"type":"presence","room":"r"}).as_object().unwrap().clone(),
+            "alice",
+            "c9",
+        );
+        let relay = Wire::relay(ScopeKind::Room, "r".into(), RawValue::from_string(text).unwrap());
+        let envelope = |wire: &Wire| {
+            let payload = serde_json::value::to_raw_value(wire).unwrap();
+            Envelope::new(InstanceId::new("i0"), Kind::Presence, "r", payload)
+        };
+        there.receive(&envelope(&relay));
+        assert_eq!(next(&mut s).await["clientId"], "c9");
+        let join = RoomEvent::Join { room: "r".into(), user_id: "alice".into(), data: None };
+        there.receive(&envelope(&Wire::room(join)));
+        assert_eq!(next(&mut s).await["type"], "join");
+        assert_eq!(there.members("r")[0].user_id, "alice");
+        let bad = serde_json::value::to_raw_value(&json!({"op":"relay"})).unwrap();
+        there.receive(&Envelope::new(InstanceId::new("i0"), Kind::Presence, "r", bad));
+        assert_eq!(there.counters().malformed.load(Ordering::Relaxed), 1);
+        drop(here);
     }
 
     /// Room events reach the sockets that joined the room.
