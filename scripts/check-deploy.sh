@@ -105,7 +105,7 @@ if have nginx nginx && have openssl openssl; then
     case $shape in
       single-region) names="pylon pylon_shard" ;;
       two-region) names="pylon_local pylon_local_shard pylon_eu pylon_eu_shard pylon_us pylon_us_shard" ;;
-      compose) names="pylon_local pylon_local_shard pylon_eu1 pylon_eu1_shard pylon_eu2 pylon_eu2_shard" ;;
+      compose) names="pylon_local pylon_local_shard pylon_eu_1 pylon_eu_1_shard pylon_eu_2 pylon_eu_2_shard" ;;
     esac
     args=()
     for name in $names; do
@@ -272,12 +272,15 @@ need(str(s["redis"].get("image", "")).startswith("redis:7"), "Redis 7")
 prefixes = set()
 for name in ("pylon-1", "pylon-2"):
     svc, env = s[name], s[name].get("environment", {})
+    # The match-id prefix: PYLON_REGION, or PYLON_REGION_PYLON_INSTANCE (docs/REGIONS.md).
+    instance = env.get("PYLON_INSTANCE")
+    prefix = f'{env.get("PYLON_REGION")}_{instance}' if instance else env.get("PYLON_REGION")
     need(str(env.get("DATABASE_URL", "")).startswith("postgres://"), f"{name}: DATABASE_URL")
     need(str(env.get("PYLON_CLUSTER_BUS", "")).startswith("redis://"), f"{name}: PYLON_CLUSTER_BUS")
     need(svc.get("stop_grace_period") == "45s", f"{name}: stop_grace_period 45s")
     need("healthcheck" in svc, f"{name}: healthcheck")
-    prefixes.add(env.get("PYLON_REGION"))
-need(len(prefixes) == 2, f"pylon-1 and pylon-2 have distinct PYLON_REGION prefixes: {prefixes}")
+    prefixes.add(prefix)
+need(len(prefixes) == 2, f"pylon-1 and pylon-2 have distinct match-id prefixes: {prefixes}")
 for name in ("postgres", "redis", "nginx"):
     need("healthcheck" in s[name], f"{name}: healthcheck")
 for vol in s["nginx"].get("volumes", []):

@@ -1,6 +1,10 @@
 //! `fanout`: one writer, N change-feed subscribers (half on the sync WebSocket, half on
 //! SSE). The writer puts its send time (microseconds since the run started) in each row;
 //! every subscriber reports write -> receive latency, and how many events it missed.
+//!
+//! With `--across <url>` the subscribers connect to another process of the fleet than the
+//! writer (which writes to `--url`): every change crosses the cluster bus, and the figures
+//! are the fleet's write -> receive latency.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +20,10 @@ use crate::report::{CpuWatch, Latency};
 /// Scenario settings.
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
-    /// `http://host:port` of the main port.
+    /// `http://host:port` of the main port (the writer's process).
     pub url: String,
+    /// `http://host:port` of the subscribers' process, when it is another one.
+    pub across: Option<String>,
     /// The admin token (the writer; subscribers read as admin too).
     pub token: String,
     /// Subscribers.
@@ -205,7 +211,8 @@ async fn write_loop(config: &FanoutConfig, base: &str, shared: &Shared) -> (u64,
 /// The server cannot be reached.
 pub async fn run(config: &FanoutConfig) -> anyhow::Result<Map<String, Value>> {
     let base = config.url.trim_end_matches('/').to_owned();
-    let (host, port) = crate::report::host_port(&base)?;
+    let subscribed = config.across.as_deref().unwrap_or(&base).trim_end_matches('/');
+    let (host, port) = crate::report::host_port(subscribed)?;
     let shared = Arc::new(Shared {
         start: Instant::now(),
         latency: Mutex::new(Latency::default()),

@@ -104,6 +104,10 @@ enum Scenario {
         /// per address, 256 by default).
         #[arg(long, default_value_t = 1)]
         source_ips: u8,
+        /// The subscribers connect to this process (`http://host:port`, the main port),
+        /// the writer to `--url`: write -> receive across the cluster bus.
+        #[arg(long)]
+        across: Option<String>,
     },
     /// N arena matches in-process on the real tick threads, synthetic inputs, one summary line.
     Density {
@@ -193,9 +197,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let figures = rt.block_on(entities::run(&config))?;
             finish("entities", &common, &figures)
         }
-        Scenario::Fanout { common, subscribers, writes_per_sec, source_ips } => {
+        Scenario::Fanout { common, subscribers, writes_per_sec, source_ips, across } => {
             let config = FanoutConfig {
                 url: common.url.clone(),
+                across,
                 token: token(&common)?,
                 subscribers,
                 writes_per_sec,

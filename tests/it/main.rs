@@ -6,6 +6,7 @@
 mod backup;
 mod cli;
 mod entities;
+mod fleet;
 mod hostile;
 mod limits;
 mod lobby;

@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-async fn schema_url(test: &str) -> Option<String> {
+/// A Postgres URL whose connections use a fresh schema of `test`'s own (earlier runs'
+/// schemas of the same test are dropped), or `None` after a `SKIPPED` line when Postgres
+/// is not reachable (with `PYLON_TEST_REQUIRE_SERVICES=1`: a failure instead).
+pub(crate) async fn schema_url(test: &str) -> Option<String> {
     let base = std::env::var("PYLON_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("pylon_it_{test}_{}", std::process::id());

@@ -32,6 +32,14 @@ enum Gate {
     ),
 }
 
+/// How to start a server process.
+struct Launch<'a> {
+    command: &'a str,
+    fd_limit: Option<u32>,
+    /// A port chosen beforehand (one attempt), or `None` to pick free ones.
+    port: Option<u16>,
+}
+
 /// A running server process; killed when dropped.
 pub struct TestServer {
     child: Child,
@@ -44,7 +52,7 @@ pub struct TestServer {
 }
 
 /// A port p with p+1, p+2 and p+3 free as well (the server binds all four).
-fn free_port_pair() -> u16 {
+pub fn free_port_pair() -> u16 {
     loop {
         let a = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = a.local_addr().unwrap().port();
@@ -118,6 +126,14 @@ impl TestServer {
         Self::launch_limited("serve", data, env, gate, None).await
     }
 
+    /// Starts `pylon serve` on `port` (chosen beforehand with [`free_port_pair`], so that
+    /// other servers' environment can name it: regions, a fleet), one attempt.
+    pub async fn start_at(port: u16, env: &[(&str, &str)]) -> Self {
+        let gate = Gate::Shared(GATE.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let launch = Launch { command: "serve", fd_limit: None, port: Some(port) };
+        Self::launch_with(launch, TempDir::new("at"), env, gate).await
+    }
+
     async fn launch_limited(
         command: &str,
         data: TempDir,
@@ -125,9 +141,19 @@ impl TestServer {
         gate: Gate,
         fd_limit: Option<u32>,
     ) -> Self {
+        Self::launch_with(Launch { command, fd_limit, port: None }, data, env, gate).await
+    }
+
+    async fn launch_with(
+        launch: Launch<'_>,
+        data: TempDir,
+        env: &[(&str, &str)],
+        gate: Gate,
+    ) -> Self {
+        let Launch { command, fd_limit, port: fixed } = launch;
         let db = data.0.join("pylon.db");
-        for _attempt in 0..5 {
-            let port = free_port_pair();
+        for _attempt in 0..if fixed.is_some() { 1 } else { 5 } {
+            let port = fixed.unwrap_or_else(free_port_pair);
             let mut cmd = match fd_limit {
                 // `exec`: the server keeps the shell's pid, so kill and wait reach it.
                 Some(n) => {
@@ -178,6 +204,11 @@ impl TestServer {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn url(&self, path: &str) -> String {
