@@ -144,6 +144,15 @@ pub trait Game: Sized + Send + 'static {
     /// The snapshot shared by every subscriber that has no view of its own.
     fn snapshot(world: &mut World) -> Self::Snapshot;
 
+    /// Builds the shared snapshot into `into`, a snapshot of an earlier tick that nobody
+    /// holds any more, so that its allocations are reused: a game whose snapshot owns
+    /// vectors overrides this to refill them in place, and a warm tick then allocates
+    /// nothing. It must produce what [`Game::snapshot`] would. Default: `*into =
+    /// Self::snapshot(world)`.
+    fn snapshot_into(world: &mut World, into: &mut Self::Snapshot) {
+        *into = Self::snapshot(world);
+    }
+
     /// A subscriber's own view (area of interest, hidden information). `None`, the default,
     /// means the shared snapshot, which is then built and encoded once per tick.
     fn snapshot_for(_world: &mut World, _who: &Subscriber) -> Option<Self::Snapshot> {

@@ -89,4 +89,6 @@ pub use error::ShardError;
 pub use game::{Auth, Game, JoinRejected, MatchClock, ShardLimits, Subscriber, SubscriberKey};
 pub use games::GameRegistry;
 pub use outgoing::{MatchEnd, Outgoing, SnapshotFrame, StopReason};
-pub use runtime::{DynShard, InputRejected, Joined, MatchConfig, SavedMatch, Shard, StepReport};
+pub use runtime::{
+    DynShard, InputRejected, Joined, MatchConfig, QueuedInput, SavedMatch, Shard, StepReport,
+};

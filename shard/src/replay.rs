@@ -57,7 +57,7 @@ pub fn replay<G: Game>(
                     return Err(bad(index, "tick out of sequence"));
                 }
                 queue_inputs::<G>(&mut shard, &log.events[index + 1..], index)?;
-                shard.run_tick();
+                shard.run_tick(&mut Vec::new());
                 let mut drained = Vec::new();
                 shard.drain_outgoing(&mut drained);
                 hash = shard.state_hash();

@@ -1,9 +1,13 @@
 //! `Shard<G>`: one match as a synchronous state machine. Commands come in through
-//! `handle_*`, [`Shard::step`] runs one tick, frames come out through `drain_outgoing`.
-//! No thread, socket, channel or clock: the caller decides when to step.
+//! `handle_*`, [`DynShard::step_with`] runs one tick (applying the raw inputs its caller
+//! queued), frames come out through `take_snapshots` and `drain_outgoing`. No thread,
+//! socket, channel or clock: the caller decides when to step.
 //!
-//! [`DynShard`] is the object-safe face the tick threads drive, so one thread can own
-//! matches of many game types.
+//! One tick produces one frame for the match: the shared snapshot payload (recycled from
+//! an earlier tick once nobody holds it, so a warm tick allocates nothing), the own views
+//! of subscribers whose game gives them one, and each subscriber's ack read beside it at
+//! delivery. [`DynShard`] is the object-safe face the tick threads drive, so one thread can
+//! own matches of many game types.
 
 use std::sync::Arc;
 
@@ -90,8 +94,26 @@ pub struct StepReport {
     pub inputs_applied: u32,
     /// Inputs refused by the game's `authorize_input`.
     pub inputs_unauthorized: u32,
+    /// Raw inputs ([`QueuedInput`]) dropped because they do not decode into the game's
+    /// input type.
+    pub inputs_undecodable: u32,
     /// The match finished on this tick.
     pub finished: bool,
+}
+
+/// One input as it arrived, queued raw by the caller (the tick thread keeps a queue per
+/// shard) and decoded into the game's input type at the start of the step that applies
+/// it, where the shard's memory is hot anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedInput {
+    /// The sending subscription.
+    pub key: SubscriberKey,
+    /// The sender's sequence number (becomes its ack).
+    pub client_seq: Option<u64>,
+    /// The undecoded input.
+    pub payload: InputPayload,
+    /// Opaque caller value handed back by [`DynShard::drain_applied_stamps`].
+    pub stamp: u64,
 }
 
 /// The object-safe interface of a shard of any game. See [`Shard`] for the semantics.
@@ -108,8 +130,11 @@ pub trait DynShard: Send {
     fn queued_inputs(&self) -> usize;
     /// Finished or stopped: no more steps.
     fn is_finished(&self) -> bool;
-    /// Whether an event-driven shard has something to step for.
+    /// Whether an event-driven shard has something to step for (besides raw inputs its
+    /// caller holds).
     fn wants_step(&self) -> bool;
+    /// The match's limits (subscribers, queued inputs per subscriber).
+    fn limits(&self) -> ShardLimits;
     /// Adds (or resumes) a subscriber.
     ///
     /// # Errors
@@ -129,13 +154,30 @@ pub trait DynShard: Send {
         payload: &InputPayload,
         stamp: u64,
     ) -> Result<(), InputRejected>;
+    /// Whether `payload` decodes into the game's input type (for a sender that must be
+    /// answered at once; the input is then queued raw and decoded again at its step).
+    ///
+    /// # Errors
+    /// [`InputRejected::Decode`].
+    fn check_input(&self, payload: &InputPayload) -> Result<(), InputRejected>;
     /// The key of the subscriber with this sid, if subscribed.
     fn find_subscriber(&self, sid: &str) -> Option<SubscriberKey>;
-    /// Runs one tick.
+    /// Runs one tick with nothing but the inputs queued through `handle_input`.
     fn step(&mut self) -> StepReport;
+    /// Runs one tick: the inputs queued through `handle_input`, then `inputs` in order
+    /// (each decoded here; one that does not decode is dropped and counted, one whose
+    /// subscriber is gone is dropped), then the schedule and the snapshots. Leaves
+    /// `inputs` empty (its capacity kept).
+    fn step_with(&mut self, inputs: &mut Vec<QueuedInput>) -> StepReport;
+    /// Hands the last step's snapshot to `deliver`, once per subscriber that was there at
+    /// that step, in key order: the shared payload (or the subscriber's own view) with the
+    /// subscriber's ack beside it. Nothing after the first call for a step.
+    fn take_snapshots(&mut self, deliver: &mut dyn FnMut(SubscriberKey, SnapshotFrame));
     /// Stops the match: every subscriber gets [`Outgoing::Stopped`].
     fn stop(&mut self, reason: StopReason);
-    /// Moves the frames produced since the last drain into `out`.
+    /// Moves the frames produced since the last drain into `out`: the last step's
+    /// snapshots if nobody took them (older steps' are gone: like a mailbox, a shard keeps
+    /// only the newest), then match end or stop frames.
     fn drain_outgoing(&mut self, out: &mut Vec<(SubscriberKey, Outgoing)>);
     /// Moves the stamps of inputs applied since the last drain into `out` (inputs the game
     /// refused included: they were taken from the queue too).
@@ -166,6 +208,31 @@ struct Pending<I> {
     stamp: u64,
 }
 
+/// Shared snapshot payloads a shard keeps for reuse. Two suffice when every subscriber
+/// takes (or replaces) each tick's frame before the next; a delta-mode writer keeps recent
+/// payloads as bases, and while it does the shard builds new ones.
+const SNAPSHOT_POOL: usize = 4;
+
+/// The last step's frame: one shared payload, and the subscribers' own views.
+struct TickFrame<S> {
+    /// Not yet taken.
+    fresh: bool,
+    /// Subscribers with a key below this were there at that step.
+    keys_below: u32,
+    /// What every subscriber without its own view receives.
+    shared: Option<Payload>,
+    /// Own views, in key order.
+    own: Vec<(SubscriberKey, Payload)>,
+    /// Shared payloads of earlier ticks, refilled once nobody else holds them.
+    pool: Vec<Arc<Cached<S>>>,
+}
+
+impl<S> Default for TickFrame<S> {
+    fn default() -> Self {
+        Self { fresh: false, keys_below: 0, shared: None, own: Vec::new(), pool: Vec::new() }
+    }
+}
+
 /// One match of game `G`.
 pub struct Shard<G: Game> {
     params: G::Params,
@@ -178,6 +245,7 @@ pub struct Shard<G: Game> {
     slots: Vec<Slot>,
     next_key: u32,
     pending: Vec<Pending<G::Input>>,
+    frame: TickFrame<G::Snapshot>,
     outgoing: Vec<(SubscriberKey, Outgoing)>,
     applied_stamps: Vec<u64>,
     refused: Vec<(SubscriberKey, u64)>,
@@ -225,6 +293,10 @@ impl<G: Game> Shard<G> {
         // Deterministic, and no task pool: a match runs on the tick thread that owns it.
         schedule.set_executor(SingleThreadedExecutor::new());
         G::setup(params, &mut world, &mut schedule);
+        // Build the schedule now, on the creating thread, not in the first tick on the
+        // tick thread. A schedule that cannot be built fails again in its first tick,
+        // where the panic stops only this match.
+        let _ = schedule.initialize(&mut world);
         Self {
             params: params.clone(),
             seed,
@@ -236,6 +308,7 @@ impl<G: Game> Shard<G> {
             slots: Vec::new(),
             next_key: 0,
             pending: Vec::new(),
+            frame: TickFrame::default(),
             outgoing: Vec::new(),
             applied_stamps: Vec::new(),
             refused: Vec::new(),
@@ -380,48 +453,70 @@ impl<G: Game> Shard<G> {
         true
     }
 
-    fn apply_pending(&mut self, report: &mut StepReport) {
+    /// Applies the inputs queued through `handle_input`, then the raw `inputs`, in order.
+    fn apply_inputs(&mut self, inputs: &mut Vec<QueuedInput>, report: &mut StepReport) {
         let mut pending = std::mem::take(&mut self.pending);
         for p in pending.drain(..) {
-            let Some(index) = self.slot_index(p.key) else {
-                continue;
-            };
-            let slot = &mut self.slots[index];
-            slot.last_seq = p.client_seq.max(slot.last_seq);
-            self.applied_stamps.push(p.stamp);
-            if !G::authorize_input(&self.world, &slot.sub, &p.input) {
-                report.inputs_unauthorized += 1;
-                self.refused.push((p.key, p.stamp));
-                continue;
-            }
-            report.inputs_applied += 1;
-            if let Some(log) = self.replay.as_mut() {
-                let input = serde_json::to_value(&p.input).unwrap_or_default();
-                log.events.push(ReplayEvent::Input {
-                    tick: self.tick,
-                    key: p.key.0,
-                    client_seq: p.client_seq,
-                    input,
-                });
-            }
-            G::apply_input(&mut self.world, &self.slots[index].sub, p.input);
+            self.apply_input(p.key, p.client_seq, p.input, p.stamp, report);
         }
         self.pending = pending;
+        for raw in inputs.drain(..) {
+            if self.slot_index(raw.key).is_none() {
+                continue;
+            }
+            match decode_input::<G::Input>(&raw.payload) {
+                Ok(input) => self.apply_input(raw.key, raw.client_seq, input, raw.stamp, report),
+                Err(_) => report.inputs_undecodable += 1,
+            }
+        }
         for slot in &mut self.slots {
             slot.queued = 0;
         }
     }
 
-    pub(crate) fn run_tick(&mut self) -> StepReport {
+    fn apply_input(
+        &mut self,
+        key: SubscriberKey,
+        client_seq: Option<u64>,
+        input: G::Input,
+        stamp: u64,
+        report: &mut StepReport,
+    ) {
+        let Some(index) = self.slot_index(key) else {
+            return;
+        };
+        let slot = &mut self.slots[index];
+        slot.last_seq = client_seq.max(slot.last_seq);
+        self.applied_stamps.push(stamp);
+        if !G::authorize_input(&self.world, &slot.sub, &input) {
+            report.inputs_unauthorized += 1;
+            self.refused.push((key, stamp));
+            return;
+        }
+        report.inputs_applied += 1;
+        if let Some(log) = self.replay.as_mut() {
+            let value = serde_json::to_value(&input).unwrap_or_default();
+            log.events.push(ReplayEvent::Input {
+                tick: self.tick,
+                key: key.0,
+                client_seq,
+                input: value,
+            });
+        }
+        G::apply_input(&mut self.world, &self.slots[index].sub, input);
+    }
+
+    pub(crate) fn run_tick(&mut self, inputs: &mut Vec<QueuedInput>) -> StepReport {
         let mut report = StepReport::default();
         if self.finished {
+            inputs.clear();
             return report;
         }
         self.tick += 1;
         let tick = self.tick;
         self.record(|| ReplayEvent::Tick { tick });
         self.world.resource_mut::<MatchClock>().tick = self.tick;
-        self.apply_pending(&mut report);
+        self.apply_inputs(inputs, &mut report);
         self.membership_changed = false;
         self.schedule.run(&mut self.world);
         self.emit_snapshots();
@@ -436,23 +531,42 @@ impl<G: Game> Shard<G> {
         report
     }
 
+    /// Builds this tick's frame: own views where the game gives them, and the shared
+    /// payload (refilled in place when an earlier one is free) if anybody needs it.
     fn emit_snapshots(&mut self) {
-        let mut shared: Option<Payload> = None;
-        for index in 0..self.slots.len() {
-            let who = &self.slots[index].sub;
-            let body = match G::snapshot_for(&mut self.world, who) {
-                Some(own) => Cached::payload(own, G::ACK_KEY),
-                None => shared
-                    .get_or_insert_with(|| {
-                        Cached::payload(G::snapshot(&mut self.world), G::ACK_KEY)
-                    })
-                    .clone(),
-            };
-            let slot = &self.slots[index];
-            let frame = SnapshotFrame { tick: self.tick, ack: slot.last_seq, body };
-            self.outgoing.push((slot.sub.key, Outgoing::Snapshot(frame)));
+        let frame = &mut self.frame;
+        frame.shared = None;
+        frame.own.clear();
+        frame.fresh = true;
+        frame.keys_below = self.next_key;
+        let mut anyone_shared = false;
+        for slot in &self.slots {
+            match G::snapshot_for(&mut self.world, &slot.sub) {
+                Some(own) => frame.own.push((slot.sub.key, Cached::payload(own, G::ACK_KEY))),
+                None => anyone_shared = true,
+            }
+        }
+        if anyone_shared {
+            frame.shared = Some(shared_payload::<G>(&mut self.world, &mut frame.pool));
         }
     }
+}
+
+/// The shared snapshot of this tick: a pooled payload nobody else holds, refilled in
+/// place, or a new one (pooled while the pool has room).
+fn shared_payload<G: Game>(world: &mut World, pool: &mut Vec<Arc<Cached<G::Snapshot>>>) -> Payload {
+    for entry in pool.iter_mut() {
+        if let Some(cached) = Arc::get_mut(entry) {
+            G::snapshot_into(world, cached.refill());
+            let payload: Payload = entry.clone();
+            return payload;
+        }
+    }
+    let fresh = Arc::new(Cached::new(G::snapshot(world), G::ACK_KEY));
+    if pool.len() < SNAPSHOT_POOL {
+        pool.push(fresh.clone());
+    }
+    fresh
 }
 
 impl<G: Game> DynShard for Shard<G> {
@@ -484,6 +598,10 @@ impl<G: Game> DynShard for Shard<G> {
         !self.finished && (!self.pending.is_empty() || self.membership_changed)
     }
 
+    fn limits(&self) -> ShardLimits {
+        self.limits
+    }
+
     fn handle_join(&mut self, sid: Arc<str>, auth: &Auth) -> Result<Joined, JoinRejected> {
         self.join(sid, auth)
     }
@@ -509,12 +627,40 @@ impl<G: Game> DynShard for Shard<G> {
         self.handle_typed_input(key, client_seq, input, stamp)
     }
 
+    fn check_input(&self, payload: &InputPayload) -> Result<(), InputRejected> {
+        decode_input::<G::Input>(payload).map(drop).map_err(|_| InputRejected::Decode)
+    }
+
     fn find_subscriber(&self, sid: &str) -> Option<SubscriberKey> {
         self.slots.iter().find(|s| &*s.sub.sid == sid).map(|s| s.sub.key)
     }
 
     fn step(&mut self) -> StepReport {
-        self.run_tick()
+        self.run_tick(&mut Vec::new())
+    }
+
+    fn step_with(&mut self, inputs: &mut Vec<QueuedInput>) -> StepReport {
+        self.run_tick(inputs)
+    }
+
+    fn take_snapshots(&mut self, deliver: &mut dyn FnMut(SubscriberKey, SnapshotFrame)) {
+        let frame = &mut self.frame;
+        if !std::mem::take(&mut frame.fresh) {
+            return;
+        }
+        let mut own = frame.own.iter().peekable();
+        for slot in self.slots.iter().take_while(|s| s.sub.key.0 < frame.keys_below) {
+            let key = slot.sub.key;
+            while own.next_if(|(k, _)| *k < key).is_some() {}
+            let body = match own.next_if(|(k, _)| *k == key) {
+                Some((_, payload)) => payload.clone(),
+                None => match &frame.shared {
+                    Some(payload) => payload.clone(),
+                    None => continue,
+                },
+            };
+            deliver(key, SnapshotFrame { tick: self.tick, ack: slot.last_seq, body });
+        }
     }
 
     fn stop(&mut self, reason: StopReason) {
@@ -529,6 +675,7 @@ impl<G: Game> DynShard for Shard<G> {
     }
 
     fn drain_outgoing(&mut self, out: &mut Vec<(SubscriberKey, Outgoing)>) {
+        self.take_snapshots(&mut |key, frame| out.push((key, Outgoing::Snapshot(frame))));
         out.append(&mut self.outgoing);
     }
 

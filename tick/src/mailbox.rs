@@ -1,23 +1,28 @@
 //! The subscriber mailbox: the only channel from a tick thread to a subscriber's writer.
 //!
 //! One producer (the tick thread) and one consumer (the writer task). Two parts:
-//! - a **latest slot** (`AtomicPtr`) for snapshots: a newer snapshot replaces an unsent
-//!   one, so a slow reader holds one frame and never slows the match. Both sides `swap`
-//!   the pointer, so whoever swaps a frame out owns it: no use-after-free, no double free.
+//! - a **latest slot** for snapshots: a newer snapshot replaces an unsent one, so a slow
+//!   reader holds one frame and never slows the match. It is a triple buffer of three
+//!   inline slots: one belongs to the producer, one to the consumer, and the third is
+//!   shared, its index (with a "fresh" bit) in one atomic that both sides `swap`. A
+//!   publish writes its own slot and swaps it in; a take swaps the consumer's (empty) slot
+//!   for the shared one. Whoever holds a slot's index owns its contents, so nothing is
+//!   shared by two threads at once, and publishing allocates nothing: the tick thread
+//!   moves one frame (a shared payload and the subscriber's ack) into the slot it owns.
 //! - a **reliable ring** (bounded SPSC) for frames that must not be lost (joined, match
 //!   end, stopped). A full ring marks the mailbox overflowed and closed: the I/O side then
 //!   closes that socket.
 //!
 //! Order is kept: pushing a reliable frame first moves an unsent snapshot into the ring,
 //! and each snapshot remembers the ring position at its publication, so the consumer
-//! delivers ring frames pushed before a snapshot ahead of it. The consumer is woken
-//! through an [`AtomicWaker`]. Nothing here blocks, and nothing allocates after
-//! construction except the boxes that carry frames.
+//! delivers ring frames pushed before a snapshot ahead of it (the snapshot waits in the
+//! consumer's slot meanwhile). The consumer is woken through an [`AtomicWaker`]. Nothing
+//! here blocks, and nothing allocates after construction except the boxes that carry
+//! reliable frames.
 
-use std::ptr;
 use std::task::{Context, Poll};
 
-use crate::sync::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crate::waker::AtomicWaker;
 
 /// Reliable ring capacity per subscriber unless configured otherwise.
@@ -26,6 +31,11 @@ pub const DEFAULT_RELIABLE_CAPACITY: usize = 8;
 const CLOSED: u8 = 0b001;
 const OVERFLOWED: u8 = 0b010;
 const CONSUMER_GONE: u8 = 0b100;
+
+/// In `shared`: the index of the shared slot (0, 1 or 2)...
+const INDEX: u8 = 0b011;
+/// ...and whether it holds a snapshot the consumer has not taken.
+const FRESH: u8 = 0b100;
 
 /// What [`Mailbox::publish_latest`] did with a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,21 +65,28 @@ struct Node<T> {
 /// (`try_recv`, `poll_recv`, `close_consumer`). In pylon the tick thread owning the shard is
 /// the producer and the subscriber's writer task the consumer.
 pub struct Mailbox<T> {
-    latest: AtomicPtr<Node<T>>,
-    ring: Box<[UnsafeCell<Option<Box<T>>>]>,
-    head: AtomicUsize,
-    tail: AtomicUsize,
-    /// Consumer-only: a snapshot taken from `latest` that must wait for older ring frames.
-    held: UnsafeCell<Option<Box<Node<T>>>>,
     flags: AtomicU8,
+    /// The shared slot's index | `FRESH`.
+    shared: AtomicU8,
+    /// Producer-only: the index of the producer's slot (always empty between calls).
+    back: UnsafeCell<u8>,
+    /// Consumer-only: the index of the consumer's slot, which holds a snapshot only while
+    /// it waits for older ring frames.
+    front: UnsafeCell<u8>,
+    tail: AtomicUsize,
     replaced: AtomicU64,
     waker: AtomicWaker,
+    head: AtomicUsize,
+    ring: Box<[UnsafeCell<Option<Box<T>>>]>,
+    slots: [UnsafeCell<Option<Node<T>>>; 3],
 }
 
 // SAFETY: frames move from the producer to the consumer through atomics with
 // release/acquire ordering; each ring slot is written only by the producer while it is
-// outside [head, tail) and read only by the consumer while inside it; `held` is touched
-// only by the single consumer. So `T: Send` suffices.
+// outside [head, tail) and read only by the consumer while inside it; each of the three
+// snapshot slots is touched only by the side whose index names it (`back`: producer,
+// `front`: consumer, the shared one by nobody until a `swap` hands it over), and `back`
+// and `front` themselves are touched by one side each. So `T: Send` suffices.
 unsafe impl<T: Send> Send for Mailbox<T> {}
 // SAFETY: see above; shared access follows the single-producer/single-consumer contract.
 unsafe impl<T: Send> Sync for Mailbox<T> {}
@@ -89,14 +106,16 @@ impl<T: Send> Mailbox<T> {
     pub fn new(reliable_capacity: usize) -> Self {
         let capacity = reliable_capacity.clamp(1, 1024);
         Self {
-            latest: AtomicPtr::new(ptr::null_mut()),
-            ring: (0..capacity).map(|_| UnsafeCell::new(None)).collect(),
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
-            held: UnsafeCell::new(None),
             flags: AtomicU8::new(0),
+            shared: AtomicU8::new(1),
+            back: UnsafeCell::new(0),
+            front: UnsafeCell::new(2),
+            tail: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
             waker: AtomicWaker::new(),
+            head: AtomicUsize::new(0),
+            ring: (0..capacity).map(|_| UnsafeCell::new(None)).collect(),
+            slots: [UnsafeCell::new(None), UnsafeCell::new(None), UnsafeCell::new(None)],
         }
     }
 
@@ -108,17 +127,23 @@ impl<T: Send> Mailbox<T> {
             return Publish::Closed;
         }
         let ring_tail = self.tail.load(Ordering::Relaxed);
-        let node = Box::into_raw(Box::new(Node { frame, ring_tail }));
-        let old = self.latest.swap(node, Ordering::AcqRel);
-        let result = if old.is_null() {
-            Publish::Stored
-        } else {
-            // SAFETY: a non-null pointer swapped out of `latest` came from Box::into_raw and
-            // is owned by whoever swapped it out: us.
-            drop(unsafe { Box::from_raw(old) });
+        // SAFETY: `back` is producer-only.
+        let back = self.back.with_mut(|b| unsafe { *b });
+        // SAFETY: slot `back` belongs to the producer until it is swapped in below.
+        self.slots[usize::from(back)]
+            .with_mut(|slot| unsafe { *slot = Some(Node { frame, ring_tail }) });
+        let old = self.shared.swap(back | FRESH, Ordering::AcqRel);
+        let result = if old & FRESH != 0 {
+            // The consumer never took it: it is ours again, and dropped at once (its
+            // payload goes back to whoever recycles it).
+            drop(self.take_slot(old & INDEX));
             self.replaced.fetch_add(1, Ordering::Relaxed);
             Publish::Replaced
+        } else {
+            Publish::Stored
         };
+        // SAFETY: `back` is producer-only.
+        self.back.with_mut(|b| unsafe { *b = old & INDEX });
         self.waker.wake();
         result
     }
@@ -133,14 +158,19 @@ impl<T: Send> Mailbox<T> {
         if self.flags.load(Ordering::Acquire) & (CLOSED | CONSUMER_GONE) != 0 {
             return Ok(());
         }
-        let old = self.latest.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !old.is_null() {
-            // SAFETY: swapped out of `latest`, so owned here (see `publish_latest`).
-            let node = unsafe { Box::from_raw(old) };
-            if self.free_slots() >= 2 {
-                self.push_ring(Box::new(node.frame));
-            } else {
-                self.replaced.fetch_add(1, Ordering::Relaxed);
+        if self.shared.load(Ordering::Acquire) & FRESH != 0 {
+            // Take the unsent snapshot back: swap in our (empty) slot, not fresh.
+            // SAFETY: `back` is producer-only.
+            let back = self.back.with_mut(|b| unsafe { *b });
+            let old = self.shared.swap(back, Ordering::AcqRel);
+            // SAFETY: `back` is producer-only.
+            self.back.with_mut(|b| unsafe { *b = old & INDEX });
+            if let Some(node) = self.take_slot(old & INDEX) {
+                if self.free_slots() >= 2 {
+                    self.push_ring(Box::new(node.frame));
+                } else {
+                    self.replaced.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         if self.free_slots() == 0 {
@@ -151,6 +181,13 @@ impl<T: Send> Mailbox<T> {
         self.push_ring(Box::new(frame));
         self.waker.wake();
         Ok(())
+    }
+
+    /// Empties slot `index`, which the caller owns (its index is the caller's `back` or
+    /// `front`, or was just swapped out of `shared` by the caller).
+    fn take_slot(&self, index: u8) -> Option<Node<T>> {
+        // SAFETY: the caller owns the slot (see above).
+        self.slots[usize::from(index)].with_mut(|slot| unsafe { (*slot).take() })
     }
 
     /// No more frames: the consumer drains what is queued, then sees the end. Producer side.
@@ -185,35 +222,45 @@ impl<T: Send> Mailbox<T> {
     /// The next frame, if one is waiting: reliable frames and snapshots in production
     /// order. Consumer side.
     pub fn try_recv(&self) -> Option<T> {
-        // SAFETY: `held` belongs to the single consumer.
-        let held_tail = self.held.with_mut(|p| unsafe { (*p).as_ref().map(|n| n.ring_tail) });
-        if let Some(ring_tail) = held_tail {
+        // SAFETY: `front` is consumer-only.
+        let front = self.front.with_mut(|f| unsafe { *f });
+        // SAFETY: slot `front` belongs to the consumer.
+        let held = self.slots[usize::from(front)]
+            .with_mut(|slot| unsafe { (*slot).as_ref().map(|n| n.ring_tail) });
+        if let Some(ring_tail) = held {
+            // A snapshot taken earlier waits for the ring frames pushed before it.
             if self.head.load(Ordering::Relaxed) < ring_tail
                 && let Some(frame) = self.pop_ring()
             {
                 return Some(frame);
             }
-            // SAFETY: as above.
-            return self.held.with_mut(|p| unsafe { (*p).take() }).map(|n| n.frame);
+            return self.take_slot(front).map(|n| n.frame);
         }
         if let Some(frame) = self.pop_ring() {
             return Some(frame);
         }
-        let taken = self.latest.swap(ptr::null_mut(), Ordering::AcqRel);
-        if taken.is_null() {
+        if self.shared.load(Ordering::Acquire) & FRESH == 0 {
             return None;
         }
-        // SAFETY: swapped out of `latest`, so owned here.
-        let node = unsafe { Box::from_raw(taken) };
-        if self.head.load(Ordering::Relaxed) < node.ring_tail
+        // Our slot is empty: hand it over for the fresh one.
+        let old = self.shared.swap(front, Ordering::AcqRel);
+        let front = old & INDEX;
+        // SAFETY: `front` is consumer-only.
+        self.front.with_mut(|f| unsafe { *f = front });
+        if old & FRESH == 0 {
+            // The producer took the snapshot back into the ring meanwhile.
+            return self.pop_ring();
+        }
+        // SAFETY: slot `front` is the consumer's now.
+        let ring_tail = self.slots[usize::from(front)]
+            .with_mut(|slot| unsafe { (*slot).as_ref().map(|n| n.ring_tail) })?;
+        if self.head.load(Ordering::Relaxed) < ring_tail
             && let Some(frame) = self.pop_ring()
         {
-            // Reliable frames pushed before this snapshot go first; keep it for later.
-            // SAFETY: `held` belongs to the single consumer.
-            self.held.with_mut(|p| unsafe { *p = Some(node) });
+            // Reliable frames pushed before this snapshot go first; it waits in our slot.
             return Some(frame);
         }
-        Some(node.frame)
+        self.take_slot(front).map(|n| n.frame)
     }
 
     /// Async receive: `Ready(Some(frame))`, `Ready(None)` once closed and drained, else
@@ -277,17 +324,14 @@ impl<T: Send> Mailbox<T> {
 
 impl<T> Drop for Mailbox<T> {
     fn drop(&mut self) {
-        let latest = self.latest.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !latest.is_null() {
-            // SAFETY: `&mut self`: nobody else can hold or swap this pointer.
-            drop(unsafe { Box::from_raw(latest) });
-        }
         for slot in &self.ring {
             // SAFETY: `&mut self`: exclusive access.
             slot.with_mut(|p| unsafe { (*p).take() });
         }
-        // SAFETY: `&mut self`: exclusive access.
-        self.held.with_mut(|p| unsafe { (*p).take() });
+        for slot in &self.slots {
+            // SAFETY: `&mut self`: exclusive access.
+            slot.with_mut(|p| unsafe { (*p).take() });
+        }
     }
 }
 

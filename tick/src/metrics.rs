@@ -183,13 +183,18 @@ pub struct ThreadMetrics {
 impl ThreadMetrics {
     /// Counts one rejected input.
     pub fn count_rejected(&self, reason: InputRejected) {
+        self.count_rejected_many(reason, 1);
+    }
+
+    /// Counts `n` rejected inputs.
+    pub fn count_rejected_many(&self, reason: InputRejected, n: u64) {
         let index = match reason {
             InputRejected::UnknownSubscriber => 0,
             InputRejected::QueueFull => 1,
             InputRejected::Decode => 2,
             _ => 3,
         };
-        self.inputs_rejected[index].fetch_add(1, Ordering::Relaxed);
+        self.inputs_rejected[index].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Labels of [`ThreadMetrics::inputs_rejected`], in order.

@@ -2,6 +2,12 @@
 //! deadlines, routes commands in and frames out. It reads time only through a [`Clock`]
 //! and never sleeps, so tests drive it exactly (see [`crate::Stepper`]).
 //!
+//! Inputs are queued raw beside each shard (its `Entry`), checked only against the
+//! subscriber list and its queue limit, and handed to the shard at its next step, which
+//! decodes them: an arriving input touches the scheduler's own small records, never the
+//! match's memory. After a step, the shard's one frame (a shared payload, each
+//! subscriber's ack beside it) goes into the subscribers' mailboxes without allocating.
+//!
 //! Deadlines: shard `s` with rate `hz` is due at `start + k * 1e9 / hz` ns for k = 1, 2, …
 //! computed from `k` each time, never by adding periods, so rounding never accumulates into
 //! drift. `start` is the creation time plus a phase spread by shard id (see `phase_ns`). A shard found `n` grid points late
@@ -15,7 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use pylon_shard::codec::InputPayload;
-use pylon_shard::{Auth, DynShard, InputRejected, Outgoing, StopReason, SubscriberKey};
+use pylon_shard::{
+    Auth, DynShard, InputRejected, Outgoing, QueuedInput, SnapshotFrame, StopReason, SubscriberKey,
+};
 
 use crate::clock::Clock;
 use crate::command::{Command, InputFrom, ShardId};
@@ -67,14 +75,29 @@ struct Entry {
     id: ShardId,
     shard: Box<dyn DynShard>,
     status: Arc<ShardStatus>,
-    subs: Vec<(SubscriberKey, Outbox)>,
+    /// The subscribers, in key order (the shard's order too).
+    subs: Vec<Sub>,
+    /// Raw inputs for the next step, in arrival order.
+    inputs: Vec<QueuedInput>,
+    /// `ShardLimits::max_queued_inputs` of the shard.
+    max_queued: u16,
     hz: u32,
+    /// An event-driven shard is in `Scheduler::ready`.
+    in_ready: bool,
     start_ns: u64,
     k: u64,
     last_activity_ns: u64,
     /// Receipts of queued inputs, answered after the tick that takes them (HTTP inputs
     /// only: empty for socket traffic).
     receipts: Vec<Awaiting>,
+}
+
+/// One subscriber of a shard, as the scheduler sees it.
+struct Sub {
+    key: SubscriberKey,
+    /// Inputs of this subscriber in `Entry::inputs`.
+    queued: u16,
+    mailbox: Outbox,
 }
 
 /// A queued input whose sender waits for its verdict.
@@ -113,14 +136,52 @@ impl Entry {
         u64::from(self.hz.max(1))
     }
 
-    fn mailbox(&self, key: SubscriberKey) -> Option<&Outbox> {
-        let index = self.subs.binary_search_by_key(&key, |(k, _)| *k).ok()?;
-        self.subs.get(index).map(|(_, m)| m)
+    fn sub_index(&self, key: SubscriberKey) -> Option<usize> {
+        self.subs.binary_search_by_key(&key, |s| s.key).ok()
     }
 
+    fn mailbox(&self, key: SubscriberKey) -> Option<&Outbox> {
+        self.sub_index(key).map(|index| &self.subs[index].mailbox)
+    }
+
+    /// Removes a subscriber and drops its queued inputs.
     fn remove_sub(&mut self, key: SubscriberKey) -> Option<Outbox> {
-        let index = self.subs.binary_search_by_key(&key, |(k, _)| *k).ok()?;
-        Some(self.subs.remove(index).1)
+        let index = self.sub_index(key)?;
+        let sub = self.subs.remove(index);
+        if sub.queued > 0 {
+            self.inputs.retain(|input| input.key != key);
+        }
+        Some(sub.mailbox)
+    }
+
+    /// A reconnect: the subscription moves to a new key with its queued inputs, and the
+    /// old connection's mailbox is returned to be closed.
+    fn rekey_sub(
+        &mut self,
+        old: SubscriberKey,
+        new: SubscriberKey,
+        mailbox: Outbox,
+    ) -> Option<Outbox> {
+        let queued = self.sub_index(old).map_or(0, |index| self.subs[index].queued);
+        let replaced = self.sub_index(old).map(|index| self.subs.remove(index).mailbox);
+        for input in self.inputs.iter_mut().filter(|input| input.key == old) {
+            input.key = new;
+        }
+        self.subs.push(Sub { key: new, queued, mailbox });
+        replaced
+    }
+
+    /// Queues a raw input for the next step.
+    fn queue_input(&mut self, input: QueuedInput) -> Result<(), InputRejected> {
+        let max = self.max_queued;
+        let index = self.sub_index(input.key).ok_or(InputRejected::UnknownSubscriber)?;
+        let sub = &mut self.subs[index];
+        if sub.queued >= max {
+            return Err(InputRejected::QueueFull);
+        }
+        sub.queued += 1;
+        self.inputs.push(input);
+        Ok(())
     }
 
     /// Answers the receipts of `key`'s queued inputs: they were dropped with it.
@@ -140,8 +201,13 @@ impl Entry {
         self.status.update(
             self.shard.tick(),
             self.shard.subscriber_count(),
-            self.shard.queued_inputs(),
+            self.shard.queued_inputs() + self.inputs.len(),
         );
+    }
+
+    /// Whether an event-driven shard has something to step for.
+    fn wants_step(&self) -> bool {
+        !self.inputs.is_empty() || self.shard.wants_step()
     }
 }
 
@@ -299,14 +365,20 @@ impl Scheduler {
         entry.last_activity_ns = now;
         match guarded(&self.ctx, entry, |s| s.handle_join(sid, auth)) {
             Some(Ok(joined)) => {
-                if let Some(old) = joined.replaced.and_then(|k| entry.remove_sub(k)) {
-                    old.close();
-                }
                 let frame =
                     Outgoing::Joined { key: joined.key, resumed: joined.replaced.is_some() };
                 // A fresh mailbox has room: the push cannot overflow.
                 let _ = mailbox.push_reliable(frame);
-                entry.subs.push((joined.key, mailbox));
+                let replaced = match joined.replaced {
+                    Some(old) => entry.rekey_sub(old, joined.key, mailbox),
+                    None => {
+                        entry.subs.push(Sub { key: joined.key, queued: 0, mailbox });
+                        None
+                    }
+                };
+                if let Some(old) = replaced {
+                    old.close();
+                }
             }
             Some(Err(why)) => {
                 let _ = mailbox.push_reliable(Outgoing::JoinRejected(why));
@@ -320,6 +392,10 @@ impl Scheduler {
     /// Queues one input. Only an input the shard accepted counts as activity: inputs it
     /// refuses (a sid with no subscription, a full queue, bad bytes) never keep an
     /// otherwise idle match from its idle stop.
+    ///
+    /// A socket input (a key, no receipt) is queued raw after the subscriber and queue
+    /// checks, without touching the shard; one with a receipt is decoded once on arrival
+    /// too, so that a bad payload is answered at once.
     fn input(&mut self, shard: ShardId, args: InputArgs, now: u64) {
         let InputArgs { from, client_seq, payload, sent_at_ns, receipt } = args;
         let Some(entry) = self.shards.get_mut(shard) else {
@@ -329,30 +405,43 @@ impl Scheduler {
             }
             return;
         };
-        let result = guarded(&self.ctx, entry, |s| {
-            let key = match from {
-                InputFrom::Key(key) => key,
-                InputFrom::Sid(sid) => s.find_subscriber(&sid).unwrap_or(SubscriberKey(u32::MAX)),
-            };
-            (key, s.handle_input(key, client_seq, &payload, sent_at_ns))
+        let key = match &from {
+            InputFrom::Key(key) => *key,
+            InputFrom::Sid(sid) => {
+                entry.shard.find_subscriber(sid).unwrap_or(SubscriberKey(u32::MAX))
+            }
+        };
+        let checked = if receipt.is_none() || entry.sub_index(key).is_none() {
+            Some(Ok(()))
+        } else {
+            guarded(&self.ctx, entry, |s| s.check_input(&payload))
+        };
+        let Some(checked) = checked else {
+            // The game's decoder panicked: the match is over, and the dropped receipt says so.
+            self.after_command(shard);
+            return;
+        };
+        let queued = checked.and_then(|()| {
+            entry.queue_input(QueuedInput { key, client_seq, payload, stamp: sent_at_ns })
         });
-        match result {
-            Some((key, Ok(()))) => {
+        match queued {
+            Ok(()) => {
                 entry.last_activity_ns = now;
                 if let Some(receipt) = receipt {
                     entry.receipts.push(Awaiting { key, stamp: sent_at_ns, receipt });
                 }
+                if entry.hz == 0 && !entry.in_ready {
+                    entry.in_ready = true;
+                    self.ready.push(shard);
+                }
             }
-            Some((_, Err(reason))) => {
+            Err(reason) => {
                 self.ctx.metrics.count_rejected(reason);
                 if let Some(receipt) = receipt {
                     receipt.fill(InputVerdict::Rejected(reason));
                 }
             }
-            // The game panicked: the match is over, and the dropped receipt says so.
-            None => {}
         }
-        self.after(shard, false);
     }
 
     fn create(
@@ -366,10 +455,13 @@ impl Scheduler {
         let entry = Entry {
             start_ns: now.saturating_add(phase_ns(id, hz)),
             id,
+            max_queued: shard.limits().max_queued_inputs,
             shard,
             status,
             subs: Vec::new(),
+            inputs: Vec::new(),
             hz,
+            in_ready: false,
             k: 1,
             last_activity_ns: now,
             receipts: Vec::new(),
@@ -385,14 +477,10 @@ impl Scheduler {
     }
 
     /// After a command: publish status, queue event-driven shards that now want a step,
-    /// and drop shards that died while handling it.
+    /// and drop shards that died while handling it. (Inputs skip this: their queue length
+    /// in the status block is refreshed every tick, and a store per input would cost a
+    /// cache miss per input.)
     fn after_command(&mut self, id: ShardId) {
-        self.after(id, true);
-    }
-
-    /// `publish`: refresh the status block (inputs skip it: the queue length there is
-    /// refreshed every tick, and a store per input would cost a cache miss per input).
-    fn after(&mut self, id: ShardId, publish: bool) {
         let Some(entry) = self.shards.get_mut(id) else {
             return;
         };
@@ -401,10 +489,9 @@ impl Scheduler {
             self.finish(id, ShardState::Panicked);
             return;
         }
-        if publish {
-            entry.publish_status();
-        }
-        if entry.hz == 0 && entry.shard.wants_step() && !self.ready.contains(&id) {
+        entry.publish_status();
+        if entry.hz == 0 && !entry.in_ready && entry.wants_step() {
+            entry.in_ready = true;
             self.ready.push(id);
         }
     }
@@ -436,8 +523,8 @@ impl Scheduler {
             return;
         };
         deliver(&mut self.ctx, &mut entry);
-        for (_, mailbox) in entry.subs.drain(..) {
-            mailbox.close();
+        for sub in entry.subs.drain(..) {
+            sub.mailbox.close();
         }
         entry.publish_status();
         if entry.status.state() != ShardState::Panicked {
@@ -461,9 +548,11 @@ impl Scheduler {
         }
         let ready = std::mem::take(&mut self.ready);
         for &id in &ready {
-            if let Some(entry) = self.shards.get_mut(id)
-                && entry.shard.wants_step()
-            {
+            let Some(entry) = self.shards.get_mut(id) else {
+                continue;
+            };
+            entry.in_ready = false;
+            if entry.wants_step() {
                 let alive = step_entry(&mut self.ctx, entry, None);
                 self.settle(id, alive);
             }
@@ -584,10 +673,11 @@ fn guarded<R>(ctx: &Ctx, entry: &mut Entry, f: impl FnOnce(&mut dyn DynShard) ->
         game = entry.shard.game(),
         "game code panicked; match stopped"
     );
-    for (_, mailbox) in entry.subs.drain(..) {
-        let _ = mailbox.push_reliable(Outgoing::Stopped(StopReason::Panicked));
-        mailbox.close();
+    for sub in entry.subs.drain(..) {
+        let _ = sub.mailbox.push_reliable(Outgoing::Stopped(StopReason::Panicked));
+        sub.mailbox.close();
     }
+    entry.inputs.clear();
     entry.status.set_state(ShardState::Panicked);
     // The shard may be half-updated: mark it so nothing steps it again before removal.
     entry.hz = 0;
@@ -601,7 +691,14 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     if let Some(deadline) = at {
         ctx.metrics.lateness_us.record(started.saturating_sub(deadline) / 1_000);
     }
-    let Some(report) = guarded(ctx, entry, |s| s.step()) else {
+    let mut inputs = std::mem::take(&mut entry.inputs);
+    let stepped = guarded(ctx, entry, |s| s.step_with(&mut inputs));
+    inputs.clear();
+    entry.inputs = inputs;
+    for sub in &mut entry.subs {
+        sub.queued = 0;
+    }
+    let Some(report) = stepped else {
         return false;
     };
     let ended = ctx.clock.now_ns();
@@ -614,6 +711,9 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     metrics.ticks.fetch_add(1, Ordering::Relaxed);
     metrics.inputs_applied.fetch_add(u64::from(report.inputs_applied), Ordering::Relaxed);
     metrics.inputs_unauthorized.fetch_add(u64::from(report.inputs_unauthorized), Ordering::Relaxed);
+    if report.inputs_undecodable > 0 {
+        metrics.count_rejected_many(InputRejected::Decode, u64::from(report.inputs_undecodable));
+    }
     entry.shard.drain_applied_stamps(&mut ctx.stamps);
     entry.shard.drain_refused(&mut ctx.refused);
     if !entry.receipts.is_empty() {
@@ -651,9 +751,21 @@ fn answer_receipts(ctx: &Ctx, entry: &mut Entry) {
     }
 }
 
-/// Moves the shard's frames into mailboxes; drops subscribers whose writer is gone or whose
-/// reliable queue overflowed.
+/// Moves the shard's frames into mailboxes: the step's snapshot (one shared payload, each
+/// subscriber's ack beside it) into the latest slots, then the reliable frames. Drops
+/// subscribers whose writer is gone or whose reliable queue overflowed.
 fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
+    let Entry { shard, subs, .. } = entry;
+    let mut next = 0;
+    shard.take_snapshots(&mut |key: SubscriberKey, frame: SnapshotFrame| {
+        // Both lists are in key order: one walk, no search.
+        while subs.get(next).is_some_and(|s| s.key < key) {
+            next += 1;
+        }
+        if let Some(sub) = subs.get(next).filter(|s| s.key == key) {
+            sub.mailbox.publish_latest(Outgoing::Snapshot(frame));
+        }
+    });
     entry.shard.drain_outgoing(&mut ctx.out);
     for (key, frame) in ctx.out.drain(..) {
         let Some(mailbox) = entry.mailbox(key) else {
@@ -670,7 +782,7 @@ fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
             mailbox.close();
         }
     }
-    ctx.gone.extend(entry.subs.iter().filter(|(_, m)| m.is_consumer_gone()).map(|(k, _)| *k));
+    ctx.gone.extend(entry.subs.iter().filter(|s| s.mailbox.is_consumer_gone()).map(|s| s.key));
     let mut gone = std::mem::take(&mut ctx.gone);
     for key in gone.drain(..) {
         if let Some(mailbox) = entry.remove_sub(key) {
@@ -708,6 +820,9 @@ impl DynShard for Dead {
     fn wants_step(&self) -> bool {
         false
     }
+    fn limits(&self) -> pylon_shard::ShardLimits {
+        pylon_shard::ShardLimits::default()
+    }
     fn handle_join(
         &mut self,
         _: Arc<str>,
@@ -727,12 +842,20 @@ impl DynShard for Dead {
     ) -> Result<(), pylon_shard::InputRejected> {
         Err(pylon_shard::InputRejected::Finished)
     }
+    fn check_input(&self, _: &InputPayload) -> Result<(), pylon_shard::InputRejected> {
+        Err(pylon_shard::InputRejected::Finished)
+    }
     fn find_subscriber(&self, _: &str) -> Option<SubscriberKey> {
         None
     }
     fn step(&mut self) -> pylon_shard::StepReport {
         pylon_shard::StepReport::default()
     }
+    fn step_with(&mut self, inputs: &mut Vec<QueuedInput>) -> pylon_shard::StepReport {
+        inputs.clear();
+        pylon_shard::StepReport::default()
+    }
+    fn take_snapshots(&mut self, _: &mut dyn FnMut(SubscriberKey, SnapshotFrame)) {}
     fn stop(&mut self, _: StopReason) {}
     fn drain_outgoing(&mut self, _: &mut Vec<(SubscriberKey, Outgoing)>) {}
     fn drain_applied_stamps(&mut self, _: &mut Vec<u64>) {}

@@ -90,7 +90,7 @@ fn idle_shards_are_removed() {
     let (busy_id, busy) = stepper.spawn(arena(20));
     let _mailbox = stepper.join(busy_id, "a");
     stepper.run_until(7 * SEC);
-    assert_eq!(lonely.state(), ShardState::Stopped);
+    assert_eq!(lonely.state(), ShardState::Idle);
     assert_eq!(busy.state(), ShardState::Running);
     assert_eq!(stepper.shard_count(), 1);
 }

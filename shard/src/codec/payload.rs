@@ -3,9 +3,16 @@
 //!
 //! This is how "encode once per distinct snapshot" holds: the tick thread only builds the
 //! value; every subscriber sharing it shares one `Arc` and therefore one encoding.
+//!
+//! A payload nobody else holds any more can be refilled in place by its owner (the shard
+//! recycles its snapshot payloads this way, so a warm tick allocates nothing); every fill
+//! gets a fresh serial number, which is what delta caches compare, so a refilled payload
+//! is never mistaken for the value it held before.
 
+use std::cell::Cell;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -36,6 +43,31 @@ pub trait PayloadValue: Send + Sync {
     fn ack_key(&self) -> Option<&'static str>;
     /// The delta from a base to this payload, kept for the next subscriber with that base.
     fn delta_cache(&self) -> &DeltaCache;
+    /// This value's identity: unique in the process, renewed whenever the payload is
+    /// refilled with another value.
+    fn serial(&self) -> u64;
+}
+
+/// Serials are handed out in blocks, so that threads building payloads at once do not
+/// contend on one counter.
+const SERIAL_BLOCK: u64 = 1 << 20;
+static NEXT_SERIAL_BLOCK: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The next serial of this thread's block, and the block's end.
+    static SERIALS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+fn next_serial() -> u64 {
+    SERIALS.with(|cell| {
+        let (mut next, mut end) = cell.get();
+        if next == end {
+            next = NEXT_SERIAL_BLOCK.fetch_add(SERIAL_BLOCK, Ordering::Relaxed);
+            end = next + SERIAL_BLOCK;
+        }
+        cell.set((next + 1, end));
+        next
+    })
 }
 
 /// The encoded delta patches from recent bases to the payload that owns the cache.
@@ -44,11 +76,11 @@ pub trait PayloadValue: Send + Sync {
 /// previous one, or the one before when their acknowledgement has not arrived yet), so
 /// the first one to encode against a base computes the patch and the others reuse its
 /// bytes: one diff per match and base instead of one per subscriber. Only I/O threads
-/// touch it (the tick thread builds payloads and never locks this). Bases are held
-/// weakly, so a chain of snapshots never keeps older ones alive, and a live `Weak` keeps
-/// a base's address from being reused while it is compared.
+/// lock it (the tick thread builds payloads, and clears the cache only of a payload it
+/// holds alone). Bases are named by their serial, never held, so a chain of snapshots
+/// never keeps older ones alive.
 #[derive(Default)]
-pub struct DeltaCache(Mutex<Vec<(Weak<dyn PayloadValue>, DeltaBytes)>>);
+pub struct DeltaCache(Mutex<Vec<(u64, DeltaBytes)>>);
 
 /// An encoded patch; `None`: the payload equals its base.
 pub type DeltaBytes = Option<Arc<[u8]>>;
@@ -71,18 +103,24 @@ impl DeltaCache {
         let Ok(mut entries) = self.0.lock() else {
             return make().map(|made| made.map(Arc::from));
         };
-        let found = entries
-            .iter()
-            .find(|(cached, _)| std::ptr::addr_eq(cached.as_ptr(), Arc::as_ptr(base)));
-        if let Some((_, bytes)) = found {
+        let serial = base.serial();
+        if let Some((_, bytes)) = entries.iter().find(|(cached, _)| *cached == serial) {
             return Ok(bytes.clone());
         }
         let bytes: DeltaBytes = make()?.map(Arc::from);
         if entries.len() >= Self::BASES {
             entries.remove(0);
         }
-        entries.push((Arc::downgrade(base), bytes.clone()));
+        entries.push((serial, bytes.clone()));
         Ok(bytes)
+    }
+
+    /// Forgets every patch (the payload now holds another value).
+    fn clear(&mut self) {
+        match self.0.get_mut() {
+            Ok(entries) => entries.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
     }
 }
 
@@ -95,6 +133,7 @@ impl fmt::Debug for dyn PayloadValue {
 /// A value with its encodings cached.
 pub struct Cached<T> {
     value: T,
+    serial: u64,
     ack_key: Option<&'static str>,
     json: OnceLock<Result<Box<[u8]>, String>>,
     msgpack: OnceLock<Result<Box<[u8]>, String>>,
@@ -108,6 +147,7 @@ impl<T: Serialize + Send + Sync + 'static> Cached<T> {
     pub fn new(value: T, ack_key: Option<&'static str>) -> Self {
         Self {
             value,
+            serial: next_serial(),
             ack_key,
             json: OnceLock::new(),
             msgpack: OnceLock::new(),
@@ -125,6 +165,18 @@ impl<T: Serialize + Send + Sync + 'static> Cached<T> {
     /// The wrapped value.
     pub fn value(&self) -> &T {
         &self.value
+    }
+
+    /// Forgets the encodings and the serial of the value held so far and returns it to be
+    /// overwritten in place (its allocations reused): `&mut self` proves nobody else can
+    /// see it.
+    pub fn refill(&mut self) -> &mut T {
+        self.json.take();
+        self.msgpack.take();
+        self.tree.take();
+        self.delta.clear();
+        self.serial = next_serial();
+        &mut self.value
     }
 }
 
@@ -168,6 +220,10 @@ impl<T: Serialize + Send + Sync + 'static> PayloadValue for Cached<T> {
     fn delta_cache(&self) -> &DeltaCache {
         &self.delta
     }
+
+    fn serial(&self) -> u64 {
+        self.serial
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +252,21 @@ mod tests {
         assert_eq!((made.get(), third.as_deref()), (2, Some(&[2][..])), "another base: made anew");
         let again = current.delta_cache().get_or_make(&base, make).unwrap();
         assert_eq!((made.get(), again.as_deref()), (2, Some(&[1][..])), "both bases are kept");
+    }
+
+    #[test]
+    fn a_refilled_payload_is_a_new_base() {
+        let mut base = Arc::new(Cached::new(1_u32, None));
+        let current = Cached::payload(3_u32, None);
+        let as_payload: Payload = base.clone();
+        current.delta_cache().get_or_make(&as_payload, || Ok(Some(vec![1]))).unwrap();
+        assert_eq!(as_payload.json().unwrap(), b"1");
+        drop(as_payload);
+        *Arc::get_mut(&mut base).unwrap().refill() = 2;
+        let as_payload: Payload = base.clone();
+        assert_eq!(as_payload.json().unwrap(), b"2", "the encodings were forgotten");
+        let again = current.delta_cache().get_or_make(&as_payload, || Ok(Some(vec![2]))).unwrap();
+        assert_eq!(again.as_deref(), Some(&[2][..]), "not the patch of the value it held before");
     }
 
     #[test]
