@@ -27,6 +27,7 @@
 //!   (body extractors with the JSON error shape); docs/SECURITY.md lists every limit.
 //! - Errors and ops: [`error`] (the only producer of the JSON error shape, [`ErrorCode`]),
 //!   [`ops`] (health, readiness), [`metrics`] (Prometheus text), [`config`].
+//! - Pages: [`web`] (the demo, the dashboard and the dev start page, embedded).
 
 pub mod auth;
 pub mod body;
@@ -56,6 +57,7 @@ pub mod shard_ws;
 pub mod socket;
 pub mod state;
 pub mod subscription;
+pub mod web;
 
 pub use config::{ApiConfig, Limits, Regions};
 pub use error::{ApiError, ErrorCode};

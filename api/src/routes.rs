@@ -1,7 +1,7 @@
 //! The four routers: the main port (HTTP API, ops endpoints, `/shard`, `/ws`,
-//! `/events`), the shard socket port (`+3`), the sync socket port (`+1`) and the SSE port
-//! (`+2`), with the layers every route shares (CORS, body limit, request counting, the
-//! JSON error shape).
+//! `/events`, the pages of [`crate::web`]), the shard socket port (`+3`), the sync socket
+//! port (`+1`) and the SSE port (`+2`), with the layers every route shares (CORS, body
+//! limit, request counting, the JSON error shape).
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
     ApiConfig, AppState, auth, entities, feeds, lobby, ops, regions, rooms, shard_http, shard_sse,
-    shard_ws,
+    shard_ws, web,
 };
 
 /// The main port's router: HTTP API, ops endpoints and `/shard`.
@@ -51,6 +51,7 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/sync/pull", get(feeds::pull))
         .route("/ws", get(feeds::ws))
         .route("/events", get(feeds::sse))
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), regions::match_owner))
