@@ -460,7 +460,8 @@ async fn sse(server: &TestServer, token: &str, query: &str) -> SseEvents {
     SseEvents::new(r)
 }
 
-/// Two processes of one region sharing the real Postgres and Redis: writes through A,
+/// Two processes of one region sharing the real Postgres and Redis, started at once on a
+/// fresh schema (both set it up): writes through A,
 /// some concurrent, reach B's WebSocket and SSE feed clients, each exactly once and in
 /// `seq` order, and none that B's read policy hides from a client (notes are private to
 /// their owner); `/api/sync/pull` gives the same seqs on both processes; a logout through
@@ -474,10 +475,12 @@ async fn writes_reach_feeds_on_another_process() {
     let manifest = notes_manifest();
     let mut env_a = fleet_env(&db, &bus, &ns, "1");
     env_a.push(("PYLON_MANIFEST", &manifest));
-    let a = TestServer::start(&env_a).await;
     let mut env_b = fleet_env(&db, &bus, &ns, "2");
     env_b.push(("PYLON_MANIFEST", &manifest));
-    let b = TestServer::start(&env_b).await;
+    // Started at once on the fresh schema, as a deploy starts them: both set it up (one
+    // attempt each: a process that fails to start fails the test).
+    let (p_a, p_b) = two_ports();
+    let (a, b) = tokio::join!(TestServer::start_at(p_a, &env_a), TestServer::start_at(p_b, &env_b));
     let ((t1, u1), (t2, u2)) = (a.guest().await, a.guest().await);
     let (mut ws1, _) = connect(&b.sync_url("since=0"), Some(&t1), AuthPath::Header).await;
     let (mut ws2, _) = connect(&b.sync_url("since=0"), Some(&t2), AuthPath::Subprotocol).await;

@@ -40,6 +40,19 @@ struct Launch<'a> {
     port: Option<u16>,
 }
 
+/// A server process until it answers `/health`: killed if dropped before (a test that
+/// panics while another server starts leaves no process behind).
+struct Starting(Option<Child>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A running server process; killed when dropped.
 pub struct TestServer {
     child: Child,
@@ -183,22 +196,26 @@ impl TestServer {
             for (k, v) in env {
                 cmd.env(k, v);
             }
-            let mut child = cmd.spawn().expect("pylon starts");
+            let mut starting = Starting(Some(cmd.spawn().expect("pylon starts")));
             let http = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port raced away: try another
+                if let Some(child) = starting.0.as_mut()
+                    && let Ok(Some(_)) = child.try_wait()
+                {
+                    break; // port raced away (or the start failed): try another
                 }
                 let health = http.get(format!("http://127.0.0.1:{port}/health")).send().await;
-                if health.is_ok_and(|r| r.status() == 200) {
+                if health.is_ok_and(|r| r.status() == 200)
+                    && let Some(child) = starting.0.take()
+                {
                     return Self { child, _gate: gate, data: Some(data), port, http };
                 }
                 assert!(Instant::now() < deadline, "server did not become healthy in 30 s");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        panic!("could not start the server on a free port after 5 attempts");
+        panic!("could not start the server (it exited before answering /health)");
     }
 
     /// The server's process id.

@@ -19,19 +19,25 @@ pub struct PgSessionStore {
 }
 
 impl PgSessionStore {
-    /// Uses `pool` (the entity store's), creating the table if needed.
+    /// Uses `pool` (the entity store's), creating the table if needed, under the schema's
+    /// advisory lock: two processes starting at once on a fresh database would otherwise
+    /// race on `CREATE TABLE IF NOT EXISTS` (Postgres answers one of them with a unique
+    /// violation in its catalog).
     ///
     /// # Errors
     /// Database errors.
     pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await.map_err(pg)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7366871)").execute(&mut *tx).await.map_err(pg)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS pylon_sessions (token_hash BYTEA PRIMARY KEY, user_id TEXT NOT NULL,
                  guest BOOLEAN NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
              CREATE INDEX IF NOT EXISTS pylon_sessions_expiry ON pylon_sessions (expires_at);",
         )
-        .execute(&pool)
+        .execute(&mut *tx)
         .await
         .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(Self { pool, sql: Arc::new(SessionSql::new(&DIALECT)) })
     }
 
