@@ -1,12 +1,15 @@
-//! One arena tick (inputs applied, schedule run, snapshots built for every subscriber) at
-//! 8, 64 and 512 players.
+//! One arena tick of one warm match (its memory in cache) as a tick thread does it, at 8,
+//! 64 and 512 players: every player's input queued raw, then `step_with` (the inputs
+//! decoded and applied, the schedule run, the shared snapshot refilled), then the frame
+//! handed out once per subscriber (`take_snapshots`: the payload and that subscriber's
+//! ack) and the applied stamps drained. Mailboxes are not included (`benches/mailbox.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use pylon_shard::codec::InputPayload;
 use pylon_shard::games::arena::Arena;
-use pylon_shard::{Auth, DynShard, MatchConfig, Shard, SubscriberKey};
+use pylon_shard::{Auth, DynShard, MatchConfig, QueuedInput, Shard, SubscriberKey};
 
 fn arena_with(players: usize) -> (Shard<Arena>, Vec<SubscriberKey>) {
     let params = serde_json::json!({"max_players": players, "time_limit_secs": 1_000_000, "score_limit": u32::MAX});
@@ -27,7 +30,7 @@ fn bench_tick(c: &mut Criterion) {
     let payload = InputPayload::json(&br#"{"dx":0.7,"dy":-0.3}"#[..]);
     for players in [8, 64, 512] {
         let (mut shard, keys) = arena_with(players);
-        let mut out = Vec::new();
+        let mut inputs = Vec::with_capacity(players);
         let mut stamps = Vec::new();
         let mut seq = 0;
         group.bench_with_input(
@@ -37,12 +40,19 @@ fn bench_tick(c: &mut Criterion) {
                 b.iter(|| {
                     seq += 1;
                     for key in &keys {
-                        shard.handle_input(*key, Some(seq), &payload, 0).unwrap();
+                        let payload = payload.clone();
+                        inputs.push(QueuedInput {
+                            key: *key,
+                            client_seq: Some(seq),
+                            payload,
+                            stamp: 0,
+                        });
                     }
-                    shard.step();
-                    shard.drain_outgoing(&mut out);
+                    shard.step_with(&mut inputs);
+                    shard.take_snapshots(&mut |key, frame| {
+                        std::hint::black_box((key, frame));
+                    });
                     shard.drain_applied_stamps(&mut stamps);
-                    out.clear();
                     stamps.clear();
                 });
             },

@@ -64,11 +64,16 @@ struct Node<T> {
 /// `push_reliable`, `close`) at a time, and at most one calls the consumer methods
 /// (`try_recv`, `poll_recv`, `close_consumer`). In pylon the tick thread owning the shard is
 /// the producer and the subscriber's writer task the consumer.
+///
+/// Laid out in declaration order (`repr(C)`): everything a publish reads or writes comes
+/// first, in one cache line (a tick thread publishes to thousands of cold mailboxes per
+/// tick period), then the slots, then what only the consumer or a reliable push uses.
+#[repr(C)]
 pub struct Mailbox<T> {
     flags: AtomicU8,
     /// The shared slot's index | `FRESH`.
     shared: AtomicU8,
-    /// Producer-only: the index of the producer's slot (always empty between calls).
+    /// Producer-only: the index of the producer's slot (empty between calls).
     back: UnsafeCell<u8>,
     /// Consumer-only: the index of the consumer's slot, which holds a snapshot only while
     /// it waits for older ring frames.
@@ -76,9 +81,9 @@ pub struct Mailbox<T> {
     tail: AtomicUsize,
     replaced: AtomicU64,
     waker: AtomicWaker,
+    slots: [UnsafeCell<Option<Node<T>>>; 3],
     head: AtomicUsize,
     ring: Box<[UnsafeCell<Option<Box<T>>>]>,
-    slots: [UnsafeCell<Option<Node<T>>>; 3],
 }
 
 // SAFETY: frames move from the producer to the consumer through atomics with
@@ -113,9 +118,9 @@ impl<T: Send> Mailbox<T> {
             tail: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
             waker: AtomicWaker::new(),
+            slots: [UnsafeCell::new(None), UnsafeCell::new(None), UnsafeCell::new(None)],
             head: AtomicUsize::new(0),
             ring: (0..capacity).map(|_| UnsafeCell::new(None)).collect(),
-            slots: [UnsafeCell::new(None), UnsafeCell::new(None), UnsafeCell::new(None)],
         }
     }
 
@@ -134,8 +139,8 @@ impl<T: Send> Mailbox<T> {
             .with_mut(|slot| unsafe { *slot = Some(Node { frame, ring_tail }) });
         let old = self.shared.swap(back | FRESH, Ordering::AcqRel);
         let result = if old & FRESH != 0 {
-            // The consumer never took it: it is ours again, and dropped at once (its
-            // payload goes back to whoever recycles it).
+            // The consumer never took it: the slot is ours again, and the snapshot in it is
+            // dropped at once, so that its payload can be reused for the next tick.
             drop(self.take_slot(old & INDEX));
             self.replaced.fetch_add(1, Ordering::Relaxed);
             Publish::Replaced

@@ -93,6 +93,36 @@ fn loom_reliable_reclaims_snapshot_under_take() {
     });
 }
 
+/// Two publishes then a reliable push, against a take: the replaced snapshot never comes
+/// out after the newer one, the newest one always does, and every frame is dropped
+/// exactly once.
+#[test]
+fn loom_replaced_snapshot_never_resurfaces() {
+    loom::model(|| {
+        let probe = Arc::new(());
+        let m = Arc::new(Mailbox::new(4));
+        let p = m.clone();
+        let q = probe.clone();
+        let producer = thread::spawn(move || {
+            p.publish_latest((F::Snap(1), q.clone()));
+            p.publish_latest((F::Snap(2), q.clone()));
+            p.push_reliable((F::Rel(3), q)).unwrap();
+        });
+        let mut seen = Vec::new();
+        seen.extend(m.try_recv().map(|(f, _)| f));
+        producer.join().unwrap();
+        while let Some((f, _)) = m.try_recv() {
+            seen.push(f);
+        }
+        let order: Vec<u32> = seen.iter().copied().map(n).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(seen.last(), Some(&F::Rel(3)), "{seen:?}");
+        assert!(seen.contains(&F::Snap(2)), "the newest snapshot is delivered: {seen:?}");
+        drop(m);
+        assert_eq!(Arc::strong_count(&probe), 1, "every frame dropped");
+    });
+}
+
 /// The ordering rule under concurrency: publish S1 then push R2, against a consumer
 /// taking twice and then draining: the order seen is always S1 (if delivered) then R2.
 #[test]
