@@ -9,9 +9,10 @@
 //!
 //! The sync socket also carries presence (`pylon_sync::presence`): the client's
 //! `{"type":"presence",…}` and `{"type":"topic",…}` frames go to the other sockets of
-//! their room or topic, on every process, and theirs come back on this socket. Those
-//! frames are rate limited per socket (over it: close 4429); a refused one is answered
-//! with `{"type":"error","error":{"code","message"}}` and the socket stays open.
+//! their room or topic, on every process, and theirs come back on this socket. Every
+//! frame a client sends counts against `pylon_sync::presence::FRAMES_PER_SEC` (over it:
+//! close 4429); a refused presence frame is answered with
+//! `{"type":"error","error":{"code","message"}}` and the socket stays open.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};

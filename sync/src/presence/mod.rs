@@ -51,8 +51,8 @@ pub const MAX_SOCKETS_PER_SCOPE: usize = 1_000;
 /// Frames waiting to be sent to one socket; past this, presence frames for it are
 /// dropped (counted): presence is the latest state, not a log.
 pub const OUTBOX: usize = 256;
-/// Presence and topic frames one socket may send per second (a burst of twice that);
-/// over it the socket is closed (4429).
+/// Frames a sync socket may send per second, presence, topic and any other (a burst of
+/// twice that); over it the transport closes the socket (4429).
 pub const FRAMES_PER_SEC: u32 = 30;
 
 /// A room (presence frames; the empty name is the default room) or a topic.
