@@ -8,8 +8,27 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { colourFor } from "../common/dom.js";
 
-const AXIS = { stroke: "#8b949e", grid: { stroke: "#222b3a", width: 1 }, ticks: { stroke: "#222b3a", width: 1 } };
+const AXIS = {
+  stroke: "#8b949e",
+  font: "11px system-ui, sans-serif",
+  grid: { stroke: "#222b3a", width: 1 },
+  ticks: { stroke: "#222b3a", width: 1 },
+};
 const HEIGHT = 180;
+/** Width of the value axis: room for `999.9 kB/s`. */
+const Y_AXIS_SIZE = 78;
+/** Steps of an axis that counts things: whole numbers only. */
+const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7, 1e8, 1e9];
+
+/** Steps of the time axis, in seconds. */
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
+
+/** Unix seconds as the local wall clock, `14:03:07`. */
+function clock(secs: number): string {
+  const d = new Date(secs * 1000);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
 
 function widthOf(node: HTMLElement): number {
   return Math.max(240, Math.floor(node.clientWidth));
@@ -34,9 +53,14 @@ export class TimeChart {
   private chart: uPlot | null = null;
   private labels = "";
 
+  /**
+   * @param format how values are written on the axis
+   * @param whole the values are counts: the axis steps by whole numbers
+   */
   constructor(
     private readonly container: HTMLElement,
     private readonly format: (v: number) => string,
+    private readonly whole = false,
   ) {
     follow(container, () => this.chart);
   }
@@ -61,11 +85,16 @@ export class TimeChart {
         width: widthOf(this.container),
         height: HEIGHT,
         cursor: { drag: { x: false, y: false } },
-        legend: { live: true },
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+        legend: { live: false },
+        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
         axes: [
-          { ...AXIS },
-          { ...AXIS, size: 64, values: (_u, splits) => splits.map((v) => fmt(v)) },
+          { ...AXIS, incrs: TIME_STEPS, values: (_u, splits) => splits.map(clock) },
+          {
+            ...AXIS,
+            size: Y_AXIS_SIZE,
+            values: (_u, splits) => splits.map((v) => fmt(v)),
+            ...(this.whole ? { incrs: WHOLE_STEPS } : {}),
+          },
         ],
         series: [
           {},
@@ -73,7 +102,6 @@ export class TimeChart {
             label: l.label,
             stroke: l.colour ?? colourFor(l.label),
             width: 1.5,
-            value: (_u: uPlot, v: number | null) => (v === null ? "–" : fmt(v)),
           })),
         ],
       },
@@ -111,21 +139,25 @@ export class BucketChart {
         width: widthOf(this.container),
         height: HEIGHT,
         cursor: { drag: { x: false, y: false } },
-        legend: { live: true },
+        legend: { live: false },
         scales: {
           x: { time: false, range: () => [-0.5, labels.length - 0.5] },
-          y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
+          y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] },
         },
         axes: [
           {
             ...AXIS,
             splits: () => xs,
-            values: (_u, splits) => splits.map((i) => this.labels[i] ?? ""),
+            // Every other label when they would not fit side by side.
+            values: (u, splits) => {
+              const thin = u.width / Math.max(1, this.labels.length) < 42;
+              return splits.map((i) => (thin && i % 2 === 1 ? "" : (this.labels[i] ?? "")));
+            },
           },
-          { ...AXIS, size: 64 },
+          { ...AXIS, size: Y_AXIS_SIZE, incrs: WHOLE_STEPS },
         ],
         series: [
-          { value: (_u, i) => (i === null ? "–" : (this.labels[i] ?? "")) },
+          {},
           { label: seriesLabel, stroke: "#58a6ff", fill: "rgba(88,166,255,.45)", ...(bars ? { paths: bars } : {}) },
         ],
       },

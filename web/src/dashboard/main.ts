@@ -69,13 +69,13 @@ const tiles = {
 };
 
 const charts = {
-  matches: new TimeChart(byId("c-matches"), (v) => formatCount(v)),
-  clients: new TimeChart(byId("c-clients"), (v) => formatCount(v)),
+  matches: new TimeChart(byId("c-matches"), (v) => formatCount(v), true),
+  clients: new TimeChart(byId("c-clients"), (v) => formatCount(v), true),
   frames: new TimeChart(byId("c-frames"), (v) => `${formatCount(v)}/s`),
   bytes: new TimeChart(byId("c-bytes"), (v) => `${formatBytes(v)}/s`),
   lateness: new BucketChart(byId("c-lateness")),
-  feeds: new TimeChart(byId("c-feeds"), (v) => formatCount(v)),
-  queues: new TimeChart(byId("c-queues"), (v) => formatCount(v)),
+  feeds: new TimeChart(byId("c-feeds"), (v) => (Number.isInteger(v) ? formatCount(v) : v.toFixed(1)), false),
+  queues: new TimeChart(byId("c-queues"), (v) => formatCount(v), true),
 };
 const matchmakerPanel = byId("p-matchmaker");
 const queueTable = byId<HTMLTableSectionElement>("mm-rows");
@@ -275,7 +275,7 @@ function renderLateness(m: Metrics): void {
   const before = readingAgo(LATENESS_WINDOW_SECS);
   const old: Histogram | null = before && before !== readings.at(-1) ? histogram(before.m, "pylon_tick_lateness_seconds") : null;
   const counts = bucketCounts(now, old);
-  const labels = now.le.map((le) => (le === Infinity ? "more" : `≤${formatMs(le * 1000)}`));
+  const labels = now.le.map(shortBound);
   charts.lateness.update(labels, counts, "ticks");
   const n = counts.reduce((a, b) => a + b, 0);
   const p50 = quantile(now.le, counts, 0.5);
@@ -287,6 +287,14 @@ function renderLateness(m: Metrics): void {
     `${formatCount(n)} ticks ${span ? `in the last ${span} s` : "since start"} · p50 ${fmt(p50)} · p99 ${fmt(p99)}`,
   );
   setText(tiles.lateness, fmt(p99));
+}
+
+/** A bucket bound in seconds, short: `10µs`, `2.5ms`, `+Inf`. */
+function shortBound(le: number): string {
+  if (le === Infinity) return "+Inf";
+  if (le < 1e-3) return `${Math.round(le * 1e6)}µs`;
+  if (le < 1) return `${Number((le * 1e3).toPrecision(3))}ms`;
+  return `${Number(le.toPrecision(3))}s`;
 }
 
 /** The matchmaker's families (`pylon_matchmaker_*`): gauges charted, everything listed. */
@@ -351,7 +359,9 @@ function renderMatches(): void {
   gamesSummary.replaceChildren(
     ...[...byGame.entries()]
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([game, g]) => el("span", { class: "chip" }, `${game}: ${g.matches} matches, ${g.subscribers} subscribers`)),
+      .map(([game, g]) =>
+        el("span", { class: "chip" }, `${game}: ${plural(g.matches, "match", "matches")}, ${plural(g.subscribers, "subscriber", "subscribers")}`),
+      ),
   );
   const sorted = [...matches].sort((a, b) => a.game.localeCompare(b.game) || b.subscribers - a.subscribers || (a.id < b.id ? -1 : 1));
   matchesBody.replaceChildren(
@@ -375,8 +385,12 @@ function renderMatches(): void {
       ? "No match is running."
       : matches.length > MAX_ROWS
         ? `Showing ${MAX_ROWS} of ${formatCount(matches.length)} matches.`
-        : `${formatCount(matches.length)} matches.`,
+        : `${plural(matches.length, "match", "matches")}.`,
   );
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
 }
 
 declare global {
@@ -395,6 +409,7 @@ window.__pylonDashboard = {
       error: metricsError ?? lastError,
       games: m ? byLabel(m, "pylon_matches", "game") : {},
       subscribers: m ? total(m, "pylon_subscribers") : null,
+      syncSockets: m ? total(m, "pylon_presence_sockets") : null,
       matches: matches.map((x) => ({ id: x.id, game: x.game, subscribers: x.subscribers, tick: x.tick })),
       chartsDrawn: Object.values(charts).filter((c) => c.drawn).length,
       latenessTicks: m ? (histogram(m, "pylon_tick_lateness_seconds")?.count ?? 0) : 0,

@@ -54,16 +54,19 @@ export interface Seated {
 
 /**
  * A seat in an arena match for `session`: the matchmaker, else join-or-create when the
- * server has no matchmaker route (404). `onQueued` is called once a ticket is queued.
+ * server has no matchmaker route (404 `NOT_FOUND`; any other refusal is the answer).
+ * `onQueued` is called once a ticket is queued. `fetch` defaults to the global one.
  */
 export async function findSeat(
   baseUrl: string,
   session: GuestSession,
   signal: AbortSignal,
   onQueued: (ticketId: string) => void,
+  fetch?: typeof globalThis.fetch,
 ): Promise<Seated> {
+  const http = { baseUrl, token: session.token, ...(fetch ? { fetch } : {}) };
   try {
-    const m = await findMatch({ baseUrl, token: session.token, game: "arena", signal, onQueued, timeoutMs: 120_000 });
+    const m = await findMatch({ ...http, game: "arena", signal, onQueued, timeoutMs: 120_000 });
     return {
       path: "matchmaker",
       seat: { matchId: m.shardId, sid: m.sid || session.user_id, token: session.token, wsUrl: m.wsUrl || null },
@@ -71,7 +74,7 @@ export async function findSeat(
   } catch (e) {
     if (!(e instanceof PylonError) || e.status !== 404 || e.code !== "NOT_FOUND") throw e;
   }
-  const joined = await requestJson<{ id: string }>({ baseUrl, token: session.token }, "POST", "/api/shards/join-or-create", {
+  const joined = await requestJson<{ id: string }>(http, "POST", "/api/shards/join-or-create", {
     body: { game: "arena" },
     signal,
   });

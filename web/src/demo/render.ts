@@ -87,7 +87,10 @@ function drawPlayer(ctx: CanvasRenderingContext2D, p: ArenaPlayer, me: boolean, 
   ctx.fillStyle = "#c9d1d9";
   ctx.font = `${13 / scale}px system-ui, sans-serif`;
   ctx.textAlign = "center";
-  ctx.fillText(`${me ? "you" : shortId(p.id)} · ${p.score}`, p.x, p.y - PLAYER_RADIUS - 6);
+  // Labels stay inside the field, also for players at its edges.
+  const labelX = Math.max(60, Math.min(FIELD_SIZE - 60, p.x));
+  const labelY = p.y - PLAYER_RADIUS - 6 < 20 ? p.y + PLAYER_RADIUS + 18 : p.y - PLAYER_RADIUS - 6;
+  ctx.fillText(`${me ? "you" : shortId(p.id)} · ${p.score}`, labelX, labelY);
 }
 
 /** The last characters of a guest id (`guest_…`), enough to tell players apart. */
