@@ -75,7 +75,9 @@ Environment (defaults in brackets; README, Configuration, says more):
     PYLON_MAX_MATCHES [20000]         running matches in the process
   Regions and fleet
     PYLON_REGION [local]         this region (match ids start with it)
+    PYLON_INSTANCE               this process's instance in its region (ids eu_2-...)
     PYLON_REGIONS                eu=https://eu.example.com,us=https://us.example.com
+    PYLON_REGION_WS_URLS         shard socket URLs for GET /api/regions, when not derived
     PYLON_CLUSTER_BUS            redis://... shares feeds, presence, logouts
     PYLON_CLUSTER_NAMESPACE [pylon]  channel prefix on a shared Redis
   Limits

@@ -34,13 +34,13 @@ pub(crate) async fn serve(
     dev: DevManifest,
     version: &'static str,
 ) -> anyhow::Result<()> {
-    // First: an unreachable bus refuses the start before anything else happens.
-    let bus = pylon_api::cluster::connect(config.cluster_bus.as_deref(), &config.cluster_namespace)
-        .await
-        .context("PYLON_CLUSTER_BUS")?;
     let loaded = setup::load_manifest(&config, dev).await?;
     let store = setup::open_store(&config, loaded.manifest).await?;
     let sessions = setup::open_sessions(&config, &store).await?;
+    // Before listening: an unreachable bus refuses the start (logs the instance id).
+    let bus = pylon_api::cluster::connect(config.cluster_bus.as_deref(), &config.cluster_namespace)
+        .await
+        .context("PYLON_CLUSTER_BUS")?;
     let (policies, warnings) = Policies::compile(store.manifest(), config.dev_mode);
     for warning in warnings {
         tracing::warn!("{warning}");
