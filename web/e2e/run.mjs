@@ -305,6 +305,8 @@ async function main() {
       assert(sa.matchId === sb.matchId, `the pages landed in different matches: ${sa.matchId} and ${sb.matchId}`);
       assert(sa.path === expectedPath && sb.path === expectedPath, `seated by ${sa.path} and ${sb.path}, expected ${expectedPath}`);
       assert(sa.transport === "websocket" && sb.transport === "websocket", `transports ${sa.transport}, ${sb.transport}`);
+      // pickRegion measured this server's region through GET /api/regions and its /health.
+      assert(sa.region === "local" && typeof sa.latencies.local === "number", `page A's region ${sa.region}, latencies ${JSON.stringify(sa.latencies)}`);
       ctx.match = sa.matchId;
       ctx.a = a;
       ctx.b = b;
@@ -326,7 +328,7 @@ async function main() {
       await a.screenshot({ path: join(args.screenshots, "demo.png") });
       await a.evaluate(() => window.__pylonDemo.release());
       await b.evaluate(() => window.__pylonDemo.release());
-      return `match ${ctx.match} via ${sa.path}; B saw A move ${moved} units; input->ack ${after.latency.avgMs?.toFixed(1)} ms, ${after.stats.deltas} deltas`;
+      return `match ${ctx.match} via ${sa.path} in region ${sa.region}; B saw A move ${moved} units; input->ack ${after.latency.avgMs?.toFixed(1)} ms, ${after.stats.deltas} deltas`;
     });
 
     await scenario("sse", async () => {

@@ -194,6 +194,8 @@ describe("demo seating", () => {
 
   test("the matchmaker: a ticket, the pushed assignment, its sid and socket URL", async () => {
     const { f, calls } = fakeFetch({
+      "GET /api/regions": () => json(200, [{ region: "local", url: "http://h:1", ws_url: "ws://h:1/shard" }]),
+      "GET /health": () => json(200, { status: "ok" }),
       "POST /api/matchmaker/tickets": () => json(201, { ticket_id: "tk1", status: "queued" }),
       "GET /api/matchmaker/tickets/tk1/events": () =>
         new Response('event: matched\ndata: {"status":"matched","shard_id":"local-m1","region":"local","ws_url":"ws://h:1/shard","sid":"guest_1"}\n\n', {
@@ -205,8 +207,12 @@ describe("demo seating", () => {
     assert.equal(seated.path, "matchmaker");
     assert.deepEqual(seated.seat, { matchId: "local-m1", sid: "guest_1", token: "t0ken", wsUrl: "ws://h:1/shard" });
     assert.deepEqual(queued, ["tk1"]);
-    assert.deepEqual(JSON.parse(calls[0].body), { game: "arena" });
-    assert.equal(calls[0].auth, "Bearer t0ken");
+    assert.equal(seated.region, "local");
+    const ticket = calls.find((c) => c.key === "POST /api/matchmaker/tickets");
+    const body = JSON.parse(ticket.body);
+    assert.equal(body.game, "arena");
+    assert.deepEqual(Object.keys(body.latencies), ["local"], "the measured latencies go with the ticket");
+    assert.equal(ticket.auth, "Bearer t0ken");
     assert.ok(!calls.some((c) => c.key.includes("join-or-create")), "no fallback when the matchmaker answers");
   });
 
@@ -217,7 +223,10 @@ describe("demo seating", () => {
     const seated = await queue.findSeat("http://h:1", session, new AbortController().signal, () => {}, f);
     assert.equal(seated.path, "join-or-create");
     assert.deepEqual(seated.seat, { matchId: "local-j1", sid: "guest_1", token: "t0ken", wsUrl: null });
-    assert.deepEqual(calls.map((c) => c.key), ["POST /api/matchmaker/tickets", "POST /api/shards/join-or-create"]);
+    // No regions route either here: the ticket goes without latencies.
+    assert.deepEqual(calls.map((c) => c.key), ["GET /api/regions", "POST /api/matchmaker/tickets", "POST /api/shards/join-or-create"]);
+    assert.equal(JSON.parse(calls[1].body).latencies, undefined);
+    assert.equal(seated.region, null);
   });
 
   test("any other refusal of the matchmaker is the answer, not a reason to fall back", async () => {
@@ -225,6 +234,6 @@ describe("demo seating", () => {
       "POST /api/matchmaker/tickets": () => json(409, { error: { code: "CONFLICT", message: "a ticket is open" } }),
     });
     await assert.rejects(queue.findSeat("http://h:1", session, new AbortController().signal, () => {}, f), { code: "CONFLICT" });
-    assert.equal(calls.length, 1);
+    assert.ok(!calls.some((c) => c.key.includes("join-or-create")));
   });
 });

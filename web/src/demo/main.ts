@@ -31,6 +31,7 @@ const hud = {
   transport: byId("hud-transport"),
   match: byId("hud-match"),
   path: byId("hud-path"),
+  region: byId("hud-region"),
   tick: byId("hud-tick"),
   ping: byId("hud-ping"),
   ack: byId("hud-ack"),
@@ -49,6 +50,8 @@ let path: SeatPath | null = null;
 let matchId: string | null = null;
 let me = "";
 let ticket: string | null = null;
+let region: string | null = null;
+let latencies: Record<string, number> = {};
 let link: GameLink | null = null;
 let tickRateHz = 20;
 let outcome: ArenaOutcome | null = null;
@@ -97,6 +100,8 @@ async function start(): Promise<void> {
     queueing = null;
     path = seated.path;
     seat = seated.seat;
+    region = seated.region;
+    latencies = seated.latencies;
   }
   me = seat.sid;
   matchId = seat.matchId;
@@ -219,6 +224,8 @@ function updateHud(): void {
   setText(hud.transport, link?.transport ?? "–");
   setText(hud.match, matchId ?? "–");
   setText(hud.path, path ?? "–");
+  const measured = region !== null ? latencies[region] : undefined;
+  setText(hud.region, region === null ? "–" : measured !== undefined ? `${region} (${formatMs(measured)})` : region);
   setText(hud.tick, link ? String(link.tick) : "–");
   setText(hud.ping, formatMs(pingMs));
   const lat = link?.latency;
@@ -293,6 +300,8 @@ function snapshot() {
     mode: cfg.mode,
     path,
     ticket,
+    region,
+    latencies,
     matchId,
     me,
     transport: link?.transport ?? null,

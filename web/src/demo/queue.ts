@@ -1,12 +1,14 @@
 /**
  * Getting the demo a seat: a guest session (kept in this tab's sessionStorage, so a
- * reload plays on as the same player and the server resumes its subscription), then a
- * match through the matchmaker (`findMatch`). A server without the matchmaker answers its
- * ticket route with 404; the demo then asks `POST /api/shards/join-or-create`, which
- * seats it in the fullest listed arena match with a free seat, or a new one.
+ * reload plays on as the same player and the server resumes its subscription), the
+ * latency to every region (`pickRegion`: `GET /api/regions`, then each region's
+ * `/health`), then a match through the matchmaker (`findMatch`, with those latencies). A
+ * server without the matchmaker answers its ticket route with 404; the demo then asks
+ * `POST /api/shards/join-or-create`, which seats it in the fullest listed arena match with
+ * a free seat, or a new one.
  */
 
-import { type GuestSession, PylonError, findMatch, guestSession, requestJson } from "@pylon/client";
+import { type GuestSession, PylonError, findMatch, guestSession, pickRegion, requestJson } from "@pylon/client";
 import type { Seat } from "./options.js";
 
 /** How the seat was found (the HUD shows it; the E2E asserts it). */
@@ -50,6 +52,10 @@ function readKept(): GuestSession | null {
 export interface Seated {
   seat: Seat;
   path: SeatPath;
+  /** The match's region (the matchmaker's answer, else the fastest region measured), or `null`. */
+  region: string | null;
+  /** Round trips to each region's `/health` in ms (empty when the regions could not be read). */
+  latencies: Record<string, number>;
 }
 
 /**
@@ -65,11 +71,24 @@ export async function findSeat(
   fetch?: typeof globalThis.fetch,
 ): Promise<Seated> {
   const http = { baseUrl, token: session.token, ...(fetch ? { fetch } : {}) };
+  // Regions are a preference: without them the matchmaker uses this server's own.
+  const choice = await pickRegion({ ...http, probes: 2, timeoutMs: 1500 }).catch(() => null);
+  const latencies = choice?.latencies ?? {};
+  const region = choice?.region ?? null;
   try {
-    const m = await findMatch({ ...http, game: "arena", signal, onQueued, timeoutMs: 120_000 });
+    const m = await findMatch({
+      ...http,
+      game: "arena",
+      signal,
+      onQueued,
+      timeoutMs: 120_000,
+      ...(Object.keys(latencies).length ? { latencies } : {}),
+    });
     return {
       path: "matchmaker",
       seat: { matchId: m.shardId, sid: m.sid || session.user_id, token: session.token, wsUrl: m.wsUrl || null },
+      region: m.region || region,
+      latencies,
     };
   } catch (e) {
     if (!(e instanceof PylonError) || e.status !== 404 || e.code !== "NOT_FOUND") throw e;
@@ -78,5 +97,10 @@ export async function findSeat(
     body: { game: "arena" },
     signal,
   });
-  return { path: "join-or-create", seat: { matchId: joined.id, sid: session.user_id, token: session.token, wsUrl: null } };
+  return {
+    path: "join-or-create",
+    seat: { matchId: joined.id, sid: session.user_id, token: session.token, wsUrl: null },
+    region,
+    latencies,
+  };
 }
