@@ -128,3 +128,25 @@ async fn write_result(
         Err(e) => tracing::error!(shard = %id, error = %e, "writing the MatchResult row failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process resumes only the saved matches with its own prefix: its region's bare
+    /// prefix is another process's when it runs as an instance.
+    #[test]
+    fn restores_only_its_own_prefix() {
+        let saved = |ids: &[&str]| -> Vec<(String, String)> {
+            ids.iter().map(|id| ((*id).to_owned(), String::new())).collect()
+        };
+        let all = saved(&["eu-a", "eu_1-b", "eu_2-c", "us-d", "eux-e", "odd"]);
+        let ids = |regions: &crate::Regions| -> Vec<String> {
+            restorable(regions, all.clone()).into_iter().map(|(id, _)| id).collect()
+        };
+        let eu = crate::Regions { local: "eu".into(), ..crate::Regions::default() };
+        assert_eq!(ids(&eu), ["eu-a"]);
+        let eu2 = crate::Regions { instance: Some("2".into()), ..eu };
+        assert_eq!(ids(&eu2), ["eu_2-c"]);
+    }
+}
