@@ -119,7 +119,7 @@ impl TickPool {
             inbox.metrics.load.fetch_sub(load, Ordering::Relaxed);
             return Err(e);
         }
-        Ok(ShardHandle { id, inbox: inbox.clone(), status, clock: self.clock.clone() })
+        Ok(ShardHandle { id, hz, inbox: inbox.clone(), status, clock: self.clock.clone() })
     }
 
     /// Each thread's metrics, in thread order.
@@ -197,6 +197,9 @@ fn run_thread(
 #[derive(Clone)]
 pub struct ShardHandle {
     id: ShardId,
+    /// The shard's tick rate (fixed at creation; kept here so that an input does not read
+    /// the status block, a cache miss per input on the I/O side).
+    hz: u32,
     inbox: Arc<Inbox>,
     status: Arc<ShardStatus>,
     clock: Arc<dyn Clock>,
@@ -274,7 +277,7 @@ impl ShardHandle {
         payload: InputPayload,
         receipt: Option<InputReceipt>,
     ) -> Result<(), SendError> {
-        let urgent = self.status.tick_rate_hz() == 0;
+        let urgent = self.hz == 0;
         let sent_at_ns = self.clock.now_ns();
         let command =
             Command::Input { shard: self.id, from, client_seq, payload, sent_at_ns, receipt };

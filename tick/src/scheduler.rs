@@ -205,6 +205,12 @@ impl Entry {
         );
     }
 
+    fn prefetch_mailboxes(&self) {
+        for sub in &self.subs {
+            prefetch(Arc::as_ptr(&sub.mailbox).cast(), size_of::<Mailbox<Outgoing>>());
+        }
+    }
+
     /// Whether an event-driven shard has something to step for.
     fn wants_step(&self) -> bool {
         !self.inputs.is_empty() || self.shard.wants_step()
@@ -269,6 +275,15 @@ impl Shards {
         prefetch(entry.inputs.as_ptr().cast(), size_of_val(entry.inputs.as_slice()));
         prefetch(entry.subs.as_ptr().cast(), size_of_val(entry.subs.as_slice()));
         prefetch(Arc::as_ptr(&entry.status).cast(), size_of::<ShardStatus>());
+    }
+
+    /// Starts loading a shard's mailboxes (the last stage: it reads the subscriber list,
+    /// which the previous stage loaded).
+    fn prefetch_mailboxes(&self, id: ShardId) {
+        if let Some(entry) = self.index.get(&id).and_then(|&slot| self.entries.get(slot)?.as_ref())
+        {
+            entry.prefetch_mailboxes();
+        }
     }
 
     fn insert(&mut self, entry: Entry) {
@@ -566,9 +581,10 @@ impl Scheduler {
     ///
     /// Thousands of matches share a thread, so each one's memory has left the caches by its
     /// next tick. The shards due are taken first, then stepped in order while the memory
-    /// of the next ones is prefetched: the record of the one two ahead, and the shard,
-    /// inputs and subscribers of the next (whose record arrived meanwhile). Their loads
-    /// overlap the current step instead of stalling the next one.
+    /// of the next ones is prefetched in stages, each reading only what the stage before
+    /// loaded one step earlier: the record of the shard three ahead; the shard, inputs,
+    /// subscriber list and status of the one two ahead; the mailboxes of the next. Their
+    /// loads overlap the current step instead of stalling the next ones.
     pub fn run_due(&mut self, now: u64) {
         let mut due = std::mem::take(&mut self.due);
         while let Some(&Reverse((deadline, id))) = self.heap.peek() {
@@ -579,11 +595,14 @@ impl Scheduler {
             due.push((deadline, id));
         }
         for (i, &(deadline, id)) in due.iter().enumerate() {
-            if let Some(&(_, ahead)) = due.get(i + 2) {
+            if let Some(&(_, ahead)) = due.get(i + 3) {
                 self.shards.prefetch_entry(ahead);
             }
+            if let Some(&(_, ahead)) = due.get(i + 2) {
+                self.shards.prefetch_step(ahead);
+            }
             if let Some(&(_, next)) = due.get(i + 1) {
-                self.shards.prefetch_step(next);
+                self.shards.prefetch_mailboxes(next);
             }
             self.run_fixed(id, deadline, now);
         }
@@ -798,10 +817,9 @@ fn answer_receipts(ctx: &Ctx, entry: &mut Entry) {
 /// subscriber's ack beside it) into the latest slots, then the reliable frames. Drops
 /// subscribers whose writer is gone or whose reliable queue overflowed.
 fn deliver(ctx: &mut Ctx, entry: &mut Entry) {
-    // The mailboxes are cold: load them all at once rather than one after another.
-    for sub in &entry.subs {
-        prefetch(Arc::as_ptr(&sub.mailbox).cast(), size_of::<Mailbox<Outgoing>>());
-    }
+    // Cold mailboxes (no pass ahead loaded them): load them all at once rather than one
+    // after another. Lines already loaded make this a few no-op instructions.
+    entry.prefetch_mailboxes();
     let Entry { shard, subs, .. } = entry;
     let mut next = 0;
     shard.take_snapshots(&mut |key: SubscriberKey, frame: SnapshotFrame| {
