@@ -79,6 +79,9 @@ pub struct ArenaConfig {
     pub token: Option<String>,
     /// The server's pid, to report its CPU and RSS.
     pub server_pid: Option<u32>,
+    /// Where the shard sockets are: `ws://host:port/` (the shard port, default: the main
+    /// port + 3) or `ws://host:port/shard` (the single-port shape behind one proxy).
+    pub shard_url: Option<String>,
 }
 
 #[derive(Default)]
@@ -173,15 +176,21 @@ async fn connect_bots(
     ids: &[String],
     shared: &Arc<Shared>,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Latency)> {
-    let (host, port) = crate::report::host_port(base)?;
-    let ws_base = format!("ws://{host}:{}", port + 3);
+    let ws_base = match &config.shard_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let (host, port) = crate::report::host_port(base)?;
+            format!("ws://{host}:{}", port + 3)
+        }
+    };
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut pending = Vec::with_capacity(config.bots);
     for i in 0..config.bots {
         let (token, user) = guest(http, base, config.token.as_deref()).await?;
         let query = config.mode.query();
         let url = format!(
-            "{ws_base}/?shard={}&sid={user}{}{query}",
+            "{ws_base}{}?shard={}&sid={user}{}{query}",
+            path_sep(&ws_base),
             ids[i / config.players.max(1)],
             if query.is_empty() { "" } else { "&" },
         );
@@ -276,6 +285,12 @@ async fn create_match(
 }
 
 pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// `/` after a bare `ws://host:port`, nothing after a URL that has a path (`…/shard`).
+fn path_sep(base: &str) -> &'static str {
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    if rest.contains('/') { "" } else { "/" }
+}
 
 /// The loopback source address of socket `i` when spreading over `n` (0 or 1: `None`, the
 /// OS picks): 127.0.0.1, 127.0.0.2, … 127.0.0.n, round robin.

@@ -78,6 +78,10 @@ enum Scenario {
         /// Spread sockets over 127.0.0.1 .. 127.0.0.N.
         #[arg(long, default_value_t = 1)]
         source_ips: u8,
+        /// Where the shard sockets are, when not on the main port + 3: e.g.
+        /// `ws://127.0.0.1:8080/shard` behind a proxy that serves one port.
+        #[arg(long)]
+        shard_url: Option<String>,
     },
     /// A CRUD mix on the entity API at a fixed concurrency.
     Entities {
@@ -166,7 +170,7 @@ fn token(common: &Common) -> anyhow::Result<String> {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.scenario {
-        Scenario::Arena { common, bots, game, warmup, mode, source_ips } => {
+        Scenario::Arena { common, bots, game, warmup, mode, source_ips, shard_url } => {
             let GameLoad { players, hz, input_hz } = game;
             anyhow::ensure!(bots > 0 && players > 0, "--bots and --players must be positive");
             let config = ArenaConfig {
@@ -181,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 source_ips,
                 token: common.token.clone(),
                 server_pid: common.server_pid,
+                shard_url,
             };
             let figures = rt.block_on(arena::run(&config))?;
             finish("arena", &common, &figures)
