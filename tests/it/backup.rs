@@ -132,15 +132,6 @@ async fn migrate_after_dev_uses_the_same_manifest() {
     assert!(stdout.contains("up to date"), "{stdout}");
 
     let serve = TestServer::start_in(data, &[]).await;
-    let page: Value = serve
-        .http
-        .get(serve.url("/api/entities/Player"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = serve.get_json("/api/entities/Player", ADMIN).await;
     assert_eq!(page["count"], 1, "{page}");
 }

@@ -146,31 +146,15 @@ async fn feed_socket_refusals_are_close_frames() {
 }
 
 async fn pull_cursor(server: &TestServer, token: &str) -> u64 {
-    let page: Value = server
-        .http
-        .get(server.url("/api/sync/pull?limit=1000"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = server.get_json("/api/sync/pull?limit=1000", token).await;
     page["cursor"]["last_seq"].as_u64().unwrap()
 }
 
 async fn insert_note(server: &TestServer, token: &str, owner: &str, text: &str) -> String {
     let note = json!({"owner": owner, "text": text});
-    let res = server
-        .http
-        .post(server.url("/api/entities/Note"))
-        .bearer_auth(token)
-        .json(&note)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    let (status, body) = server.post_json("/api/entities/Note", token, &note).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
 }
 
 /// pylon's sync engine pulls, then opens the feed socket without a cursor; rows written

@@ -245,17 +245,22 @@ impl TestServer {
     /// tests that sign in many guests are not refused by the per-address guest limit
     /// (`limits.rs` tests that limit with plain requests).
     pub async fn guest(&self) -> (String, String) {
-        let reply: Value = self
-            .http
-            .post(self.url("/api/auth/guest"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reply = self.post_json("/api/auth/guest", ADMIN, &json!({})).await.1;
         (reply["token"].as_str().unwrap().to_owned(), reply["user_id"].as_str().unwrap().to_owned())
+    }
+
+    /// `GET path` with `token`: the JSON answer (panics on anything but JSON).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let res = self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
+    /// `POST path` with `token` and a JSON body: (status, JSON answer or null).
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let res =
+            self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
     }
 
     /// Creates a match of `game` with `params` as `token`; returns its id.
