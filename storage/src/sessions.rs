@@ -96,6 +96,9 @@ pub(crate) struct SessionSql {
     pub revoke: String,
     /// Deletes the sessions expired at parameter 1.
     pub purge: String,
+    /// One row when user parameter 1 has a session valid after parameter 2 (by the
+    /// `pylon_sessions_user` index).
+    pub user_live: String,
 }
 
 impl SessionSql {
@@ -115,6 +118,11 @@ impl SessionSql {
             ),
             revoke: format!("DELETE FROM pylon_sessions WHERE token_hash = {}", m(1)),
             purge: format!("DELETE FROM pylon_sessions WHERE expires_at <= {}", m(1)),
+            user_live: format!(
+                "SELECT 1 FROM pylon_sessions WHERE user_id = {} AND expires_at > {} LIMIT 1",
+                m(1),
+                m(2)
+            ),
         }
     }
 }

@@ -266,6 +266,16 @@ impl Sessions {
         forward!(self, s => s.resolve(token, now).await)
     }
 
+    /// Whether user `user_id` has a session valid at `now` (the matchmaker checks that
+    /// every party member is a real, signed-in player). By the `pylon_sessions_user`
+    /// index.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn user_has_session(&self, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        forward!(self, s => s.user_has_session(user_id, now).await)
+    }
+
     /// Revokes the session of `token`; whether one existed.
     ///
     /// # Errors

@@ -468,7 +468,8 @@ async fn migrations_refuse_data_loss(place: Place) {
 }
 
 /// Postgres: sessions live beside the entities when `DATABASE_URL` is Postgres; the same
-/// lifecycle as the SQLite session store (resolve, expiry, revoke, purge).
+/// lifecycle as the SQLite session store (resolve, expiry, revoke, purge, and whether a
+/// user has a live session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sessions() {
     let Some(place) = postgres_place("sessions").await else { return };
@@ -480,12 +481,17 @@ async fn postgres_sessions() {
     let new = sessions.create_guest(1_000, 60).await.unwrap();
     assert_eq!(sessions.resolve(&new.token, 1_059).await.unwrap(), Some(new.session.clone()));
     assert_eq!(sessions.resolve(&new.token, 1_060).await.unwrap(), None, "expired");
+    let user = new.session.user_id.clone();
+    assert!(sessions.user_has_session(&user, 1_059).await.unwrap());
+    assert!(!sessions.user_has_session(&user, 1_060).await.unwrap(), "expired");
+    assert!(!sessions.user_has_session("guest_nobody", 1_000).await.unwrap());
     assert_eq!(sessions.resolve("nope", 1_000).await.unwrap(), None);
     let other = sessions.create_guest(1_000, 5).await.unwrap();
     assert_eq!(sessions.purge_expired(1_010).await.unwrap(), 1);
     assert_eq!(sessions.resolve(&other.token, 1_000).await.unwrap(), None);
     assert!(sessions.revoke(&new.token).await.unwrap());
     assert!(!sessions.revoke(&new.token).await.unwrap());
+    assert!(!sessions.user_has_session(&user, 1_000).await.unwrap(), "revoked");
     sessions.ping().await.unwrap();
     sessions.flush().await.unwrap();
 }

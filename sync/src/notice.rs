@@ -1,19 +1,27 @@
 //! [`Notice`]: what one process tells the others on the cluster bus's notification
 //! channel (`Kind::Notification`), as JSON tagged by `type`.
 //!
-//! Today: a session ended by logout (`{"type":"session_ended","session":"<hex SHA-256 of
-//! the token>"}`), so that every process closes that session's live sockets and streams.
-//! The matchmaker's assignments join this enum. A receiver that does not know a notice's
-//! type (a newer process in a mixed fleet) ignores it.
+//! - A session ended by logout (`{"type":"session_ended","session":"<hex SHA-256 of the
+//!   token>"}`), so that every process closes that session's live sockets and streams.
+//! - A match made by the matchmaker is ready (`{"type":"match_ready","assignment":{…}}`,
+//!   the committed [`Assignment`], its `match_key` the created match's id), so that every
+//!   process pushes it to its own waiters (the ticket's SSE streams, the players' sync
+//!   sockets).
+//!
+//! A receiver that does not know a notice's type (a newer process in a mixed fleet)
+//! ignores it.
 //!
 //! Must never: carry a token (only its hash, which is what the session store keeps).
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bus::{ClusterBus, Envelope, Kind, PublishOutcome};
+use crate::matchmaker::Assignment;
 
 /// One notification between processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Notice {
@@ -21,6 +29,11 @@ pub enum Notice {
     SessionEnded {
         /// The session token's SHA-256, lowercase hex.
         session: String,
+    },
+    /// The matchmaker committed `assignment` and its match exists: tell its players.
+    MatchReady {
+        /// The committed assignment (`match_key`: the match's id).
+        assignment: Arc<Assignment>,
     },
 }
 
@@ -39,7 +52,7 @@ impl Notice {
     /// The token hash of a [`Notice::SessionEnded`], parsed back.
     #[must_use]
     pub fn session_key(&self) -> Option<[u8; 32]> {
-        let Self::SessionEnded { session } = self;
+        let Self::SessionEnded { session } = self else { return None };
         if session.len() != 64 {
             return None;
         }
@@ -54,6 +67,7 @@ impl Notice {
     pub fn publish(&self, bus: &ClusterBus) -> PublishOutcome {
         let topic = match self {
             Self::SessionEnded { .. } => "session_ended",
+            Self::MatchReady { .. } => "match_ready",
         };
         match bus.publish_json(Kind::Notification, topic, self) {
             Ok(outcome) => outcome,
@@ -83,5 +97,32 @@ mod tests {
         assert_eq!(notice.session_key(), Some(key));
         let bad = Notice::SessionEnded { session: "zz".repeat(32) };
         assert_eq!(bad.session_key(), None);
+    }
+
+    /// A match-ready notice crosses the bus as `{"type":"match_ready","assignment":{…}}`
+    /// and reads back the same; it names no session.
+    #[test]
+    fn match_ready_round_trip() {
+        let assignment = Assignment {
+            match_key: "eu_2-abcdefghijkl".into(),
+            region: "eu".into(),
+            game: "arena".into(),
+            mode: None,
+            tickets: vec!["eu-t1".into()],
+            players: vec!["u1".into(), "u2".into()],
+            backfill: false,
+            average_skill: Some(1200.0),
+            matched_at: 1_700_000_000_000,
+            created_at: vec![1_699_999_999_000],
+            params: None,
+        };
+        let notice = Notice::MatchReady { assignment: Arc::new(assignment) };
+        let json = serde_json::to_value(&notice).unwrap_or_default();
+        assert_eq!(json["type"], "match_ready");
+        assert_eq!(json["assignment"]["match_key"], "eu_2-abcdefghijkl");
+        let back: Notice =
+            serde_json::from_value(json).unwrap_or(Notice::SessionEnded { session: String::new() });
+        assert_eq!(back, notice);
+        assert_eq!(notice.session_key(), None);
     }
 }

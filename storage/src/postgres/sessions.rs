@@ -32,7 +32,8 @@ impl PgSessionStore {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS pylon_sessions (token_hash BYTEA PRIMARY KEY, user_id TEXT NOT NULL,
                  guest BOOLEAN NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
-             CREATE INDEX IF NOT EXISTS pylon_sessions_expiry ON pylon_sessions (expires_at);",
+             CREATE INDEX IF NOT EXISTS pylon_sessions_expiry ON pylon_sessions (expires_at);
+             CREATE INDEX IF NOT EXISTS pylon_sessions_user ON pylon_sessions (user_id);",
         )
         .execute(&mut *tx)
         .await
@@ -70,6 +71,20 @@ impl PgSessionStore {
             .await
             .map_err(pg)?;
         Ok(sessions::live(stored, &wanted, now))
+    }
+
+    /// See [`crate::Sessions::user_has_session`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn user_has_session(&self, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        let found: Option<(i32,)> = sqlx::query_as(&self.sql.user_live)
+            .bind(user_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(found.is_some())
     }
 
     /// See [`crate::Sessions::revoke`].

@@ -55,7 +55,8 @@ impl SqliteSessionStore {
                  created_at INTEGER NOT NULL,
                  expires_at INTEGER NOT NULL
              ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS pylon_sessions_expiry ON pylon_sessions (expires_at);",
+             CREATE INDEX IF NOT EXISTS pylon_sessions_expiry ON pylon_sessions (expires_at);
+             CREATE INDEX IF NOT EXISTS pylon_sessions_user ON pylon_sessions (user_id);",
         )?;
         let sql = Arc::new(SessionSql::new(&DIALECT));
         Ok(Self { conn: Arc::new(Mutex::new(conn)), sql })
@@ -105,6 +106,20 @@ impl SqliteSessionStore {
             })
             .await?;
         Ok(sessions::live(stored, &wanted, now))
+    }
+
+    /// See [`crate::Sessions::user_has_session`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn user_has_session(&self, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        let user = user_id.to_owned();
+        let found = self
+            .call(move |conn, sql| {
+                conn.query_row(&sql.user_live, params![user, now], |_| Ok(())).optional()
+            })
+            .await?;
+        Ok(found.is_some())
     }
 
     /// See [`crate::Sessions::revoke`].
@@ -193,5 +208,19 @@ mod tests {
         assert_eq!(store.purge_expired(50).await.unwrap(), 1);
         assert!(store.resolve(&b.token, 50).await.unwrap().is_some());
         store.ping().await.unwrap();
+    }
+
+    /// A user has a live session while one of its sessions is valid: not before it is
+    /// created, not at its expiry, not after it is revoked, never for an unknown user.
+    #[tokio::test]
+    async fn user_has_session_until_expiry_or_revocation() {
+        let store = Sessions::from(SqliteSessionStore::in_memory().unwrap());
+        let a = store.create_guest(0, 100).await.unwrap();
+        let user = a.session.user_id.clone();
+        assert!(store.user_has_session(&user, 99).await.unwrap());
+        assert!(!store.user_has_session(&user, 100).await.unwrap(), "expired");
+        assert!(!store.user_has_session("guest_nobody", 0).await.unwrap());
+        assert!(store.revoke(&a.token).await.unwrap());
+        assert!(!store.user_has_session(&user, 0).await.unwrap(), "revoked");
     }
 }

@@ -1,8 +1,10 @@
-//! The matcher task: runs [`Queue::run_pass`] on a fixed interval on the tokio runtime
-//! (never on a tick thread, never inside a request), renews Redis leases every third of
-//! their TTL in a task of its own (so a long pass cannot let them lapse), and broadcasts
-//! what each pass committed to the process's subscribers (the API's push paths).
+//! The matcher task: runs [`Queue::run_pass_with`] on a fixed interval on the tokio
+//! runtime (never on a tick thread, never inside a request), renews Redis leases every
+//! third of their TTL in a task of its own (so a long pass cannot let them lapse),
+//! broadcasts what each pass committed to the process's subscribers (the API's push
+//! paths) and keeps the queue lengths of the last pass (metrics).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +12,11 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::queue::Queue;
-use super::ticket::{Assignment, TicketId};
+use super::queue::{KeepKeys, MatchHost, Queue};
+use super::ticket::{Assignment, QueueKey, TicketId};
+
+/// Tickets still queued after the last pass, per queue this process matched then.
+pub type QueueLengths = Arc<BTreeMap<QueueKey, usize>>;
 
 /// Default [`MatcherConfig::interval`]: a pass every 250 ms.
 pub const DEFAULT_PASS_INTERVAL: Duration = Duration::from_millis(250);
@@ -49,25 +54,35 @@ pub enum MatchEvent {
 pub struct MatcherHandle {
     queue: Arc<Queue>,
     events: broadcast::Sender<MatchEvent>,
+    lengths: watch::Receiver<QueueLengths>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts the matcher of `queue` on the current tokio runtime.
+/// Starts the matcher of `queue` on the current tokio runtime; the caller makes the
+/// matches after each commit, under the planned keys ([`KeepKeys`]).
 #[must_use]
 pub fn spawn_matcher(queue: Arc<Queue>, config: &MatcherConfig) -> MatcherHandle {
+    spawn_matcher_with(queue, config, Arc::new(KeepKeys))
+}
+
+/// Starts the matcher of `queue` with `host` making each match before its commit (see
+/// [`MatchHost`]).
+#[must_use]
+pub fn spawn_matcher_with(
+    queue: Arc<Queue>,
+    config: &MatcherConfig,
+    host: Arc<dyn MatchHost>,
+) -> MatcherHandle {
     let (events, _) = broadcast::channel(config.capacity.max(1));
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = vec![tokio::spawn(pass_loop(
-        queue.clone(),
-        config.interval,
-        events.clone(),
-        stopped.clone(),
-    ))];
+    let (lengths_tx, lengths) = watch::channel(QueueLengths::default());
+    let pass = Pass { queue: queue.clone(), host, events: events.clone(), lengths: lengths_tx };
+    let mut tasks = vec![tokio::spawn(pass_loop(pass, config.interval, stopped.clone()))];
     if let Some(ttl) = queue.lease_ttl() {
         tasks.push(tokio::spawn(renew_loop(queue.clone(), ttl / 3, stopped)));
     }
-    MatcherHandle { queue, events, stop, tasks }
+    MatcherHandle { queue, events, lengths, stop, tasks }
 }
 
 impl MatcherHandle {
@@ -81,6 +96,13 @@ impl MatcherHandle {
     #[must_use]
     pub fn queue(&self) -> &Arc<Queue> {
         &self.queue
+    }
+
+    /// Tickets still queued after this process's last pass, per queue it matched (with
+    /// Redis: the queues whose lease it held).
+    #[must_use]
+    pub fn queue_lengths(&self) -> QueueLengths {
+        self.lengths.borrow().clone()
     }
 
     /// Stops after the pass in flight and releases this process's leases, so another
@@ -104,12 +126,15 @@ impl MatcherHandle {
     }
 }
 
-async fn pass_loop(
+/// What the pass task holds.
+struct Pass {
     queue: Arc<Queue>,
-    interval: Duration,
+    host: Arc<dyn MatchHost>,
     events: broadcast::Sender<MatchEvent>,
-    mut stopped: watch::Receiver<bool>,
-) {
+    lengths: watch::Sender<QueueLengths>,
+}
+
+async fn pass_loop(pass: Pass, interval: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -117,14 +142,15 @@ async fn pass_loop(
             _ = stopped.changed() => return,
             _ = tick.tick() => {}
         }
-        match queue.run_pass().await {
+        match pass.queue.run_pass_with(&*pass.host).await {
             Ok(report) => {
                 for a in report.assignments {
-                    let _ = events.send(MatchEvent::Matched(a));
+                    let _ = pass.events.send(MatchEvent::Matched(a));
                 }
                 for id in report.expired {
-                    let _ = events.send(MatchEvent::Expired(id));
+                    let _ = pass.events.send(MatchEvent::Expired(id));
                 }
+                let _ = pass.lengths.send(Arc::new(report.queued));
             }
             Err(e) => tracing::warn!(error = %e, "matchmaker: pass failed"),
         }

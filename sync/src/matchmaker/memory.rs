@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::clock::{Clock, secs_between};
 use super::error::MatchmakerError;
 use super::plan::Plan;
-use super::queue::{AssignmentCursor, PassReport, QueueInput, QueueOptions, plan_all};
+use super::queue::{
+    AssignmentCursor, MatchHost, PassReport, QueueInput, QueueOptions, hosted, plan_all,
+};
 use super::rules::Rules;
 use super::ticket::{
     Assignment, NewTicket, OpenSlot, QueueKey, Ticket, TicketId, TicketState, TicketStatus,
@@ -63,8 +65,8 @@ impl MemoryQueue {
     /// # Errors
     /// Validation errors and [`MatchmakerError::AlreadyQueued`].
     pub fn submit(&self, new: NewTicket) -> Result<Arc<Ticket>, MatchmakerError> {
-        let ticket =
-            Arc::new(new.into_ticket(&self.rules, TicketId::random()?, self.clock.now_ms())?);
+        let id = TicketId::random_in(&new.region)?;
+        let ticket = Arc::new(new.into_ticket(&self.rules, id, self.clock.now_ms())?);
         let mut state = self.state();
         for user in &ticket.party {
             if let Some(open) = state.players.get(user) {
@@ -148,17 +150,31 @@ impl MemoryQueue {
         self.state().slots.remove(match_id);
     }
 
-    /// One matching pass over every queue. See [`super::Queue::run_pass`].
-    pub async fn run_pass(&self) -> PassReport {
+    /// One matching pass over every queue. See [`super::Queue::run_pass_with`]: the
+    /// assignments whose tickets are still queued are hosted outside the lock, then
+    /// committed under it; a refused commit is abandoned.
+    pub async fn run_pass_with(&self, host: &dyn MatchHost) -> PassReport {
         let now = self.clock.now_ms();
         let plans = plan_all(self.rules.clone(), self.snapshot(), now).await;
-        let mut state = self.state();
         let mut report = PassReport::default();
-        for (key, plan) in plans {
-            state.commit(plan, now, &mut report);
-            let queued = state.queues.get(&key).map_or(0, BTreeSet::len);
-            report.queued.insert(key, queued);
+        for (key, Plan { expired, assignments }) in plans {
+            let open: Vec<Assignment> = {
+                let state = self.state();
+                assignments
+                    .into_iter()
+                    .filter(|a| a.tickets.iter().all(|id| state.is_queued(id)))
+                    .collect()
+            };
+            let accepted = open.into_iter().filter_map(|a| hosted(host, a)).collect();
+            let mut state = self.state();
+            let refused = state.commit(Plan { expired, assignments: accepted }, now, &mut report);
+            report.queued.insert(key.clone(), state.queues.get(&key).map_or(0, BTreeSet::len));
+            drop(state);
+            for a in &refused {
+                host.abandon(a);
+            }
         }
+        let mut state = self.state();
         state.queues.retain(|_, q| !q.is_empty());
         state.prune(now.saturating_sub(millis(self.options.closed_retention)));
         state.trim_log(self.options.log_capacity);
@@ -233,18 +249,20 @@ impl State {
         self.tickets.get(id).is_some_and(|e| e.status.is_none())
     }
 
-    fn commit(&mut self, plan: Plan, now: u64, report: &mut PassReport) {
+    /// Commits a plan; returns the assignments it refused (a ticket closed since the
+    /// snapshot, a backfilled match's slots shrank).
+    fn commit(&mut self, plan: Plan, now: u64, report: &mut PassReport) -> Vec<Assignment> {
         for id in plan.expired {
             if self.is_queued(&id) {
                 self.close(&id, TicketStatus::Expired, now);
                 report.expired.push(id);
             }
         }
+        let mut refused = Vec::new();
         for assignment in plan.assignments {
-            if !assignment.tickets.iter().all(|id| self.is_queued(id)) {
-                continue;
-            }
-            if assignment.backfill && !self.take_slot(&assignment) {
+            let open = assignment.tickets.iter().all(|id| self.is_queued(id));
+            if !open || (assignment.backfill && !self.take_slot(&assignment)) {
+                refused.push(assignment);
                 continue;
             }
             let assignment = Arc::new(assignment);
@@ -255,6 +273,7 @@ impl State {
             self.log_next += 1;
             report.assignments.push(assignment);
         }
+        refused
     }
 
     /// Uses a backfilled match's slots; false when they shrank since the snapshot.

@@ -10,8 +10,10 @@
 //! - [`Queue`]: the backends with one semantics: [`MemoryQueue`] (one process owns the
 //!   queues) and [`RedisQueue`] (every process of a namespace shares them; one matcher per
 //!   queue holds a Redis lease).
-//! - [`spawn_matcher`]: the periodic pass on the tokio runtime, lease renewal, and a
-//!   broadcast of [`MatchEvent`]s for the API's push paths.
+//! - [`spawn_matcher_with`]: the periodic pass on the tokio runtime, lease renewal, and a
+//!   broadcast of [`MatchEvent`]s for the API's push paths; its [`MatchHost`] makes each
+//!   match before the assignment is committed, so a matched status always names a match
+//!   that exists.
 //! - [`pick_region`]: a ticket's region from measured latencies.
 //!
 //! Time is injected ([`Clock`]); nothing here reads the wall clock except
@@ -32,13 +34,13 @@ pub use self::clock::{Clock, FakeClock, SystemClock, secs_between};
 pub use self::error::MatchmakerError;
 pub use self::matcher::{
     DEFAULT_EVENT_CAPACITY, DEFAULT_PASS_INTERVAL, MatchEvent, MatcherConfig, MatcherHandle,
-    spawn_matcher,
+    QueueLengths, spawn_matcher, spawn_matcher_with,
 };
 pub use self::memory::MemoryQueue;
 pub use self::plan::{Plan, plan_queue};
 pub use self::queue::{
-    AssignmentCursor, DEFAULT_CLOSED_RETENTION, DEFAULT_LOG_CAPACITY, PassReport, Queue,
-    QueueOptions,
+    AssignmentCursor, DEFAULT_CLOSED_RETENTION, DEFAULT_LOG_CAPACITY, KeepKeys, MatchHost,
+    PassReport, Queue, QueueOptions,
 };
 pub use self::redis_queue::{DEFAULT_LEASE_TTL, RedisOptions, RedisQueue};
 pub use self::region::{DEFAULT_LATENCY_THRESHOLD, pick_region};

@@ -212,13 +212,17 @@ impl Pass<'_> {
 
     fn emit(&mut self, mut group: Group, match_key: String, backfill: bool) {
         group.members.sort_unstable();
+        let anchor = group.members.first().map(|&i| self.order[i]);
+        let params = if backfill { None } else { anchor.and_then(|t| t.params.clone()) };
         let mut tickets = Vec::with_capacity(group.members.len());
+        let mut created_at = Vec::with_capacity(group.members.len());
         let mut players = Vec::with_capacity(group.size as usize);
         let (mut sum, mut rated) = (0.0, 0_u32);
         for &i in &group.members {
             self.free.take(i);
             let t = self.order[i];
             tickets.push(t.id.clone());
+            created_at.push(t.created_at);
             players.extend(t.party.iter().cloned());
             if let Some(s) = t.skill {
                 sum += s;
@@ -235,6 +239,8 @@ impl Pass<'_> {
             backfill,
             average_skill: (rated > 0).then(|| sum / f64::from(rated)),
             matched_at: self.now_ms,
+            created_at,
+            params,
         });
     }
 }

@@ -2,6 +2,7 @@
 //! semantics (one test suite, `sync/tests/matchmaker_suite.rs`, runs against both).
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,49 @@ pub struct PassReport {
     pub expired: Vec<TicketId>,
     /// Tickets still queued after the pass, per queue this process matched.
     pub queued: BTreeMap<QueueKey, usize>,
+}
+
+/// Where the matches a pass decides are made, asked before each assignment is committed,
+/// so that a ticket's status never names a match that does not exist yet.
+///
+/// A pass calls [`MatchHost::host`] for every assignment whose tickets are still queued,
+/// then commits the ones it accepted (each only if its tickets are still queued and, with
+/// Redis, this process still holds the queue's lease), then calls [`MatchHost::abandon`]
+/// for every accepted assignment whose commit was refused.
+pub trait MatchHost: Send + Sync + Debug {
+    /// Prepares `assignment`. A new match: create it and return its id, which replaces
+    /// the assignment's `match_key` (so the committed status names the real match). A
+    /// backfill: `Some` when the running match may still take the players (the id
+    /// returned is ignored). `None` skips the assignment this pass: its tickets stay
+    /// queued.
+    fn host(&self, assignment: &Assignment) -> Option<String>;
+
+    /// The commit of an assignment [`MatchHost::host`] accepted was refused: undo what
+    /// it did (stop the match it created).
+    fn abandon(&self, assignment: &Assignment);
+}
+
+/// The [`MatchHost`] of a queue whose caller makes the matches after the commit, under
+/// the planned `match_key` (what [`Queue::run_pass`] uses: tests, benches).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeepKeys;
+
+impl MatchHost for KeepKeys {
+    fn host(&self, assignment: &Assignment) -> Option<String> {
+        Some(assignment.match_key.clone())
+    }
+
+    fn abandon(&self, _assignment: &Assignment) {}
+}
+
+/// Asks `host` about `assignment`; the assignment to commit (with the new match's id as
+/// its key), or `None` to skip it.
+pub(super) fn hosted(host: &dyn MatchHost, mut assignment: Assignment) -> Option<Assignment> {
+    let id = host.host(&assignment)?;
+    if !assignment.backfill {
+        assignment.match_key = id;
+    }
+    Some(assignment)
 }
 
 /// A position in the assignment log; `Default` starts at the oldest one kept.
@@ -147,14 +191,24 @@ impl Queue {
 
     /// One matching pass over every queue this process leads (memory: all; Redis: those
     /// whose lease it holds or can take now): expiries, backfills, new matches, committed
-    /// atomically per assignment. The caller creates each match and notifies its players.
+    /// atomically per assignment under their planned keys ([`KeepKeys`]). The caller
+    /// creates each match and notifies its players.
     ///
     /// # Errors
     /// Backend failures (a queue whose lease was lost mid-pass is skipped, not an error).
     pub async fn run_pass(&self) -> Result<PassReport, MatchmakerError> {
+        self.run_pass_with(&KeepKeys).await
+    }
+
+    /// [`Queue::run_pass`] with `host` making each match before its commit (see
+    /// [`MatchHost`]): the committed assignments carry the ids `host` gave.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn run_pass_with(&self, host: &dyn MatchHost) -> Result<PassReport, MatchmakerError> {
         match self {
-            Self::Memory(q) => Ok(q.run_pass().await),
-            Self::Redis(q) => q.run_pass().await,
+            Self::Memory(q) => Ok(q.run_pass_with(host).await),
+            Self::Redis(q) => q.run_pass_with(host).await,
         }
     }
 

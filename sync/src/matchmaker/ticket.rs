@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::error::MatchmakerError;
 
-/// A ticket's id: 20 characters of lowercase base32 (100 random bits), so it cannot be
-/// guessed from another one.
+/// A ticket's id: its region, `-`, and 20 characters of lowercase base32 (100 random
+/// bits), so it cannot be guessed from another one and says which region's queue holds
+/// it (`eu-k3j4m5n6p7q2r3s4t5u6`; the API redirects a ticket route to that region).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TicketId(String);
@@ -22,6 +23,21 @@ impl TicketId {
     /// [`MatchmakerError::Random`] when the OS has no randomness.
     pub fn random() -> Result<Self, MatchmakerError> {
         pylon_storage::new_id().map(Self).map_err(|e| MatchmakerError::Random(e.to_string()))
+    }
+
+    /// A fresh random id of a ticket queued in `region`: `<region>-<20 base32 chars>`.
+    ///
+    /// # Errors
+    /// [`MatchmakerError::Random`] when the OS has no randomness.
+    pub fn random_in(region: &str) -> Result<Self, MatchmakerError> {
+        let random = Self::random()?;
+        Ok(Self(format!("{region}-{}", random.0)))
+    }
+
+    /// The region named by the id (what precedes its last `-`), if it names one.
+    #[must_use]
+    pub fn region(&self) -> Option<&str> {
+        self.0.rsplit_once('-').map(|(region, _)| region).filter(|r| !r.is_empty())
     }
 
     /// The id as text.
@@ -199,6 +215,14 @@ pub struct Assignment {
     pub average_skill: Option<f64>,
     /// When the pass decided it, Unix milliseconds.
     pub matched_at: u64,
+    /// When each ticket was created (Unix milliseconds), parallel to `tickets`: the
+    /// time each waited is `matched_at - created_at[i]`.
+    #[serde(default)]
+    pub created_at: Vec<u64>,
+    /// For a new match: the anchor (oldest) ticket's `params`, which the match is created
+    /// with; `None` for backfill and for tickets without params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
 }
 
 /// Checks a region, game or mode name: 1 to 64 ASCII letters, digits, `_` or `-`.

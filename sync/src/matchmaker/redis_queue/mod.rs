@@ -150,7 +150,8 @@ impl RedisQueue {
     /// Validation errors, [`MatchmakerError::AlreadyQueued`], Redis failures.
     pub async fn submit(&self, new: NewTicket) -> Result<Arc<Ticket>, MatchmakerError> {
         let now = self.clock.now_ms();
-        let ticket = new.into_ticket(&self.rules, TicketId::random()?, now)?;
+        let id = TicketId::random_in(&new.region)?;
+        let ticket = new.into_ticket(&self.rules, id, now)?;
         let key = ticket.queue_key();
         let timeout = self.rules.for_queue(&key).map_or(0, |r| millis(r.ticket_timeout));
         let ttl = timeout.saturating_add(self.retention_ms());

@@ -12,18 +12,18 @@ use super::{RedisQueue, lock};
 use crate::matchmaker::error::MatchmakerError;
 use crate::matchmaker::memory::millis;
 use crate::matchmaker::plan::Plan;
-use crate::matchmaker::queue::{PassReport, QueueInput, plan_all};
+use crate::matchmaker::queue::{MatchHost, PassReport, QueueInput, hosted, plan_all};
 use crate::matchmaker::ticket::{OpenSlot, QueueKey, Ticket, TicketId};
 
 /// Commands per pipeline when loading tickets or committing a plan.
 const PIPELINE_CHUNK: usize = 1024;
 
 impl RedisQueue {
-    /// One matching pass. See [`crate::matchmaker::Queue::run_pass`].
+    /// One matching pass. See [`crate::matchmaker::Queue::run_pass_with`].
     ///
     /// # Errors
     /// Redis failures.
-    pub async fn run_pass(&self) -> Result<PassReport, MatchmakerError> {
+    pub async fn run_pass_with(&self, host: &dyn MatchHost) -> Result<PassReport, MatchmakerError> {
         let names: Vec<String> = self.conn.clone().smembers(self.keys.queues()).await?;
         let mut keys: Vec<QueueKey> = names
             .iter()
@@ -49,7 +49,7 @@ impl RedisQueue {
         let now = self.clock.now_ms();
         for (key, plan) in plan_all(self.rules.clone(), inputs, now).await {
             let before = sizes.get(&key).copied().unwrap_or(0);
-            let closed = self.commit(&key, plan, &mut report).await?;
+            let closed = self.commit(&key, plan, host, &mut report).await?;
             report.queued.insert(key, before.saturating_sub(closed));
         }
         Ok(report)
@@ -209,18 +209,59 @@ fn slot_matches(slot: &OpenSlot, key: &QueueKey) -> bool {
 }
 
 impl RedisQueue {
-    /// Writes a plan back: expiries through `CLOSE`, each assignment through `COMMIT`
-    /// (atomic; refused when the lease moved or a ticket closed meanwhile). Returns how
-    /// many tickets it closed.
+    /// Writes a plan back: expiries through `CLOSE`, each assignment `host` accepts
+    /// through `COMMIT` (atomic; refused when the lease moved or a ticket closed
+    /// meanwhile, and then abandoned). Returns how many tickets it closed.
     async fn commit(
         &self,
         key: &QueueKey,
         plan: Plan,
+        host: &dyn MatchHost,
         report: &mut PassReport,
     ) -> Result<usize, MatchmakerError> {
         let cached = lock(&self.cache).get(key).cloned().unwrap_or_default();
+        let mut closed = self.expire(&plan.expired, &cached, report).await?;
+        for chunk in plan.assignments.chunks(PIPELINE_CHUNK / 4) {
+            let accepted: Vec<_> = chunk.iter().filter_map(|a| hosted(host, a.clone())).collect();
+            let mut pipe = redis::pipe();
+            for a in &accepted {
+                let (keys, args) = self.commit_parts(key, a, &cached)?;
+                pipe.add_command(evalsha(&self.scripts.commit, &keys, &args));
+            }
+            let answers: Vec<String> = match self.query(&pipe).await {
+                Ok(answers) => answers,
+                Err(e) => {
+                    accepted.iter().for_each(|a| host.abandon(a));
+                    return Err(e);
+                }
+            };
+            for (a, answer) in accepted.into_iter().zip(answers) {
+                match answer.as_str() {
+                    "ok" => {
+                        closed += a.tickets.len();
+                        report.assignments.push(Arc::new(a));
+                        continue;
+                    }
+                    "lease" => self.lost_lease(key),
+                    other => {
+                        tracing::debug!(queue = %key, outcome = other, "matchmaker: assignment skipped")
+                    }
+                }
+                host.abandon(&a);
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Closes the expired tickets of a plan; how many it closed.
+    async fn expire(
+        &self,
+        expired: &[TicketId],
+        cached: &HashMap<TicketId, Arc<Ticket>>,
+        report: &mut PassReport,
+    ) -> Result<usize, MatchmakerError> {
         let mut closed = 0;
-        for chunk in plan.expired.chunks(PIPELINE_CHUNK) {
+        for chunk in expired.chunks(PIPELINE_CHUNK) {
             let mut pipe = redis::pipe();
             let tickets: Vec<&Arc<Ticket>> = chunk.iter().filter_map(|id| cached.get(id)).collect();
             for t in &tickets {
@@ -232,26 +273,6 @@ impl RedisQueue {
                 if answer == "ok" {
                     report.expired.push(t.id.clone());
                     closed += 1;
-                }
-            }
-        }
-        for chunk in plan.assignments.chunks(PIPELINE_CHUNK / 4) {
-            let mut pipe = redis::pipe();
-            for a in chunk {
-                let (keys, args) = self.commit_parts(key, a, &cached)?;
-                pipe.add_command(evalsha(&self.scripts.commit, &keys, &args));
-            }
-            let answers: Vec<String> = self.query(&pipe).await?;
-            for (a, answer) in chunk.iter().zip(answers) {
-                match answer.as_str() {
-                    "ok" => {
-                        closed += a.tickets.len();
-                        report.assignments.push(Arc::new(a.clone()));
-                    }
-                    "lease" => self.lost_lease(key),
-                    other => {
-                        tracing::debug!(queue = %key, outcome = other, "matchmaker: assignment skipped")
-                    }
                 }
             }
         }
