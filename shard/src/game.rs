@@ -68,6 +68,30 @@ impl Default for ShardLimits {
     }
 }
 
+/// How a game is matchmade (`Game::MATCHMAKING`): match sizes, modes and backfill. The
+/// server builds the matchmaker's rules from it (skill windows and timeouts get the
+/// matchmaker's documented defaults, docs/MATCHMAKER.md); a game without it cannot be
+/// queued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matchmaking {
+    /// The smallest match that may form, after the fill timeout (`1..=max_players`).
+    pub min_players: u32,
+    /// The match size: a match forms as soon as this many players are found.
+    pub max_players: u32,
+    /// The modes a ticket may ask for, the first the default; empty: no modes.
+    pub modes: &'static [&'static str],
+    /// Whether running matches made by the matchmaker take new players into free seats.
+    pub backfill: bool,
+}
+
+impl Matchmaking {
+    /// Matches of exactly `players`, no modes, no backfill.
+    #[must_use]
+    pub const fn fixed(players: u32) -> Self {
+        Self { min_players: players, max_players: players, modes: &[], backfill: false }
+    }
+}
+
 /// The current tick and the fixed time step, inserted by the shard into every match world.
 /// Systems read it instead of any clock: simulated time is `tick * dt_secs`.
 #[derive(Debug, Clone, Copy, Resource)]
@@ -100,6 +124,11 @@ pub trait Game: Sized + Send + 'static {
     /// and can be joined with `POST /api/shards/join-or-create`. Default: unlisted (found
     /// through the matchmaker or an id passed around).
     const LISTED: bool = false;
+
+    /// How players are matched into this game's matches by the matchmaker
+    /// (`POST /api/matchmaker/tickets`). Default: not matchmade (a ticket for it is 400
+    /// `UNKNOWN_GAME`).
+    const MATCHMAKING: Option<Matchmaking> = None;
 
     /// Ticks per second (1 to 128), or 0 for an event-driven game that steps only when an
     /// input, a join or a leave arrives.

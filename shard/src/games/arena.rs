@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::game::{Game, JoinRejected, MatchClock, ShardLimits, Subscriber};
+use crate::game::{Game, JoinRejected, MatchClock, Matchmaking, ShardLimits, Subscriber};
 use crate::hash::StableHasher;
 use crate::rng::ShardRng;
 
@@ -291,6 +291,9 @@ impl Game for Arena {
     const NAME: &'static str = "arena";
     const ACK_KEY: Option<&'static str> = Some("ack");
     const LISTED: bool = true;
+    /// Eight players a match; a running match takes new players into free seats.
+    const MATCHMAKING: Option<Matchmaking> =
+        Some(Matchmaking { min_players: 8, max_players: 8, modes: &[], backfill: true });
 
     fn tick_rate_hz(params: &ArenaParams) -> u32 {
         params.tick_rate_hz.clamp(1, 128)

@@ -4,7 +4,7 @@ pub mod arena;
 pub mod tictactoe;
 
 use crate::error::ShardError;
-use crate::game::Game;
+use crate::game::{Game, Matchmaking};
 use crate::replay::{ReplayLog, replay};
 use crate::runtime::{DynShard, MatchConfig, SavedMatch, Shard};
 
@@ -28,6 +28,8 @@ pub struct GameInfo {
     pub listed: bool,
     /// `Game::limits(params).max_subscribers`.
     pub capacity: CapacityFn,
+    /// `Game::MATCHMAKING`: how the matchmaker seats this game (`None`: it does not).
+    pub matchmaking: Option<Matchmaking>,
 }
 
 fn capacity<G: Game>(params: &serde_json::Value) -> Result<usize, ShardError> {
@@ -76,7 +78,12 @@ impl GameRegistry {
         self.games.retain(|(name, ..)| *name != G::NAME);
         self.games.push((G::NAME, factory::<G>, replay::<G>, restorer::<G>));
         self.info.retain(|i| i.name != G::NAME);
-        self.info.push(GameInfo { name: G::NAME, listed: G::LISTED, capacity: capacity::<G> });
+        self.info.push(GameInfo {
+            name: G::NAME,
+            listed: G::LISTED,
+            capacity: capacity::<G>,
+            matchmaking: G::MATCHMAKING,
+        });
     }
 
     /// What the server needs to know about game `name`.
@@ -89,6 +96,11 @@ impl GameRegistry {
             .find(|i| i.name == name)
             .copied()
             .ok_or_else(|| ShardError::UnknownGame(name.to_owned()))
+    }
+
+    /// What the server needs to know about every game, in registration order.
+    pub fn infos(&self) -> impl Iterator<Item = &GameInfo> + '_ {
+        self.info.iter()
     }
 
     /// Registered names, in registration order.
@@ -140,5 +152,25 @@ impl GameRegistry {
             .iter()
             .find(|(n, ..)| *n == name)
             .ok_or_else(|| ShardError::UnknownGame(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry exposes each game's matchmaking declaration: arena 8 with backfill,
+    /// tictactoe 2 without; a game that declares none has `None`.
+    #[test]
+    fn matchmaking_from_the_registration() {
+        let registry = GameRegistry::builtin();
+        let arena = registry.info("arena").ok().and_then(|i| i.matchmaking);
+        assert_eq!(
+            arena,
+            Some(Matchmaking { min_players: 8, max_players: 8, modes: &[], backfill: true })
+        );
+        let ttt = registry.info("tictactoe").ok().and_then(|i| i.matchmaking);
+        assert_eq!(ttt, Some(Matchmaking::fixed(2)));
+        assert_eq!(registry.infos().count(), 2);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::game::{Game, JoinRejected, Subscriber};
+use crate::game::{Game, JoinRejected, Matchmaking, Subscriber};
 
 /// The tic-tac-toe game type.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,6 +96,8 @@ impl Game for TicTacToe {
     type Outcome = TicTacToeOutcome;
 
     const NAME: &'static str = "tictactoe";
+    /// Two players a match.
+    const MATCHMAKING: Option<Matchmaking> = Some(Matchmaking::fixed(2));
 
     fn tick_rate_hz(_params: &TicTacToeParams) -> u32 {
         0
