@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
 use pylon_shard::{Game, GameRegistry};
+use pylon_sync::matchmaker::GameRules;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Mode};
@@ -35,6 +36,7 @@ pub struct App {
     name: &'static str,
     version: &'static str,
     dev_manifest: DevManifest,
+    matchmaking: Vec<(String, GameRules)>,
 }
 
 impl Default for App {
@@ -55,6 +57,7 @@ impl App {
                 name: "the bundled example (examples/pylon.manifest.json)",
                 json: EXAMPLE_MANIFEST,
             },
+            matchmaking: Vec::new(),
         }
     }
 
@@ -86,6 +89,27 @@ impl App {
     #[must_use]
     pub fn dev_manifest(mut self, name: &'static str, json: &'static str) -> Self {
         self.dev_manifest = DevManifest { name, json };
+        self
+    }
+
+    /// Replaces the matchmaker's rules of game `game` (which must declare
+    /// `Game::MATCHMAKING`): its skill window, ticket timeout, fill timeout, and its sizes,
+    /// modes and backfill too. Without this a game gets its declaration with the
+    /// documented defaults (docs/MATCHMAKER.md). A game that is not matchmade stops the
+    /// server at start.
+    ///
+    /// ```no_run
+    /// # use pylon::App;
+    /// use pylon::matchmaker::GameRules;
+    /// use std::time::Duration;
+    /// let mut rules = GameRules::fixed(8).with_backfill(true);
+    /// rules.ticket_timeout = Duration::from_secs(60);
+    /// let app = App::new().matchmaking_rules("arena", rules);
+    /// ```
+    #[must_use]
+    pub fn matchmaking_rules(mut self, game: &str, rules: GameRules) -> Self {
+        self.matchmaking.retain(|(g, _)| g != game);
+        self.matchmaking.push((game.to_owned(), rules));
         self
     }
 
@@ -157,6 +181,12 @@ impl App {
             .thread_name("pylon-io")
             .build()
             .context("cannot start the async runtime")?;
-        runtime.block_on(serve::serve(config, self.games.clone(), self.dev_manifest, self.version))
+        let app = serve::AppParts {
+            games: self.games.clone(),
+            dev: self.dev_manifest,
+            version: self.version,
+            matchmaking: self.matchmaking.clone(),
+        };
+        runtime.block_on(serve::serve(config, app))
     }
 }

@@ -93,6 +93,7 @@ Environment (defaults in brackets; README, Configuration, says more):
     PYLON_PING_INTERVAL_SECS [20]      ping interval
     PYLON_GUESTS_PER_MINUTE_PER_IP [20]    guest sessions per address a minute
     PYLON_GUEST_SESSION_TTL_SECS [86400]   guest session lifetime
+    PYLON_TICKETS_PER_SEC_PER_IP [5]       matchmaker tickets per address a second
 ";
 
 #[cfg(test)]

@@ -360,6 +360,13 @@ fn limits(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Limits> {
             1_000_000,
             defaults.guests_per_minute_per_ip,
         )?,
+        tickets_per_sec_per_ip: count(
+            get,
+            "PYLON_TICKETS_PER_SEC_PER_IP",
+            1,
+            1_000_000,
+            defaults.tickets_per_sec_per_ip,
+        )?,
         max_frame_bytes: number(get, "PYLON_MAX_FRAME_BYTES", 256, 16 << 20)?
             .map_or(defaults.max_frame_bytes, |n| n as usize),
         max_inputs_per_sec: number(get, "PYLON_MAX_INPUTS_PER_SEC", 1, 100_000)?
@@ -560,6 +567,7 @@ mod tests {
         assert_eq!(d.limits.max_matches_per_user, 5);
         assert_eq!(d.limits.max_matches, 20_000);
         assert_eq!(d.limits.guests_per_minute_per_ip, 20);
+        assert_eq!(d.limits.tickets_per_sec_per_ip, 5);
         assert_eq!(d.guest_session_ttl, Duration::from_secs(86_400));
         assert!(d.trusted_proxies.is_empty());
         let c = Config::from_lookup(
@@ -572,6 +580,7 @@ mod tests {
                 ("PYLON_MAX_MATCHES_PER_USER", "2"),
                 ("PYLON_MAX_MATCHES", "99"),
                 ("PYLON_GUESTS_PER_MINUTE_PER_IP", "4"),
+                ("PYLON_TICKETS_PER_SEC_PER_IP", "50"),
                 ("PYLON_GUEST_SESSION_TTL_SECS", "3600"),
                 ("PYLON_TRUSTED_PROXIES", " 10.0.0.1, ::1 ,"),
             ]),
@@ -583,6 +592,7 @@ mod tests {
         assert_eq!(c.limits.max_matches_per_user, 2);
         assert_eq!(c.limits.max_matches, 99);
         assert_eq!(c.limits.guests_per_minute_per_ip, 4);
+        assert_eq!(c.limits.tickets_per_sec_per_ip, 50);
         assert_eq!(c.guest_session_ttl, Duration::from_secs(3600));
         let proxies: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         assert_eq!(c.trusted_proxies, proxies);

@@ -39,10 +39,21 @@ pub use app::App;
 pub use bevy_ecs as ecs;
 pub use mimalloc::MiMalloc;
 pub use pylon_shard::codec;
+pub use pylon_shard::game::Matchmaking;
 pub use pylon_shard::{
     Auth, DynShard, Game, GameRegistry, JoinRejected, MatchClock, MatchConfig, Outgoing, Shard,
     ShardLimits, StopReason, Subscriber, SubscriberKey, aoi, games, hash, replay, rng,
 };
+
+/// The matchmaker's rules, for [`App::matchmaking_rules`]: a game declares its sizes,
+/// modes and backfill in `Game::MATCHMAKING` ([`Matchmaking`]); these override the rest
+/// (skill windows, timeouts) per game. docs/MATCHMAKER.md lists the defaults.
+pub mod matchmaker {
+    pub use pylon_sync::matchmaker::{
+        DEFAULT_FILL_TIMEOUT, DEFAULT_SKILL_START, DEFAULT_SKILL_UNBOUNDED_AFTER,
+        DEFAULT_SKILL_WIDEN_PER_SEC, DEFAULT_TICKET_TIMEOUT, GameRules, SkillWindow,
+    };
+}
 
 /// Testing a game without sockets: [`Shard`] can be stepped by hand, and a
 /// [`testing::Stepper`] drives the real scheduler on a [`testing::ManualClock`] (time moves
@@ -54,6 +65,7 @@ pub mod testing {
 /// What a game file usually imports: bevy's ECS prelude and pylon's game types.
 pub mod prelude {
     pub use bevy_ecs::prelude::*;
+    pub use pylon_shard::game::Matchmaking;
     pub use pylon_shard::rng::ShardRng;
     pub use pylon_shard::{Auth, Game, JoinRejected, MatchClock, ShardLimits, Subscriber};
 }

@@ -5,8 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use pylon_api::{ApiConfig, Listeners, Matches, Policies, Server};
+use pylon_api::{ApiConfig, Listeners, Matches, Matchmaking, MatchmakingConfig, Policies, Server};
 use pylon_shard::GameRegistry;
+use pylon_sync::matchmaker::{
+    Clock, GameRules, MemoryQueue, Queue, QueueOptions, RedisOptions, RedisQueue, SystemClock,
+};
 use pylon_tick::{MonotonicClock, PersistSink, TickConfig, TickPool};
 
 use crate::config::{Config, LogFormat};
@@ -27,13 +30,50 @@ pub(crate) fn init_logging(config: &Config) {
     };
 }
 
+/// What an [`crate::App`] hands the server.
+pub(crate) struct AppParts {
+    pub games: GameRegistry,
+    pub dev: DevManifest,
+    pub version: &'static str,
+    /// Matchmaker rules replacing a game's declaration, by game name.
+    pub matchmaking: Vec<(String, GameRules)>,
+}
+
+/// The matchmaker: rules from `games` (and the App's overrides); its queue in Redis under
+/// the cluster namespace when there is a bus (one matcher per queue in the fleet, this
+/// process matching its own region), else in memory.
+async fn matchmaker(
+    config: &Config,
+    games: &GameRegistry,
+    overrides: &[(String, GameRules)],
+    instance: &str,
+) -> anyhow::Result<Matchmaking> {
+    let rules = pylon_api::matchmaking::rules_from(games, overrides)
+        .context("matchmaker rules (App::matchmaking_rules)")?;
+    let rules = Arc::new(rules);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let queue: Queue = match config.cluster_bus.as_deref() {
+        Some(url) => {
+            let mut options = RedisOptions::new(&config.cluster_namespace, instance);
+            options.regions = vec![config.regions.local.clone()];
+            let connect = RedisQueue::connect(url, rules, clock, options);
+            let queue = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+                .await
+                .context("PYLON_CLUSTER_BUS: the matchmaker queue did not connect within 5 s")?
+                .context("PYLON_CLUSTER_BUS (the matchmaker queue)")?;
+            queue.into()
+        }
+        None => MemoryQueue::new(rules, clock, QueueOptions::default()).into(),
+    };
+    let games: Vec<&str> = queue.rules().games().collect();
+    let backend = if config.cluster_bus.is_some() { "redis" } else { "memory" };
+    tracing::info!(games = %games.join(", "), queue = backend, "matchmaker");
+    Ok(Matchmaking::new(queue, MatchmakingConfig::default()))
+}
+
 /// Runs the server until SIGTERM or Ctrl-C.
-pub(crate) async fn serve(
-    config: Config,
-    games: GameRegistry,
-    dev: DevManifest,
-    version: &'static str,
-) -> anyhow::Result<()> {
+pub(crate) async fn serve(config: Config, app: AppParts) -> anyhow::Result<()> {
+    let AppParts { games, dev, version, matchmaking } = app;
     let loaded = setup::load_manifest(&config, dev).await?;
     let store = setup::open_store(&config, loaded.manifest).await?;
     let sessions = setup::open_sessions(&config, &store).await?;
@@ -41,6 +81,7 @@ pub(crate) async fn serve(
     let bus = pylon_api::cluster::connect(config.cluster_bus.as_deref(), &config.cluster_namespace)
         .await
         .context("PYLON_CLUSTER_BUS")?;
+    let matchmaker = matchmaker(&config, &games, &matchmaking, bus.instance_id().as_str()).await?;
     let (policies, warnings) = Policies::compile(store.manifest(), config.dev_mode);
     for warning in warnings {
         tracing::warn!("{warning}");
@@ -76,6 +117,7 @@ pub(crate) async fn serve(
     let server = Server::new(api, matches, sessions, version)
         .with_entities(feeds)
         .with_bus(bus)
+        .with_matchmaker(matchmaker)
         .with_persistence(persist_rx, config.persist_at_shutdown);
 
     let main_addr = listeners.main.local_addr().context("PYLON_PORT")?;

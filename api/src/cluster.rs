@@ -94,6 +94,11 @@ fn dispatch(state: &AppState, envelope: &Envelope) {
 
 fn handle_notice(state: &AppState, notice: &Notice) {
     match notice {
+        Notice::MatchReady { assignment } => {
+            if let Some(mm) = &state.matchmaking {
+                mm.ready(assignment);
+            }
+        }
         Notice::SessionEnded { .. } => {
             let Some(key) = notice.session_key() else { return };
             if state.live.end(&key, crate::auth::unix_now()) {

@@ -163,6 +163,11 @@ pub struct Limits {
     pub guests_per_minute_per_ip: u32,
     /// SSE heartbeat comment interval (default 15 s).
     pub sse_heartbeat: Duration,
+    /// Matchmaker tickets one client address may file per second, with a burst of twice
+    /// that (`PYLON_TICKETS_PER_SEC_PER_IP`, default 5: a burst of 10; a request carrying
+    /// the admin token is exempt). Protects the queues and the session store (every
+    /// party member is looked up) from a ticket flood.
+    pub tickets_per_sec_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -182,6 +187,7 @@ impl Default for Limits {
             max_matches: 20_000,
             guests_per_minute_per_ip: 20,
             sse_heartbeat: Duration::from_secs(15),
+            tickets_per_sec_per_ip: 5,
         }
     }
 }

@@ -15,10 +15,17 @@ use serde_json::{Value, json};
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum ErrorCode {
+    /// A party member already has an open matchmaker ticket (409; `ticket_id` names it).
+    AlreadyQueued,
+    /// The ticket is matched: it can no longer be cancelled (409).
+    AlreadyMatched,
     /// No valid session or admin token (401).
     AuthRequired,
     /// A malformed request (400).
     BadRequest,
+    /// A ticket's party: empty, a member twice, larger than the match, or a member who
+    /// has no live session (400; `user` names the member).
+    InvalidParty,
     /// A unique field or id already exists (409).
     Conflict,
     /// The server runs without an entity store (503).
@@ -88,12 +95,22 @@ pub enum ErrorCode {
     TooManyMatches,
     /// The game does not list its matches (400 on join-or-create).
     GameNotListed,
+    /// The matchmaker ticket expired before a match was found (410).
+    TicketExpired,
+    /// The matchmaker ticket was cancelled (410).
+    TicketCancelled,
+    /// No matchmaker ticket with that id (404).
+    TicketNotFound,
     /// Temporarily unavailable (503).
     Unavailable,
     /// The entity has no such field (400).
     UnknownField,
-    /// No game of that name is registered (400).
+    /// No game of that name is registered, or it is not matchmade (400).
     UnknownGame,
+    /// The game has no such mode (400).
+    UnknownMode,
+    /// No region of that name is configured (400).
+    UnknownRegion,
     /// Unprocessable (422).
     UnprocessableEntity,
     /// Unsupported media type (415).
@@ -109,6 +126,8 @@ impl ErrorCode {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AlreadyMatched => "ALREADY_MATCHED",
+            Self::AlreadyQueued => "ALREADY_QUEUED",
             Self::AuthRequired => "AUTH_REQUIRED",
             Self::BadRequest => "BAD_REQUEST",
             Self::Conflict => "CONFLICT",
@@ -118,6 +137,7 @@ impl ErrorCode {
             Self::GameNotListed => "GAME_NOT_LISTED",
             Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Self::InputRejected => "INPUT_REJECTED",
+            Self::InvalidParty => "INVALID_PARTY",
             Self::Internal => "INTERNAL",
             Self::InvalidField => "INVALID_FIELD",
             Self::InvalidId => "INVALID_ID",
@@ -142,12 +162,17 @@ impl ErrorCode {
             Self::ShardExists => "SHARD_EXISTS",
             Self::ShardNotFound => "SHARD_NOT_FOUND",
             Self::ShardUnavailable => "SHARD_UNAVAILABLE",
+            Self::TicketCancelled => "TICKET_CANCELLED",
+            Self::TicketExpired => "TICKET_EXPIRED",
+            Self::TicketNotFound => "TICKET_NOT_FOUND",
             Self::Timeout => "TIMEOUT",
             Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
             Self::TooManyMatches => "TOO_MANY_MATCHES",
             Self::Unavailable => "UNAVAILABLE",
             Self::UnknownField => "UNKNOWN_FIELD",
             Self::UnknownGame => "UNKNOWN_GAME",
+            Self::UnknownMode => "UNKNOWN_MODE",
+            Self::UnknownRegion => "UNKNOWN_REGION",
             Self::UnprocessableEntity => "UNPROCESSABLE_ENTITY",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::UpgradeRequired => "UPGRADE_REQUIRED",

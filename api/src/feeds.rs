@@ -12,7 +12,9 @@
 //! their room or topic, on every process, and theirs come back on this socket. Every
 //! frame a client sends counts against `pylon_sync::presence::FRAMES_PER_SEC` (over it:
 //! close 4429); a refused presence frame is answered with
-//! `{"type":"error","error":{"code","message"}}` and the socket stays open.
+//! `{"type":"error","error":{"code","message"}}` and the socket stays open. A signed-in
+//! socket also gets the matchmaker's assignments of its user as `{"type":"match",…}`
+//! frames (docs/MATCHMAKER.md).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -39,6 +41,8 @@ use crate::close::{BadRequest, Close};
 use crate::entities::entities;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{ConnSlot, InputBucket};
+use crate::matchmaking::Matchmaking;
+use crate::matchmaking::waiters::{self, Push, Waiter};
 use crate::policies;
 use crate::sessions_live::LiveSession;
 use crate::socket::{self, End, Read, SocketTimers};
@@ -264,7 +268,12 @@ async fn run_ws(
     let end = match feeds.open(caller, since, Some(key)).await {
         Ok(feed) => {
             let presence = state.presence.connect(user.as_deref());
-            let mut sync = SyncSocket { socket: &mut socket, state, feed, presence };
+            let matches = state
+                .matchmaking
+                .as_ref()
+                .zip(user.as_ref())
+                .map(|(mm, u)| (Arc::clone(mm), mm.waiters().user(u), Arc::clone(u)));
+            let mut sync = SyncSocket { socket: &mut socket, state, feed, presence, matches };
             sync.follow(live.as_ref()).await
         }
         Err(e) => {
@@ -283,6 +292,8 @@ struct SyncSocket<'a> {
     feed: Feed,
     /// Dropped with the socket: it leaves its rooms and topics and tells its rooms.
     presence: PresenceSocket,
+    /// The matchmaker's pushes for this socket's user (`{"type":"match",…}` frames).
+    matches: Option<(Arc<Matchmaking>, Waiter, Arc<str>)>,
 }
 
 impl SyncSocket<'_> {
@@ -319,6 +330,9 @@ impl SyncSocket<'_> {
                 }
                 next = self.feed.next() => Some(self.change(next).await?),
                 frame = self.presence.recv() => Some(Message::Text(Utf8Bytes::from(&*frame))),
+                push = waiters::next(self.matches.as_mut().map(|(_, w, _)| w)) => {
+                    self.match_frame(&push)
+                }
                 timer = timers.next() => {
                     timers.handle(timer, self.socket, limits).await?;
                     None
@@ -328,6 +342,14 @@ impl SyncSocket<'_> {
                 socket::send(self.socket, limits, message).await?;
             }
         }
+    }
+
+    /// The `{"type":"match",…}` frame of a pushed assignment (nothing for other pushes).
+    fn match_frame(&self, push: &Push) -> Option<Message> {
+        let (Push::Matched(a), Some((mm, _, user))) = (push, &self.matches) else { return None };
+        mm.metrics().pushes_socket.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let frame = crate::matchmaker::socket_frame(self.state, mm, a, user);
+        Some(Message::Text(frame.into()))
     }
 
     /// A frame from the client, within the socket's frame rate (over it the socket

@@ -18,6 +18,9 @@
 //! - Entities: [`entities`] (CRUD, cursors, transactions), [`policies`] (the caller as
 //!   policies see it), [`feeds`] (pull, sync WebSocket and SSE over `pylon_sync::Feeds`,
 //!   presence frames on the sync socket).
+//! - Matchmaking: [`matchmaker`] (the ticket routes and their SSE stream) over
+//!   [`matchmaking`] (the service: rules from the registry, the matcher, matches made
+//!   before their assignments commit, pushes, backfill slots, metrics).
 //! - The fleet: [`cluster`] (connecting the cluster bus, the relay and receiver tasks,
 //!   readiness and metrics of the bus), [`regions`] (`GET /api/regions`, the 307 of every
 //!   match route to the owning region), [`rooms`] (presence rooms over HTTP).
@@ -41,6 +44,8 @@ pub mod feeds;
 pub mod limits;
 pub mod lobby;
 pub mod matches;
+pub mod matchmaker;
+pub mod matchmaking;
 pub mod metrics;
 pub mod ops;
 pub mod persister;
@@ -62,6 +67,7 @@ pub mod web;
 pub use config::{ApiConfig, Limits, Regions};
 pub use error::{ApiError, ErrorCode};
 pub use matches::Matches;
+pub use matchmaking::{Matchmaking, MatchmakingConfig};
 pub use metrics::ApiMetrics;
 pub use policies::Policies;
 pub use routes::{events_router, main_router, shard_router, sync_router};

@@ -4,7 +4,8 @@
 //!   sockets, one for every HTTP connection);
 //! - [`Rate`], [`InputBucket`]: a token bucket (one per socket for its inputs);
 //! - [`KeyedLimiter`]: token buckets by key (guest sessions per address, match creations
-//!   per user, HTTP inputs per subscriber), in a bounded map with a sweep;
+//!   per user, HTTP inputs per subscriber, matchmaker tickets per address), in a bounded
+//!   map with a sweep;
 //! - [`Backoff`]: the accept loop's exponential back-off;
 //! - [`client_addr`], [`addr_key`]: which address a limit counts (forwarded by a trusted
 //!   proxy, IPv6 by /64).
@@ -342,6 +343,8 @@ pub struct Rates {
     pub match_creates: KeyedLimiter<Arc<str>>,
     /// HTTP inputs per (match id, sid): the sockets' per-subscriber rate.
     pub http_inputs: KeyedLimiter<(Arc<str>, Arc<str>)>,
+    /// Matchmaker tickets per client address ([`addr_key`]).
+    pub tickets: KeyedLimiter<IpAddr>,
 }
 
 impl Rates {
@@ -361,12 +364,19 @@ impl Rates {
                 Rate::per_second_with_grace(limits.max_inputs_per_sec),
                 MAX_LIMITER_KEYS,
             ),
+            tickets: KeyedLimiter::new(
+                Rate::per_second_with_grace(limits.tickets_per_sec_per_ip),
+                MAX_LIMITER_KEYS,
+            ),
         }
     }
 
     /// Forgets every refilled bucket; how many.
     pub fn sweep(&self, now: Instant) -> usize {
-        self.guests.sweep(now) + self.match_creates.sweep(now) + self.http_inputs.sweep(now)
+        self.guests.sweep(now)
+            + self.match_creates.sweep(now)
+            + self.http_inputs.sweep(now)
+            + self.tickets.sweep(now)
     }
 }
 

@@ -177,6 +177,12 @@ struct Listing {
     params: Arc<serde_json::Value>,
 }
 
+impl std::fmt::Debug for Matches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matches").field("prefix", &self.region).finish_non_exhaustive()
+    }
+}
+
 /// The match table.
 pub struct Matches {
     pool: TickPool,
@@ -270,6 +276,18 @@ impl Matches {
     #[must_use]
     pub fn pool(&self) -> &TickPool {
         &self.pool
+    }
+
+    /// The prefix of this process's match ids (`eu`, `eu_2`).
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.region
+    }
+
+    /// The registered games.
+    #[must_use]
+    pub fn games(&self) -> &GameRegistry {
+        &self.games
     }
 
     /// The registered game names.

@@ -37,7 +37,7 @@ impl SocketReject {
 }
 
 /// The limits whose refusals are counted (`pylon_limit_refusals_total{limit=…}`).
-pub const LIMITS: [&str; 7] = [
+pub const LIMITS: [&str; 8] = [
     "http_connections",
     "guests",
     "match_rate",
@@ -45,6 +45,7 @@ pub const LIMITS: [&str; 7] = [
     "matches_total",
     "http_inputs",
     "limiter_full",
+    "tickets",
 ];
 
 /// Index into [`LIMITS`].
@@ -64,6 +65,8 @@ pub enum Limit {
     HttpInputs = 5,
     /// A keyed limiter refused a new key because its map was full.
     LimiterFull = 6,
+    /// Matchmaker tickets per address per second.
+    Tickets = 7,
 }
 
 /// Counters kept by the I/O layer.
@@ -91,7 +94,7 @@ pub struct ApiMetrics {
     /// Errors from `accept` (out of file descriptors and the like).
     pub accept_errors: AtomicU64,
     /// Requests or connections refused by a limit, by [`LIMITS`].
-    pub refusals: [AtomicU64; 7],
+    pub refusals: [AtomicU64; 8],
     /// Expired sessions deleted by the periodic purge.
     pub sessions_purged: AtomicU64,
     /// Sessions whose live connections were ended: by logout, by expiry.

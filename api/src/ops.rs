@@ -84,5 +84,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         },
     );
     crate::cluster::render(&mut body, &state);
+    if let Some(mm) = &state.matchmaking {
+        mm.render_metrics(&mut body);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

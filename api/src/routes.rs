@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    ApiConfig, AppState, auth, entities, feeds, lobby, ops, regions, rooms, shard_http, shard_sse,
-    shard_ws, web,
+    ApiConfig, AppState, auth, entities, feeds, lobby, matchmaker, ops, regions, rooms, shard_http,
+    shard_sse, shard_ws, web,
 };
 
 /// The main port's router: HTTP API, ops endpoints and `/shard`.
@@ -35,6 +35,9 @@ pub fn main_router(state: AppState) -> Router {
         .route("/api/shards/{id}/replay", get(shard_http::replay))
         .route("/shard", get(shard_ws::handler))
         .route("/api/regions", get(regions::list))
+        .route("/api/matchmaker/tickets", post(matchmaker::create))
+        .route("/api/matchmaker/tickets/{id}", get(matchmaker::status).delete(matchmaker::cancel))
+        .route("/api/matchmaker/tickets/{id}/events", get(matchmaker::events))
         .route("/api/rooms", get(rooms::list))
         .route("/api/rooms/join", post(rooms::join))
         .route("/api/rooms/leave", post(rooms::leave))

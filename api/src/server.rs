@@ -107,6 +107,7 @@ impl Server {
             rates,
             live: Arc::new(crate::sessions_live::LiveSessions::default()),
             presence: Arc::new(pylon_sync::Presence::new(bus.clone())),
+            matchmaking: None,
             bus,
             shutdown,
             tasks: TaskTracker::new(),
@@ -146,6 +147,15 @@ impl Server {
     pub fn with_bus(mut self, bus: pylon_sync::ClusterBus) -> Self {
         self.state.presence = Arc::new(pylon_sync::Presence::new(bus.clone()));
         self.state.bus = bus;
+        self
+    }
+
+    /// Runs the matchmaker `service` (docs/MATCHMAKER.md): its routes, its matcher and the
+    /// pushes of its assignments; its matcher stops (handing its Redis leases over) first
+    /// thing at shutdown.
+    #[must_use]
+    pub fn with_matchmaker(mut self, service: crate::matchmaking::Matchmaking) -> Self {
+        self.state.matchmaking = Some(Arc::new(service));
         self
     }
 
@@ -224,9 +234,15 @@ impl Server {
             tokio::spawn(purge_loop(self.state.clone())),
         ];
         let cluster = crate::cluster::spawn(&self.state);
+        let matchmaking = self.state.matchmaking.as_ref().map(|mm| mm.start(&self.state));
 
         signal.await;
         let started = Instant::now();
+        // The matcher first: no match is made after this, and its leases go to another
+        // process at once.
+        if let Some(mm) = &self.state.matchmaking {
+            mm.stop().await;
+        }
         // Matches first, while their subscribers are still attached: a match saved for a
         // restart keeps its players (a socket closing first would make them leave). Each
         // subscriber's writer then closes with 1001 on the `Stopped(Shutdown)` frame.
@@ -263,7 +279,7 @@ impl Server {
         if let Err(e) = self.state.sessions.flush().await {
             tracing::error!(error = %e, "shutdown: flushing the session store failed");
         }
-        for task in cluster {
+        for task in cluster.into_iter().chain(matchmaking.into_iter().flatten()) {
             let _ = task.await;
         }
         self.state.bus.close().await;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub bus: pylon_sync::ClusterBus,
     /// Presence: the sync sockets' rooms and topics, the HTTP rooms.
     pub presence: Arc<pylon_sync::Presence>,
+    /// The matchmaker service (`None`: its routes answer 404, as on a server without one).
+    pub matchmaking: Option<Arc<crate::matchmaking::Matchmaking>>,
     /// Becomes `true` when shutdown starts.
     pub shutdown: watch::Receiver<bool>,
     /// Socket tasks (shutdown waits for them to send their close frames).

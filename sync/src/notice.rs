@@ -114,6 +114,7 @@ mod tests {
             average_skill: Some(1200.0),
             matched_at: 1_700_000_000_000,
             created_at: vec![1_699_999_999_000],
+            party_sizes: vec![2],
             params: None,
         };
         let notice = Notice::MatchReady { assignment: Arc::new(assignment) };

@@ -216,6 +216,7 @@ impl Pass<'_> {
         let params = if backfill { None } else { anchor.and_then(|t| t.params.clone()) };
         let mut tickets = Vec::with_capacity(group.members.len());
         let mut created_at = Vec::with_capacity(group.members.len());
+        let mut party_sizes = Vec::with_capacity(group.members.len());
         let mut players = Vec::with_capacity(group.size as usize);
         let (mut sum, mut rated) = (0.0, 0_u32);
         for &i in &group.members {
@@ -223,6 +224,7 @@ impl Pass<'_> {
             let t = self.order[i];
             tickets.push(t.id.clone());
             created_at.push(t.created_at);
+            party_sizes.push(u32::try_from(t.party.len()).unwrap_or(u32::MAX));
             players.extend(t.party.iter().cloned());
             if let Some(s) = t.skill {
                 sum += s;
@@ -240,6 +242,7 @@ impl Pass<'_> {
             average_skill: (rated > 0).then(|| sum / f64::from(rated)),
             matched_at: self.now_ms,
             created_at,
+            party_sizes,
             params,
         });
     }

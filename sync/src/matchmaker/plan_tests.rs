@@ -52,6 +52,38 @@ fn parties_stay_whole() {
     assert_eq!(ids(&plan), vec![vec!["a", "p"], vec!["q", "b", "c"]]);
     assert_eq!(plan.assignments[0].players, ["a", "p1", "p2", "p3"]);
     assert_eq!(plan.assignments[1].players, ["q1", "q2", "b", "c"]);
+    assert_eq!(plan.assignments[0].party_sizes, [1, 3]);
+    assert_eq!(plan.assignments[0].created_at, [T0, T0 + 1]);
+    let ticket_of = |user| plan.assignments[1].ticket_of(user).map(TicketId::as_str);
+    assert_eq!((ticket_of("q2"), ticket_of("c"), ticket_of("a")), (Some("q"), Some("c"), None));
+}
+
+/// A new match carries its anchor's (oldest ticket's) params, which it is created with;
+/// a backfill carries none.
+#[test]
+fn anchor_params_travel_with_the_match() {
+    let rules = GameRules::fixed(2).with_backfill(true);
+    let with = |id: &str, at: u64, p: serde_json::Value| {
+        let mut t = (*solo(id, at, None)).clone();
+        t.params = Some(p);
+        Arc::new(t)
+    };
+    let tickets = vec![
+        with("a", 0, serde_json::json!({"map": 1})),
+        with("b", 1, serde_json::json!({"map": 2})),
+    ];
+    let plan = plan_queue(&key(), &rules, &tickets, &[], T0 + 10);
+    assert_eq!(plan.assignments[0].params, Some(serde_json::json!({"map": 1})));
+    let slot = OpenSlot {
+        match_id: "eu-running".into(),
+        region: "eu".into(),
+        game: "arena".into(),
+        mode: None,
+        free: 2,
+        average_skill: None,
+    };
+    let plan = plan_queue(&key(), &rules, &tickets, &[slot], T0 + 10);
+    assert!(plan.assignments[0].backfill && plan.assignments[0].params.is_none());
 }
 
 /// Two tickets 400 points apart do not match at first (window 100); each window widens by

@@ -219,10 +219,30 @@ pub struct Assignment {
     /// time each waited is `matched_at - created_at[i]`.
     #[serde(default)]
     pub created_at: Vec<u64>,
+    /// How many players each ticket brought, parallel to `tickets` (its party is that
+    /// many consecutive entries of `players`).
+    #[serde(default)]
+    pub party_sizes: Vec<u32>,
     /// For a new match: the anchor (oldest) ticket's `params`, which the match is created
     /// with; `None` for backfill and for tickets without params.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Value>,
+}
+
+impl Assignment {
+    /// The ticket that brought `user` into this assignment, if any.
+    #[must_use]
+    pub fn ticket_of(&self, user: &str) -> Option<&TicketId> {
+        let mut start = 0_usize;
+        for (ticket, size) in self.tickets.iter().zip(&self.party_sizes) {
+            let end = start + *size as usize;
+            if self.players.get(start..end).is_some_and(|p| p.iter().any(|u| u == user)) {
+                return Some(ticket);
+            }
+            start = end;
+        }
+        None
+    }
 }
 
 /// Checks a region, game or mode name: 1 to 64 ASCII letters, digits, `_` or `-`.
