@@ -70,6 +70,8 @@ Environment (defaults in brackets; README, Configuration, says more):
     PYLON_MATCH_IDLE_SECS [60]   stop a match with no subscriber and no input
     PYLON_PERSIST_EVERY_TICKS [100]  save running matches every N ticks (0: at shutdown)
     PYLON_SHUTDOWN_MATCHES [persist]  persist (resume after restart) or stop
+    PYLON_TICKET_TIMEOUT_SECS [120]   matchmaker tickets expire after this
+    PYLON_SEAT_HOLD_SECS [20]         a matched player's seat is held this long
     PYLON_MATCHES_PER_MINUTE [20]     matches a session may create a minute
     PYLON_MAX_MATCHES_PER_USER [5]    matches a session may have running
     PYLON_MAX_MATCHES [20000]         running matches in the process

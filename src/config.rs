@@ -82,6 +82,12 @@ pub struct Config {
     /// `PYLON_SHUTDOWN_MATCHES`: `persist` (default: saved, resumed after a restart) or
     /// `stop` (ended) at shutdown.
     pub persist_at_shutdown: bool,
+    /// `PYLON_TICKET_TIMEOUT_SECS`: a matchmaker ticket still queued this long expires
+    /// (default 120; every game but those an `App` gave its own rules).
+    pub ticket_timeout: Duration,
+    /// `PYLON_SEAT_HOLD_SECS`: a seat the matchmaker assigned is held for its player this
+    /// long (the status's `expires_at`); then a backfill game offers it again (default 20).
+    pub seat_hold: Duration,
     /// `PYLON_LOG`: log filter (default `info`).
     pub log_filter: String,
     /// `PYLON_LOG_FORMAT`: `json` (serve default) or `pretty` (dev default).
@@ -146,6 +152,10 @@ impl Config {
             lifetimes(&get)?;
 
         let (log_filter, log_format) = logging(dev_mode, &get)?;
+        let ticket_timeout = number(&get, "PYLON_TICKET_TIMEOUT_SECS", 1, 86_400)?
+            .map_or(pylon_sync::matchmaker::DEFAULT_TICKET_TIMEOUT, Duration::from_secs);
+        let seat_hold = number(&get, "PYLON_SEAT_HOLD_SECS", 1, 3_600)?
+            .map_or(pylon_api::matchmaking::DEFAULT_SEAT_HOLD, Duration::from_secs);
 
         Ok(Self {
             dev_mode,
@@ -169,6 +179,8 @@ impl Config {
             match_idle,
             persist_every_ticks,
             persist_at_shutdown,
+            ticket_timeout,
+            seat_hold,
             log_filter,
             log_format,
         })
@@ -568,6 +580,10 @@ mod tests {
         assert_eq!(d.limits.max_matches, 20_000);
         assert_eq!(d.limits.guests_per_minute_per_ip, 20);
         assert_eq!(d.limits.tickets_per_sec_per_ip, 5);
+        assert_eq!(
+            (d.ticket_timeout, d.seat_hold),
+            (Duration::from_secs(120), Duration::from_secs(20))
+        );
         assert_eq!(d.guest_session_ttl, Duration::from_secs(86_400));
         assert!(d.trusted_proxies.is_empty());
         let c = Config::from_lookup(
@@ -581,6 +597,8 @@ mod tests {
                 ("PYLON_MAX_MATCHES", "99"),
                 ("PYLON_GUESTS_PER_MINUTE_PER_IP", "4"),
                 ("PYLON_TICKETS_PER_SEC_PER_IP", "50"),
+                ("PYLON_TICKET_TIMEOUT_SECS", "30"),
+                ("PYLON_SEAT_HOLD_SECS", "5"),
                 ("PYLON_GUEST_SESSION_TTL_SECS", "3600"),
                 ("PYLON_TRUSTED_PROXIES", " 10.0.0.1, ::1 ,"),
             ]),
@@ -593,6 +611,10 @@ mod tests {
         assert_eq!(c.limits.max_matches, 99);
         assert_eq!(c.limits.guests_per_minute_per_ip, 4);
         assert_eq!(c.limits.tickets_per_sec_per_ip, 50);
+        assert_eq!(
+            (c.ticket_timeout, c.seat_hold),
+            (Duration::from_secs(30), Duration::from_secs(5))
+        );
         assert_eq!(c.guest_session_ttl, Duration::from_secs(3600));
         let proxies: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         assert_eq!(c.trusted_proxies, proxies);

@@ -48,7 +48,7 @@ async fn matchmaker(
     overrides: &[(String, GameRules)],
     instance: &str,
 ) -> anyhow::Result<Matchmaking> {
-    let rules = pylon_api::matchmaking::rules_from(games, overrides)
+    let rules = pylon_api::matchmaking::rules_from(games, overrides, config.ticket_timeout)
         .context("matchmaker rules (App::matchmaking_rules)")?;
     let rules = Arc::new(rules);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -68,7 +68,9 @@ async fn matchmaker(
     let games: Vec<&str> = queue.rules().games().collect();
     let backend = if config.cluster_bus.is_some() { "redis" } else { "memory" };
     tracing::info!(games = %games.join(", "), queue = backend, "matchmaker");
-    Ok(Matchmaking::new(queue, MatchmakingConfig::default()))
+    let settings =
+        MatchmakingConfig { seat_hold: config.seat_hold, ..MatchmakingConfig::default() };
+    Ok(Matchmaking::new(queue, settings))
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.

@@ -189,16 +189,76 @@ fn sse_events(
 /// What the sync socket decided before the upgrade.
 enum Plan {
     Refuse(Close),
-    Open { feeds: Arc<Feeds>, resolved: Option<auth::Resolved>, since: Option<u64>, key: CursorKey },
+    Open(Box<Opening>),
 }
 
-/// `GET /ws` (and port `+1`): the sync WebSocket, one text frame per change.
+/// The matchmaker's pushes for a socket's user: the service, the waiter, the user.
+type MatchPushes = (Arc<Matchmaking>, Waiter, Arc<str>);
+
+/// A sync socket allowed to open.
+struct Opening {
+    feeds: Arc<Feeds>,
+    resolved: Option<auth::Resolved>,
+    since: Option<u64>,
+    key: CursorKey,
+    /// Registered before the upgrade is answered: an assignment made once the client sees
+    /// the socket open reaches it.
+    matches: Option<MatchPushes>,
+    /// The main port's `Host` as this client reaches it (the `ws_url` of a match).
+    origin: HeaderMap,
+}
+
+/// `GET /ws` on the main port: the sync WebSocket, one text frame per change.
 pub(crate) async fn ws(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     upgrade: socket::Upgrade,
+) -> Response {
+    let origin = origin_of(&headers, false);
+    sync_socket(state, peer, raw, headers, upgrade, origin).await
+}
+
+/// The sync WebSocket on its own port (`+1`, any path).
+pub(crate) async fn ws_sync_port(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    upgrade: socket::Upgrade,
+) -> Response {
+    let origin = origin_of(&headers, true);
+    sync_socket(state, peer, raw, headers, upgrade, origin).await
+}
+
+/// The `Host` and `X-Forwarded-Proto` of the main port this socket's client reaches:
+/// what the matchmaker's `ws_url` is derived from when no socket URL is configured. On
+/// the sync port, the main port is the one below it.
+fn origin_of(headers: &HeaderMap, sync_port: bool) -> HeaderMap {
+    use axum::http::header::{HOST, HeaderValue};
+    let mut origin = HeaderMap::new();
+    if let Some(proto) = headers.get("x-forwarded-proto") {
+        origin.insert("x-forwarded-proto", proto.clone());
+    }
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else { return origin };
+    let host = match host.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+        Some((name, Ok(port))) if sync_port => format!("{name}:{}", port.saturating_sub(1)),
+        _ => host.to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&host) {
+        origin.insert(HOST, value);
+    }
+    origin
+}
+
+async fn sync_socket(
+    state: AppState,
+    peer: SocketAddr,
+    raw: Option<String>,
+    headers: HeaderMap,
+    upgrade: socket::Upgrade,
+    origin: HeaderMap,
 ) -> Response {
     let upgrade = match upgrade {
         Ok(u) => u,
@@ -214,7 +274,16 @@ pub(crate) async fn ws(
     let plan = match (&slot, query) {
         (None, _) => Plan::Refuse(Close::TooManySockets(max)),
         (Some(_), Err(_)) => Plan::Refuse(Close::BadRequest(BadRequest::Since)),
-        (Some(_), Ok(q)) => plan(&state, token.map(|(t, _)| t), q.since, peer.ip()).await,
+        (Some(_), Ok(q)) => {
+            let opened = plan(&state, token.map(|(t, _)| t), q.since, peer.ip()).await;
+            match opened {
+                Plan::Open(mut opening) => {
+                    opening.origin = origin;
+                    Plan::Open(opening)
+                }
+                refused => refused,
+            }
+        }
     };
     let upgrade = socket::configure(upgrade, &state.config.limits, echo);
     let tasks = state.tasks.clone();
@@ -225,9 +294,7 @@ pub(crate) async fn ws(
                     state.metrics.count_close(close.code());
                     socket::finish(&mut socket, &close).await;
                 }
-                Plan::Open { feeds, resolved, since, key } => {
-                    run_ws(socket, &state, feeds, resolved, since, key).await;
-                }
+                Plan::Open(opening) => run_ws(socket, &state, *opening).await,
             }
             drop(slot);
         })
@@ -249,18 +316,20 @@ async fn plan(state: &AppState, token: Option<String>, since: Option<u64>, peer:
             }
         },
     };
-    Plan::Open { feeds, resolved, since, key: cursor_key(token.as_deref(), peer) }
+    let user = resolved.as_ref().map(|r| Arc::clone(&r.auth.user_id));
+    let matches = state
+        .matchmaking
+        .as_ref()
+        .zip(user)
+        .map(|(mm, u)| (Arc::clone(mm), mm.waiters().user(&u), u));
+    let key = cursor_key(token.as_deref(), peer);
+    let origin = HeaderMap::new();
+    Plan::Open(Box::new(Opening { feeds, resolved, since, key, matches, origin }))
 }
 
 /// Runs one sync socket to its end.
-async fn run_ws(
-    mut socket: WebSocket,
-    state: &AppState,
-    feeds: Arc<Feeds>,
-    resolved: Option<auth::Resolved>,
-    since: Option<u64>,
-    key: CursorKey,
-) {
+async fn run_ws(mut socket: WebSocket, state: &AppState, opening: Opening) {
+    let Opening { feeds, resolved, since, key, matches, origin } = opening;
     let live =
         resolved.as_ref().and_then(|r| r.session).map(|s| state.live.register(s, auth::unix_now()));
     let user = resolved.as_ref().map(|r| Arc::clone(&r.auth.user_id));
@@ -268,12 +337,8 @@ async fn run_ws(
     let end = match feeds.open(caller, since, Some(key)).await {
         Ok(feed) => {
             let presence = state.presence.connect(user.as_deref());
-            let matches = state
-                .matchmaking
-                .as_ref()
-                .zip(user.as_ref())
-                .map(|(mm, u)| (Arc::clone(mm), mm.waiters().user(u), Arc::clone(u)));
-            let mut sync = SyncSocket { socket: &mut socket, state, feed, presence, matches };
+            let mut sync =
+                SyncSocket { socket: &mut socket, state, feed, presence, matches, origin };
             sync.follow(live.as_ref()).await
         }
         Err(e) => {
@@ -293,7 +358,9 @@ struct SyncSocket<'a> {
     /// Dropped with the socket: it leaves its rooms and topics and tells its rooms.
     presence: PresenceSocket,
     /// The matchmaker's pushes for this socket's user (`{"type":"match",…}` frames).
-    matches: Option<(Arc<Matchmaking>, Waiter, Arc<str>)>,
+    matches: Option<MatchPushes>,
+    /// The main port as this client reaches it.
+    origin: HeaderMap,
 }
 
 impl SyncSocket<'_> {
@@ -348,7 +415,7 @@ impl SyncSocket<'_> {
     fn match_frame(&self, push: &Push) -> Option<Message> {
         let (Push::Matched(a), Some((mm, _, user))) = (push, &self.matches) else { return None };
         mm.metrics().pushes_socket.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let frame = crate::matchmaker::socket_frame(self.state, mm, a, user);
+        let frame = crate::matchmaker::socket_frame(self.state, mm, a, user, &self.origin);
         Some(Message::Text(frame.into()))
     }
 

@@ -562,16 +562,16 @@ fn ticket_events(
 }
 
 /// The sync socket's frame for a ready assignment of `user`:
-/// `{"type":"match","status":"matched","ticket_id","shard_id","region","ws_url","sid",…}`
-/// (`ws_url` null unless the region's socket URL is configured: then connect to the
-/// same host's `/shard`).
+/// `{"type":"match","status":"matched","ticket_id","shard_id","region","ws_url","sid",…}`;
+/// `origin`: the main port's `Host` as the socket's client reaches it.
 pub(crate) fn socket_frame(
     state: &AppState,
     mm: &Matchmaking,
     a: &Assignment,
     user: &str,
+    origin: &HeaderMap,
 ) -> String {
-    let mut json = matched_json(state, mm, a, a.ticket_of(user), user, None);
+    let mut json = matched_json(state, mm, a, a.ticket_of(user), user, Some(origin));
     if let Some(map) = json.as_object_mut() {
         map.insert("type".into(), json!("match"));
     }

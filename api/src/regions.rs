@@ -56,8 +56,8 @@ fn request_url(headers: &HeaderMap) -> Option<String> {
 
 /// The shard socket base URL of `region` as `GET /api/regions` lists it: configured
 /// (`PYLON_REGION_WS_URLS`, or derived from `PYLON_REGIONS`), else, for this process's
-/// own region, derived from the URL the request reached (`headers`: `None` when the
-/// request's address is not the main port's, as on the sync socket's own port).
+/// own region, derived from the URL the request reached (`headers`: its `Host` and
+/// `X-Forwarded-Proto`, which name the main port).
 pub(crate) fn socket_url(
     regions: &crate::Regions,
     region: &str,

@@ -164,7 +164,7 @@ fn cors_layer(config: &ApiConfig) -> tower_http::cors::CorsLayer {
 pub fn sync_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(ops::health))
-        .fallback(get(feeds::ws))
+        .fallback(get(feeds::ws_sync_port))
         .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }

@@ -10,6 +10,7 @@ mod fleet;
 mod hostile;
 mod limits;
 mod lobby;
+mod matchmaker;
 mod persist;
 mod policy;
 mod postgres;

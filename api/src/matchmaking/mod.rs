@@ -71,9 +71,10 @@ impl Default for MatchmakingConfig {
 }
 
 /// The matchmaker rules of the games in `registry` that declare `Game::MATCHMAKING`:
-/// sizes, modes and backfill from the declaration, skill window, ticket timeout and fill
-/// timeout at the core's defaults; then `overrides` (an `App`'s, by game name) replace a
-/// game's rules whole.
+/// sizes, modes and backfill from the declaration, tickets expiring after
+/// `ticket_timeout` (`PYLON_TICKET_TIMEOUT_SECS`, the core's default 120 s), skill window
+/// and fill timeout at the core's defaults; then `overrides` (an `App`'s, by game name)
+/// replace a game's rules whole.
 ///
 /// # Errors
 /// An override for a game that is not registered or not matchmade, bad game or mode
@@ -81,13 +82,15 @@ impl Default for MatchmakingConfig {
 pub fn rules_from(
     registry: &GameRegistry,
     overrides: &[(String, GameRules)],
+    ticket_timeout: Duration,
 ) -> Result<Rules, MatchmakerError> {
     let mut rules = Rules::new();
     for info in registry.infos() {
         let Some(m) = info.matchmaking else { continue };
-        let base = GameRules::flexible(m.min_players, m.max_players)
+        let mut base = GameRules::flexible(m.min_players, m.max_players)
             .with_modes(m.modes.iter().copied())
             .with_backfill(m.backfill);
+        base.ticket_timeout = ticket_timeout;
         rules.register(info.name, base)?;
     }
     for (game, custom) in overrides {
