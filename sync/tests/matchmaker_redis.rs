@@ -181,3 +181,58 @@ async fn lease_holder_dies_and_the_other_takes_over() {
     ma.stop().await;
     common::cleanup(&url, &ns).await;
 }
+
+/// Closes a ticket behind the queue's back (its hash says `cancelled`) while the match of
+/// its assignment is being made, as a `DELETE` on another process racing the pass would.
+struct Racer {
+    conn: std::sync::Mutex<redis::Connection>,
+    ticket_key: String,
+    abandoned: std::sync::Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Racer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Racer").field("ticket_key", &self.ticket_key).finish_non_exhaustive()
+    }
+}
+
+impl pylon_sync::matchmaker::MatchHost for Racer {
+    fn host(&self, _a: &Assignment) -> Option<String> {
+        let mut conn = self.conn.lock().unwrap();
+        redis::cmd("HSET")
+            .arg(&self.ticket_key)
+            .arg("status")
+            .arg("cancelled")
+            .exec(&mut conn)
+            .unwrap();
+        Some("eu_1-racedmatch1".into())
+    }
+
+    fn abandon(&self, a: &Assignment) {
+        self.abandoned.lock().unwrap().push(a.match_key.clone());
+    }
+}
+
+/// Redis: an assignment whose ticket closed between the plan and the commit is refused
+/// by the commit script, and the host is told to abandon the match it made (named by the
+/// host's id); the other ticket stays queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_commit_is_abandoned() {
+    let Some(url) = common::redis_url("refused_commit_is_abandoned").await else { return };
+    let ns = common::namespace("abandon");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let q = common::redis_queue(&url, &ns, "solo", clock, Duration::from_secs(30)).await;
+    let a = q.submit(ticket("duel", &["ra"], None)).await.unwrap().id.clone();
+    let b = q.submit(ticket("duel", &["rb"], None)).await.unwrap().id.clone();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let racer = Racer {
+        conn: std::sync::Mutex::new(client.get_connection().unwrap()),
+        ticket_key: format!("{ns}:mm:t:{a}"),
+        abandoned: std::sync::Mutex::new(Vec::new()),
+    };
+    let report = q.run_pass_with(&racer).await.unwrap();
+    assert!(report.assignments.is_empty());
+    assert_eq!(*racer.abandoned.lock().unwrap(), ["eu_1-racedmatch1"]);
+    assert!(matches!(q.status(&b).await.unwrap().status, TicketStatus::Queued { .. }));
+    common::cleanup(&url, &ns).await;
+}

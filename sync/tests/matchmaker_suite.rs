@@ -8,13 +8,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{T0, ticket};
 use pylon_sync::matchmaker::{
-    AssignmentCursor, FakeClock, MatchmakerError, NewTicket, OpenSlot, Queue, TicketId,
-    TicketStatus,
+    Assignment, AssignmentCursor, FakeClock, MatchHost, MatchmakerError, NewTicket, OpenSlot,
+    Queue, TicketId, TicketStatus,
 };
 
 async fn submit(q: &Queue, t: NewTicket) -> TicketId {
@@ -242,6 +243,53 @@ async fn assignment_log(q: &Queue, _clock: &FakeClock) {
     assert_eq!(q.poll_assignments(&mut now, 10).await.unwrap(), made);
 }
 
+/// A match host that names each match it makes (`eu_2-madeN`), or declines them all.
+#[derive(Debug, Default)]
+struct Namer {
+    made: AtomicUsize,
+    decline: AtomicBool,
+    abandoned: Mutex<Vec<String>>,
+}
+
+impl MatchHost for Namer {
+    fn host(&self, _a: &Assignment) -> Option<String> {
+        if self.decline.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(format!("eu_2-made{}", self.made.fetch_add(1, Ordering::SeqCst) + 1))
+    }
+
+    fn abandon(&self, a: &Assignment) {
+        self.abandoned.lock().unwrap().push(a.match_key.clone());
+    }
+}
+
+/// The host makes each match before its assignment is committed: a host that declines
+/// leaves the tickets queued (nothing committed, nothing abandoned); the next pass's
+/// host makes the match once, and the report, the log and both tickets' statuses name
+/// the host's id instead of the planned key.
+async fn host_names_the_match(q: &Queue, _clock: &FakeClock) {
+    let a = submit(q, ticket("duel", &["h1"], None)).await;
+    let b = submit(q, ticket("duel", &["h2"], None)).await;
+    let host = Namer::default();
+    host.decline.store(true, Ordering::SeqCst);
+    assert!(q.run_pass_with(&host).await.unwrap().assignments.is_empty());
+    assert!(matches!(status(q, &a).await, TicketStatus::Queued { .. }));
+    host.decline.store(false, Ordering::SeqCst);
+    let mut cursor = q.assignment_cursor().await.unwrap();
+    let report = q.run_pass_with(&host).await.unwrap();
+    assert_eq!(report.assignments.len(), 1);
+    assert_eq!(report.assignments[0].match_key, "eu_2-made1");
+    assert_eq!(host.made.load(Ordering::SeqCst), 1);
+    for id in [&a, &b] {
+        let TicketStatus::Matched(m) = status(q, id).await else { panic!("{id} not matched") };
+        assert_eq!(m.match_key, "eu_2-made1");
+    }
+    let logged = q.poll_assignments(&mut cursor, 10).await.unwrap();
+    assert_eq!(logged[0].match_key, "eu_2-made1");
+    assert!(host.abandoned.lock().unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -284,4 +332,5 @@ suite!(
     flexible_sizes,
     validation,
     assignment_log,
+    host_names_the_match,
 );

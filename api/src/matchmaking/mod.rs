@@ -269,3 +269,40 @@ async fn keep_slots(mm: Arc<Matchmaking>, state: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use pylon_sync::matchmaker::QueueKey;
+
+    use super::*;
+
+    fn key(game: &str) -> QueueKey {
+        QueueKey { region: "eu".into(), game: game.into(), mode: None }
+    }
+
+    /// The registry's declarations become the rules (arena 8 with backfill, tictactoe
+    /// 2), with the ticket timeout given and the core's skill window; an App's override
+    /// replaces a game's rules whole; an override for a game without a matchmaker is
+    /// refused.
+    #[test]
+    fn rules_from_the_registry() {
+        let games = GameRegistry::builtin();
+        let rules = rules_from(&games, &[], Duration::from_secs(30)).unwrap();
+        let arena = rules.for_queue(&key("arena")).unwrap();
+        assert_eq!((arena.min_players, arena.max_players, arena.backfill), (8, 8, true));
+        assert_eq!(arena.ticket_timeout, Duration::from_secs(30));
+        assert_eq!(arena.skill_window, pylon_sync::matchmaker::SkillWindow::default());
+        let ttt = rules.for_queue(&key("tictactoe")).unwrap();
+        assert_eq!((ttt.max_players, ttt.backfill), (2, false));
+        let custom = GameRules::flexible(2, 4).with_modes(["duo"]);
+        let rules =
+            rules_from(&games, &[("arena".into(), custom.clone())], Duration::from_secs(30));
+        let rules = rules.unwrap();
+        assert!(rules.for_queue(&key("arena")).is_none(), "arena now has modes");
+        assert_eq!(rules.resolve("arena", None).unwrap().1.max_players, 4);
+        let bad =
+            rules_from(&GameRegistry::empty(), &[("arena".into(), custom)], Duration::from_secs(1));
+        assert!(matches!(bad, Err(MatchmakerError::UnknownGame { .. })));
+    }
+}

@@ -162,3 +162,75 @@ impl Seats {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::sync::Arc;
+
+    use pylon_shard::{GameRegistry, StopReason};
+    use pylon_sync::matchmaker::TicketId;
+    use pylon_tick::{MonotonicClock, TickConfig, TickPool};
+
+    use super::*;
+
+    fn arena_assignment(players: usize, backfill: bool) -> Assignment {
+        Assignment {
+            match_key: String::new(),
+            region: "eu".into(),
+            game: "arena".into(),
+            mode: None,
+            tickets: (0..players).map(|i| TicketId::from(format!("eu-t{i}"))).collect(),
+            players: (0..players).map(|i| format!("u{i}")).collect(),
+            backfill,
+            average_skill: Some(1_000.0),
+            matched_at: 0,
+            created_at: vec![0; players],
+            party_sizes: vec![1; players],
+            params: None,
+        }
+    }
+
+    fn offers(changes: &[Change]) -> Vec<(String, u32)> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Offer(slot) => (slot.match_id.clone(), slot.free),
+                Change::Withdraw(id) => (id.clone(), 0),
+            })
+            .collect()
+    }
+
+    /// A new arena match is offered nothing while its 8 players' seats are held; once
+    /// the hold passes with nobody connected, all 8 seats are offered; a backfill of 2
+    /// holds theirs (no new offer); a stopped match is withdrawn and forgotten.
+    #[test]
+    fn seats_follow_holds_and_the_match_table() {
+        let games = GameRegistry::builtin();
+        let rules = crate::matchmaking::rules_from(&games, &[], Duration::from_secs(120)).unwrap();
+        let config = TickConfig { threads: 1, ..TickConfig::default() };
+        let pool = TickPool::start(&config, Arc::new(MonotonicClock::new())).unwrap();
+        let matches = Matches::new(pool, games, "eu".into());
+        let entry = matches.create("arena", serde_json::Value::Null, None, None, false).unwrap();
+        let id = entry.id.to_string();
+        let seats = Seats::new(rules, Duration::from_secs(20));
+        let t0 = Instant::now();
+        seats.made(&id, &arena_assignment(8, false));
+        assert!(seats.changes(&matches, t0 + Duration::from_secs(1)).is_empty());
+        let later = t0 + Duration::from_secs(21);
+        assert_eq!(offers(&seats.changes(&matches, later)), [(id.clone(), 8)]);
+        assert_eq!(seats.offered(), (1, 8));
+        seats.backfilled(&Assignment { match_key: id.clone(), ..arena_assignment(2, true) });
+        assert_eq!(seats.offered(), (1, 6));
+        assert!(seats.changes(&matches, Instant::now() + Duration::from_secs(1)).is_empty());
+        entry.handle.stop(StopReason::Stopped).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while entry.handle.status().is_running() {
+            assert!(Instant::now() < deadline, "the match did not stop");
+            std::thread::yield_now();
+        }
+        assert_eq!(offers(&seats.changes(&matches, Instant::now())), [(id, 0)]);
+        assert_eq!(seats.offered(), (0, 0));
+        matches.pool().shutdown(Duration::from_secs(1));
+    }
+}

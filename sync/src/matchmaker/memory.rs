@@ -325,3 +325,65 @@ pub(super) fn resolve_slot(rules: &Rules, mut slot: OpenSlot) -> Result<OpenSlot
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::matchmaker::clock::FakeClock;
+    use crate::matchmaker::rules::GameRules;
+
+    /// Cancels `victim` while the match of its assignment is being made (between plan
+    /// and commit), as a player's `DELETE` racing the pass would.
+    #[derive(Debug)]
+    struct Racer {
+        queue: Arc<MemoryQueue>,
+        victim: Mutex<Option<TicketId>>,
+        abandoned: Mutex<Vec<String>>,
+    }
+
+    impl MatchHost for Racer {
+        fn host(&self, _a: &Assignment) -> Option<String> {
+            if let Some(victim) = self.victim.lock().unwrap().take() {
+                self.queue.cancel(&victim).unwrap();
+            }
+            Some("eu-racedmatch1".into())
+        }
+
+        fn abandon(&self, a: &Assignment) {
+            self.abandoned.lock().unwrap().push(a.match_key.clone());
+        }
+    }
+
+    fn solo(user: &str) -> NewTicket {
+        NewTicket {
+            game: "duel".into(),
+            region: "eu".into(),
+            party: vec![user.into()],
+            ..NewTicket::default()
+        }
+    }
+
+    /// A ticket cancelled after the plan but before the commit: the commit is refused,
+    /// the host is told to abandon the match it made (by the host's id), the cancelled
+    /// ticket stays cancelled and the other stays queued for the next match.
+    #[tokio::test]
+    async fn refused_commit_is_abandoned() {
+        let mut rules = Rules::new();
+        rules.register("duel", GameRules::fixed(2)).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(1_700_000_000_000));
+        let queue = Arc::new(MemoryQueue::new(Arc::new(rules), clock, QueueOptions::default()));
+        let a = queue.submit(solo("a")).unwrap().id.clone();
+        let b = queue.submit(solo("b")).unwrap().id.clone();
+        let racer = Racer {
+            queue: Arc::clone(&queue),
+            victim: Mutex::new(Some(a.clone())),
+            abandoned: Mutex::new(Vec::new()),
+        };
+        let report = queue.run_pass_with(&racer).await;
+        assert!(report.assignments.is_empty());
+        assert_eq!(*racer.abandoned.lock().unwrap(), ["eu-racedmatch1"]);
+        assert_eq!(queue.status(&a).unwrap().status, TicketStatus::Cancelled);
+        assert!(matches!(queue.status(&b).unwrap().status, TicketStatus::Queued { .. }));
+    }
+}
