@@ -1,5 +1,6 @@
 //! `arena`: bots over real sockets. Each bot is a guest (`POST /api/auth/guest`), joins
-//! an arena match created over HTTP, connects the way the stock web client does (the
+//! an arena match created over HTTP (or, with `--matchmaker`, the match the matchmaker
+//! gives it: `crate::matchmade`), connects the way the stock web client does (the
 //! `bearer.` subprotocol, `?shard=&sid=`), sends inputs with `client_seq` at a fixed rate
 //! and measures input -> ack latency: from sending seq k to the first frame whose ack is
 //! at least k. Compat JSON (binary frames), text, MessagePack and MessagePack + delta.
@@ -80,8 +81,27 @@ pub struct ArenaConfig {
     /// The server's pid, to report its CPU and RSS.
     pub server_pid: Option<u32>,
     /// Where the shard sockets are: `ws://host:port/` (the shard port, default: the main
-    /// port + 3) or `ws://host:port/shard` (the single-port shape behind one proxy).
+    /// port + 3, or the `ws_url` the matchmaker names) or `ws://host:port/shard` (the
+    /// single-port shape behind one proxy).
     pub shard_url: Option<String>,
+    /// Seats from the matchmaker (tickets, SSE push) instead of created matches; the
+    /// match size is then the game's (arena: 8), not `players`.
+    pub matchmaker: bool,
+}
+
+/// Where one bot plays: its guest, its match and the socket base URL.
+#[derive(Debug, Clone)]
+pub struct Seat {
+    /// The guest's token.
+    pub token: String,
+    /// The guest's user id (the sid).
+    pub user: String,
+    /// The match id.
+    pub shard: String,
+    /// The shard socket base URL (`ws://host:port` or `…/shard`).
+    pub ws_base: String,
+    /// The loopback address its socket is bound to (`--source-ips`).
+    pub source: Option<IpAddr>,
 }
 
 #[derive(Default)]
@@ -104,13 +124,30 @@ struct Shared {
 pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
     let base = config.url.trim_end_matches('/').to_owned();
-    let ids = create_matches(&http, &base, config).await?;
     let rss_before = config.server_pid.map(procfs::pid_rss_bytes);
+    let mut out = Map::new();
+    let seats = if config.matchmaker {
+        let seated = crate::matchmade::seat(&base, config).await?;
+        seated.time_to_match.put(&mut out, "time_to_match_");
+        out.insert("unmatched".into(), json!(seated.unmatched));
+        out.insert("matches".into(), json!(seated.matches));
+        eprintln!(
+            "matchmaker: {} bots seated in {} matches, {} unmatched; time to match {}",
+            seated.seats.len(),
+            seated.matches,
+            seated.unmatched,
+            seated.time_to_match.line()
+        );
+        seated.seats
+    } else {
+        let ids = create_matches(&http, &base, config).await?;
+        out.insert("matches".into(), json!(ids.len()));
+        created_seats(&http, &base, config, &ids).await?
+    };
     let shared = Arc::new(Shared::default());
-    let (tasks, connect_times) = connect_bots(&http, &base, config, &ids, &shared).await?;
+    let (tasks, connect_times) = connect_bots(config, seats, &shared).await?;
     let watch = measure(config, &shared).await;
     let wall = config.secs as f64;
-    let mut out = Map::new();
     watch.put(&mut out);
     shared.stop.store(true, Ordering::Relaxed);
     // One deadline for all bots, not one per bot: a hung server must not hold the run.
@@ -129,7 +166,7 @@ pub async fn run(config: &ArenaConfig) -> anyhow::Result<Map<String, Value>> {
         );
     }
     out.insert("bots".into(), json!(config.bots));
-    out.insert("matches".into(), json!(ids.len()));
+    out.insert("matchmaker".into(), json!(config.matchmaker));
     out.insert("mode".into(), json!(mode_name(config.mode)));
     out.insert("connected".into(), json!(connected));
     latency.put(&mut out, "");
@@ -167,15 +204,13 @@ async fn create_matches(
     Ok(ids)
 }
 
-/// Guest sessions and sockets for every bot (64 handshakes at a time); the running bot
-/// tasks and the connect-time histogram.
-async fn connect_bots(
+/// A guest for every bot, seated in the created matches (`players` to a match).
+async fn created_seats(
     http: &reqwest::Client,
     base: &str,
     config: &ArenaConfig,
     ids: &[String],
-    shared: &Arc<Shared>,
-) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Latency)> {
+) -> anyhow::Result<Vec<Seat>> {
     let ws_base = match &config.shard_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
@@ -183,28 +218,48 @@ async fn connect_bots(
             format!("ws://{host}:{}", port + 3)
         }
     };
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut pending = Vec::with_capacity(config.bots);
+    let mut seats = Vec::with_capacity(config.bots);
     for i in 0..config.bots {
         let (token, user) = guest(http, base, config.token.as_deref()).await?;
+        let shard = ids[i / config.players.max(1)].clone();
+        let source = source_ip(i, config.source_ips);
+        seats.push(Seat { token, user, shard, ws_base: ws_base.clone(), source });
+    }
+    Ok(seats)
+}
+
+/// Sockets for every seat (64 handshakes at a time); the running bot tasks and the
+/// connect-time histogram.
+async fn connect_bots(
+    config: &ArenaConfig,
+    seats: Vec<Seat>,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Latency)> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut pending = Vec::with_capacity(seats.len());
+    for seat in seats {
+        let ws_base = match &config.shard_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => seat.ws_base.trim_end_matches('/').to_owned(),
+        };
         let query = config.mode.query();
         let url = format!(
-            "{ws_base}{}?shard={}&sid={user}{}{query}",
+            "{ws_base}{}?shard={}&sid={}{}{query}",
             path_sep(&ws_base),
-            ids[i / config.players.max(1)],
+            seat.shard,
+            seat.user,
             if query.is_empty() { "" } else { "&" },
         );
-        let source = source_ip(i, config.source_ips);
         let gate = Arc::clone(&gate);
         pending.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
             let started = Instant::now();
-            let ws = connect(&url, &token, source).await;
+            let ws = connect(&url, &seat.token, seat.source).await;
             (ws, started.elapsed())
         }));
     }
     let mut connect_times = Latency::default();
-    let mut tasks = Vec::with_capacity(config.bots);
+    let mut tasks = Vec::with_capacity(pending.len());
     for p in pending {
         match p.await? {
             (Ok(ws), took) => {
@@ -294,7 +349,7 @@ fn path_sep(base: &str) -> &'static str {
 
 /// The loopback source address of socket `i` when spreading over `n` (0 or 1: `None`, the
 /// OS picks): 127.0.0.1, 127.0.0.2, … 127.0.0.n, round robin.
-pub(crate) fn source_ip(i: usize, n: u8) -> Option<IpAddr> {
+pub fn source_ip(i: usize, n: u8) -> Option<IpAddr> {
     (n > 1).then(|| {
         let k = u8::try_from(i % usize::from(n)).unwrap_or(0);
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + k))

@@ -82,6 +82,11 @@ enum Scenario {
         /// `ws://127.0.0.1:8080/shard` behind a proxy that serves one port.
         #[arg(long)]
         shard_url: Option<String>,
+        /// Seat the bots through the matchmaker (a ticket each, the assignment pushed on
+        /// its SSE stream) instead of creating matches; reports time to match. The match
+        /// size is arena's (8); `--players` is ignored.
+        #[arg(long)]
+        matchmaker: bool,
     },
     /// A CRUD mix on the entity API at a fixed concurrency.
     Entities {
@@ -170,7 +175,7 @@ fn token(common: &Common) -> anyhow::Result<String> {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.scenario {
-        Scenario::Arena { common, bots, game, warmup, mode, source_ips, shard_url } => {
+        Scenario::Arena { common, bots, game, warmup, mode, source_ips, shard_url, matchmaker } => {
             let GameLoad { players, hz, input_hz } = game;
             anyhow::ensure!(bots > 0 && players > 0, "--bots and --players must be positive");
             let config = ArenaConfig {
@@ -186,6 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 token: common.token.clone(),
                 server_pid: common.server_pid,
                 shard_url,
+                matchmaker,
             };
             let figures = rt.block_on(arena::run(&config))?;
             finish("arena", &common, &figures)
