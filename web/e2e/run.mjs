@@ -11,8 +11,9 @@
 //   dashboard sign-in   the dashboard refuses a wrong token and takes the admin token
 //               (opened this early so that its charts cover the whole run)
 //   queue       two pages queue (the matchmaker when the server has it, probed first and
-//               logged; else join-or-create), land in one match; one moves, the other
-//               sees it move; MessagePack + delta frames on /shard; docs/demo.png
+//               logged; six filler tickets once both pages are queued make arena's 8;
+//               else join-or-create), land in one match; one moves, the other sees it
+//               move; MessagePack + delta frames on /shard; docs/demo.png
 //   sse         a page whose shard socket port is closed falls back to SSE + HTTP inputs
 //               and still plays: another page sees it move
 //   compat      the demo with ?mode=compat plays with pylon's own connectShard options:
@@ -290,9 +291,13 @@ async function main() {
       await a.goto(`${server.url}/demo`);
       await until("page A to queue or play", () => demoState(a), (s) => s && (s.phase === "playing" || s.ticket !== null), 15_000);
       await b.goto(`${server.url}/demo`);
+      // Fillers only once both pages hold a ticket: the oldest eight tickets form the match,
+      // so both pages and six fillers make one (a filler filed earlier could complete a
+      // match of page A alone before page B queued).
       const bothPlaying = async () => {
         const [sa, sb] = await Promise.all([demoState(a), demoState(b)]);
-        if (mm.present && fillers.tickets.length < 14 && [sa, sb].some((s) => s?.phase === "queueing")) await fillers.add();
+        const bothQueued = [sa, sb].every((s) => s?.phase === "queueing" && s.ticket);
+        if (mm.present && bothQueued && fillers.tickets.length < 6) await fillers.add();
         return { a: sa, b: sb };
       };
       const { a: sa, b: sb } = await until(

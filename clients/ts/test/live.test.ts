@@ -1,7 +1,7 @@
 // Against a real server, no mocks: `pylon dev` started here on free loopback ports
 // (PYLON_BIN, default ../../target/release/pylon; the test fails with a clear message when
 // it is missing). Guest sessions, arena matches, every wire mode, the SSE fallback, a 4421
-// between two servers, and the entity API with its change feeds.
+// between two servers, the matchmaker (findMatch), and the entity API with its change feeds.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +10,8 @@ import { WebSocket } from "ws";
 import { type StartedServer, freePortBlock, startServer } from "../scripts/server.mjs";
 import { entities, pullChanges, transact } from "../src/entities.js";
 import { PylonError, ShardCloseError } from "../src/errors.js";
-import { createShard, guestSession } from "../src/http.js";
+import { createShard, guestSession, requestJson } from "../src/http.js";
+import { findMatch } from "../src/matchmaker.js";
 import { PylonRealtime } from "../src/realtime.js";
 import { type ShardClient, connectShard } from "../src/shard.js";
 import type { CloseInfo } from "../src/shard-core.js";
@@ -294,6 +295,54 @@ describe("live: shard sockets", () => {
     expect(redirects).toEqual([eu.url]);
     expect(rt.error).toBeNull();
     rt.close();
+  });
+});
+
+describe("live: matchmaker", () => {
+  it("findMatch: eight players queue for arena, each is pushed the same match, and one plays it", async () => {
+    const players = await Promise.all(Array.from({ length: 8 }, () => guest()));
+    const queued: string[] = [];
+    const found = await Promise.all(
+      players.map((p) =>
+        findMatch({ ...http(), token: p.token, game: "arena", timeoutMs: 20_000, onQueued: (t) => queued.push(t) }),
+      ),
+    );
+    expect(new Set(found.map((m) => m.shardId)).size).toBe(1);
+    expect(new Set(queued).size).toBe(8);
+    found.forEach((m, i) => {
+      expect(m.sid).toBe(players[i]!.user_id);
+      expect(m.region).toBe("local");
+      expect(m.wsUrl).toBe(`ws://127.0.0.1:${server.port}/shard`);
+      expect(typeof m.expiresAt).toBe("number");
+      expect(m.raw.ticket_id).toBe(m.ticketId);
+    });
+    const me = players[0]!;
+    const m = found[0]!;
+    const shard = connectShard<Arena, Move>(m.shardId, { wsUrl: m.wsUrl, token: me.token, subscriberId: m.sid, WebSocket: WS });
+    cleanups.push(() => shard.close());
+    await until(() => shard.connected, 10_000, "the matched shard open");
+    const stop = steer((m) => shard.send(m));
+    await until(() => (shard.snapshot?.ack ?? 0) >= 3, 10_000, "acks in the matched shard");
+    stop();
+    expect(shard.snapshot!.players.some((p) => p.id === me.user_id)).toBe(true);
+    shard.close();
+  });
+
+  it("typed refusals: unknown game 400, a second open ticket 409 naming the first; aborting cancels on the server", async () => {
+    const me = await guest();
+    const unknown = (await findMatch({ ...http(), token: me.token, game: "chess" }).catch((e: unknown) => e)) as PylonError;
+    expect([unknown.status, unknown.code]).toEqual([400, "UNKNOWN_GAME"]);
+    const ctrl = new AbortController();
+    let ticket = "";
+    const pending = findMatch({ ...http(), token: me.token, game: "arena", signal: ctrl.signal, onQueued: (t) => (ticket = t) });
+    await until(() => ticket !== "", 10_000, "the ticket queued");
+    const second = (await findMatch({ ...http(), token: me.token, game: "tictactoe" }).catch((e: unknown) => e)) as PylonError;
+    expect([second.status, second.code, second.details.ticket_id]).toEqual([409, "ALREADY_QUEUED", ticket]);
+    ctrl.abort();
+    const err = (await pending.catch((e: unknown) => e)) as PylonError;
+    expect(err.code).toBe("TICKET_CANCELLED");
+    const status = await requestJson<{ status: string }>({ ...http(), token: me.token }, "GET", `/api/matchmaker/tickets/${ticket}`);
+    expect(status.status).toBe("cancelled");
   });
 });
 

@@ -1,5 +1,6 @@
-// findMatch and pickRegion against recorded answers of the matchmaker and regions routes
-// (the server does not have them yet; these are the shapes of the spec they are built to).
+// findMatch and pickRegion against recorded answers of the matchmaker and regions routes,
+// in the server's shapes (docs/MATCHMAKER.md); live.test.ts runs findMatch against the
+// real server.
 import { describe, expect, it } from "vitest";
 import { PylonError } from "../src/errors.js";
 import { findMatch, interpretTicket, pickRegion } from "../src/matchmaker.js";
