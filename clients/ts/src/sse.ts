@@ -151,18 +151,42 @@ export async function readEventStream(url: string, opts: EventStreamOptions, onE
   if (opts.lastEventId) parser.lastEventId = opts.lastEventId;
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
+  // A read pending when the signal aborts (or one started after an event handler aborted
+  // it) does not always settle: Node 20's fetch leaves it pending when the abort meets a
+  // stream the server is just ending. So every read races the signal, and an abort
+  // cancels the body without waiting for it.
+  const aborted = abortPromise(opts.signal);
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parser.push(decoder.decode(value, { stream: true }));
+      const next = await Promise.race([reader.read(), aborted.promise]);
+      if (next === ABORTED) {
+        void reader.cancel().catch(() => undefined);
+        return;
+      }
+      if (next.done) break;
+      parser.push(decoder.decode(next.value, { stream: true }));
     }
     parser.push(decoder.decode());
   } catch (e) {
     if (isAbort(e) || opts.signal?.aborted) return;
     throw PylonError.network(e, "event stream");
   } finally {
+    aborted.dispose();
     parser.end();
     reader.releaseLock();
   }
+}
+
+const ABORTED: unique symbol = Symbol("aborted");
+
+/** A promise that resolves to `ABORTED` once `signal` aborts (never without one). */
+function abortPromise(signal: AbortSignal | undefined): { promise: Promise<typeof ABORTED>; dispose: () => void } {
+  if (!signal) return { promise: new Promise<typeof ABORTED>(() => undefined), dispose: () => undefined };
+  let onAbort = () => undefined as void;
+  const promise = new Promise<typeof ABORTED>((resolve) => {
+    onAbort = () => resolve(ABORTED);
+    if (signal.aborted) resolve(ABORTED);
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return { promise, dispose: () => signal.removeEventListener("abort", onAbort) };
 }

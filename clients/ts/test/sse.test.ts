@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type SseEvent, SseParser } from "../src/sse.js";
+import { type SseEvent, SseParser, readEventStream } from "../src/sse.js";
 
 function parse(chunks: string[]): SseEvent[] {
   const out: SseEvent[] = [];
@@ -43,5 +43,42 @@ describe("SseParser", () => {
 
   it("drops an event without data and an incomplete one at the end, strips a BOM", () => {
     expect(parse(["\uFEFFevent: end\n\n", "data: cut"])).toEqual([]);
+  });
+});
+
+describe("readEventStream", () => {
+  // Node 20's fetch may leave a read pending forever when the abort meets a body the
+  // server is just ending; this body never ends and ignores the signal, the same to us.
+  const stuck = (text: string) =>
+    (async () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(new TextEncoder().encode(text));
+          },
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      )) as unknown as typeof fetch;
+
+  it("returns when an event handler aborts, even if the body never settles", async () => {
+    const ctrl = new AbortController();
+    const seen: string[] = [];
+    await readEventStream("http://h/e", { signal: ctrl.signal, fetch: stuck("event: matched\ndata: {}\n\n") }, (e) => {
+      seen.push(e.event);
+      ctrl.abort();
+    });
+    expect(seen).toEqual(["matched"]);
+  });
+
+  it("returns when the signal aborts while a read is pending", async () => {
+    const ctrl = new AbortController();
+    const seen: string[] = [];
+    const done = readEventStream("http://h/e", { signal: ctrl.signal, fetch: stuck("event: queued\ndata: {}\n\n") }, (e) => {
+      seen.push(e.event);
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    ctrl.abort();
+    await done;
+    expect(seen).toEqual(["queued"]);
   });
 });
