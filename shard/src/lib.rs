@@ -11,8 +11,10 @@
 //!
 //! # Layout
 //! - [`game`]: the `Game` trait and what games see (`Subscriber`, `MatchClock`, limits).
-//! - [`runtime`]: `Shard<G>`: `handle_join`/`handle_leave`/`handle_input` in, `step` runs
-//!   one tick, `drain_outgoing` out.
+//! - [`runtime`]: `Shard<G>`: `handle_join`/`handle_leave`/`handle_input` in, `step` (or
+//!   `step_with`, which takes the raw inputs its caller queued) runs one tick,
+//!   `take_snapshots` (the tick's one frame, each subscriber's ack beside it) and
+//!   `drain_outgoing` out.
 //! - [`outgoing`]: the frames a subscriber receives.
 //! - [`codec`]: the wire protocol (compat JSON, MessagePack, deltas) and input decoding.
 //! - [`replay`]: replay logs and bit-for-bit re-simulation.
@@ -24,7 +26,9 @@
 //! components and resources; `setup` registers them and adds systems to the schedule.
 //! Inputs arrive decoded into `Game::Input` and are applied in arrival order at the start
 //! of the next tick (`apply_input`), then the schedule runs once, then every subscriber
-//! gets a snapshot (`snapshot`, or its own view from `snapshot_for`).
+//! gets a snapshot (`snapshot`, or its own view from `snapshot_for`). A game whose snapshot
+//! owns vectors can also implement `snapshot_into`, which refills an old snapshot's
+//! buffers in place, so that a warm tick allocates nothing.
 //!
 //! ```
 //! use bevy_ecs::prelude::*;
