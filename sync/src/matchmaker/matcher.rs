@@ -134,9 +134,13 @@ struct Pass {
     lengths: watch::Sender<QueueLengths>,
 }
 
+/// A failing pass (Redis down) is logged at most this often, with the count in between.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 async fn pass_loop(pass: Pass, interval: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failures: (Option<tokio::time::Instant>, u64) = (None, 0);
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -152,7 +156,13 @@ async fn pass_loop(pass: Pass, interval: Duration, mut stopped: watch::Receiver<
                 }
                 let _ = pass.lengths.send(Arc::new(report.queued));
             }
-            Err(e) => tracing::warn!(error = %e, "matchmaker: pass failed"),
+            Err(e) => {
+                failures.1 += 1;
+                if failures.0.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(error = %e, failed_passes = failures.1, "matchmaker: pass failed");
+                    failures = (Some(tokio::time::Instant::now()), 0);
+                }
+            }
         }
     }
 }
