@@ -43,8 +43,13 @@ use crate::AppState;
 /// 20 s (the status's `expires_at`); after that a backfill game offers it again.
 pub const DEFAULT_SEAT_HOLD: Duration = Duration::from_secs(20);
 /// Default [`MatchmakingConfig::recheck`]: a ticket's SSE stream re-reads its status
-/// every 2 s (progress, and the assignment should a push be lost).
-pub const DEFAULT_RECHECK: Duration = Duration::from_secs(2);
+/// every 5 s (its position, and the assignment or expiry should a push from another
+/// process be lost). A memory queue's position costs a scan of the older tickets, so
+/// not every second.
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(5);
+
+/// The longest a stopping matchmaker holds up shutdown.
+pub const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// How the service runs.
 #[derive(Debug, Clone)]
@@ -178,13 +183,19 @@ impl Matchmaking {
     }
 
     /// Stops the matcher after its pass in flight, releases its Redis leases (another
-    /// process takes over at once) and withdraws this process's backfill slots.
+    /// process takes over at once) and withdraws this process's backfill slots; gives up
+    /// after [`STOP_WITHIN`] (Redis down: the leases lapse on their own).
     pub(crate) async fn stop(&self) {
         let matcher = self.matcher.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(matcher) = matcher {
-            matcher.stop().await;
+        let stop = async {
+            if let Some(matcher) = matcher {
+                matcher.stop().await;
+            }
+            self.seats.withdraw_all(&self.queue).await;
+        };
+        if tokio::time::timeout(STOP_WITHIN, stop).await.is_err() {
+            tracing::warn!("matchmaker: not stopped cleanly within 5 s (its leases lapse)");
         }
-        self.seats.withdraw_all(&self.queue).await;
     }
 
     /// An assignment whose match exists (committed by this process's matcher, or heard of
