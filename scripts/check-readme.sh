@@ -54,6 +54,11 @@ for block in "$scratch"/blocks/*; do
   case "$(basename "$block")" in
     *-top.sh)
       if grep -q -- '-- dev' "$block"; then
+        # The blocks talk to localhost:4321: it must be this server that answers there.
+        if curl -fsS localhost:4321/health > /dev/null 2>&1; then
+          echo "check-readme: something already answers on localhost:4321; stop it first"
+          exit 1
+        fi
         echo "== README block $(basename "$block") (the server, in the background)"
         sed 's/^/   | /' "$block"
         data=$(mktemp -d -p "$scratch")
