@@ -154,10 +154,8 @@ fn dev_start_up_lines_explain_themselves() {
     use std::io::BufRead;
     let data = std::env::temp_dir().join(format!("pylon-cli-dev-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // The server binds the port and the three above it.
+    let port = crate::support::free_port_pair();
     let mut child = pylon()
         .arg("dev")
         .env("PYLON_PORT", port.to_string())
