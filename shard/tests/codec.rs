@@ -96,9 +96,15 @@ fn the_client_half_reads_every_mode() {
         serde_json::json!({"players": [{"id": "a", "x": 2.5}, {"id": "b", "x": 0.0}], "t": 3}),
         serde_json::json!({"players": [{"id": "a", "x": 2.5}, {"id": "b", "x": 0.0}], "t": 3}),
     ];
-    for mode in [WireMode::Binary, WireMode::Text, WireMode::MsgPack, WireMode::MsgPackDelta] {
+    for mode in [
+        WireMode::Binary,
+        WireMode::Text,
+        WireMode::MsgPack,
+        WireMode::MsgPackDelta,
+        WireMode::MsgPackDeltaV2,
+    ] {
         let mut enc = FrameEncoder::new(mode);
-        let mut reader = SnapshotReader::new();
+        let mut reader = SnapshotReader::for_mode(mode);
         let mut out = Vec::new();
         let mut kinds = Vec::new();
         for (i, state) in states.iter().enumerate() {
@@ -118,6 +124,44 @@ fn the_client_half_reads_every_mode() {
             enc.handle_base_ack(reader.base_to_ack());
         }
         let deltas = kinds.iter().filter(|k| **k == FrameKind::Delta).count();
-        assert_eq!(deltas > 0, mode == WireMode::MsgPackDelta, "{mode:?}: {kinds:?}");
+        assert_eq!(deltas > 0, mode.delta_version().is_some(), "{mode:?}: {kinds:?}");
     }
+}
+
+/// `delta=2` sends the same frames as `delta=1` with denser patches that rebuild the exact
+/// snapshot; subscribers of both formats share one payload without mixing their patches.
+#[test]
+fn delta_v2_frames_rebuild_snapshots() {
+    use pylon_shard::codec::delta_v2;
+    let players = |moved: f64| {
+        let list: Vec<_> = (0..8)
+            .map(|i| serde_json::json!({"id": format!("player-{i}"), "x": 100.0 * f64::from(i) + moved, "y": 50.0, "score": i}))
+            .collect();
+        serde_json::json!({"players": list, "time_left_secs": 299.5 - moved})
+    };
+    let mut v1 = FrameEncoder::new(WireMode::MsgPackDelta);
+    let mut v2 = FrameEncoder::new(WireMode::MsgPackDeltaV2);
+    let mut out = Vec::new();
+    let first = frame(1, None, players(0.0));
+    let second = frame(2, Some(1), players(5.0));
+    for enc in [&mut v1, &mut v2] {
+        enc.encode(&first, &mut out).unwrap();
+        assert_eq!(decode(&out).0, 1, "no base acknowledged yet: full");
+        enc.handle_base_ack(1);
+    }
+    v2.encode(&second, &mut out).unwrap();
+    let v2_len = out.len();
+    let (kind, tick, ack, base, body) = decode(&out);
+    assert_eq!((kind, tick, ack, base), (2, 2, Some(1), Some(1)));
+    let patch = delta_v2::Patch::try_from(body).unwrap();
+    assert_eq!(delta_v2::apply(&players(0.0), &patch).unwrap(), players(5.0));
+    v1.encode(&second, &mut out).unwrap();
+    let (_, _, _, _, body) = decode(&out);
+    let patch: Patch = serde_json::from_value(body).unwrap();
+    assert_eq!(apply(&players(0.0), &patch).unwrap(), players(5.0), "v1 bytes, not v2's");
+    assert!(v2_len * 3 < out.len() * 2, "v2 {v2_len} B vs v1 {} B", out.len());
+    let unchanged = frame(3, Some(1), players(5.0));
+    v2.handle_base_ack(2);
+    v2.encode(&unchanged, &mut out).unwrap();
+    assert_eq!(out.last(), Some(&0xc0), "nil body: unchanged since the base");
 }

@@ -178,13 +178,13 @@ impl Serialize for CompactElements<'_> {
 
 /// `f` as an `f32` when that loses nothing (same bits back).
 #[expect(clippy::cast_possible_truncation, reason = "the round trip below checks it is exact")]
-fn exact_f32(f: f64) -> Option<f32> {
+pub(super) fn exact_f32(f: f64) -> Option<f32> {
     let narrow = f as f32;
     (f64::from(narrow).to_bits() == f.to_bits()).then_some(narrow)
 }
 
 /// A JSON value whose `f32`-exact floats serialize as `f32`.
-struct CompactValue<'a>(&'a Value);
+pub(super) struct CompactValue<'a>(pub(super) &'a Value);
 
 impl Serialize for CompactValue<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -244,6 +244,12 @@ pub enum DeltaError {
         /// The length its entries produce.
         actual: usize,
     },
+    /// A version 2 patch removes a key its object does not have.
+    #[error("removed key is absent")]
+    MissingKey,
+    /// A version 2 patch is not of the documented shape (an unknown tag, an odd entry).
+    #[error("malformed patch: {0}")]
+    Malformed(&'static str),
 }
 
 /// The patch that turns `base` into `current`, or `None` when they are equal.
@@ -388,7 +394,7 @@ fn measure(value: &Value, acc: &mut usize, cap: usize) {
     }
 }
 
-fn number_size(n: &Number) -> usize {
+pub(super) fn number_size(n: &Number) -> usize {
     if let Some(u) = n.as_u64() {
         uint_size(u)
     } else if let Some(i) = n.as_i64() {
@@ -404,7 +410,7 @@ fn number_size(n: &Number) -> usize {
     }
 }
 
-fn uint_size(u: u64) -> usize {
+pub(super) fn uint_size(u: u64) -> usize {
     match u {
         0..=127 => 1,
         128..=255 => 2,
@@ -414,7 +420,7 @@ fn uint_size(u: u64) -> usize {
     }
 }
 
-fn str_size(s: &str) -> usize {
+pub(super) fn str_size(s: &str) -> usize {
     let header = match s.len() {
         0..=31 => 1,
         32..=255 => 2,
@@ -424,7 +430,7 @@ fn str_size(s: &str) -> usize {
     header + s.len()
 }
 
-fn container_header(len: usize) -> usize {
+pub(super) fn container_header(len: usize) -> usize {
     match len {
         0..=15 => 1,
         16..=65_535 => 3,
@@ -520,7 +526,7 @@ fn fresh(patch: &Patch) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -754,18 +760,18 @@ mod tests {
         assert_eq!(err.to_string(), "array index 5 out of range for length 1");
     }
 
-    /// A tiny deterministic xorshift64* generator.
-    struct XorShift(u64);
+    /// A tiny deterministic xorshift64* generator (shared with the version 2 tests).
+    pub(in crate::codec) struct XorShift(pub(in crate::codec) u64);
 
     impl XorShift {
-        fn next(&mut self) -> u64 {
+        pub(in crate::codec) fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
 
-        fn below(&mut self, n: u64) -> u64 {
+        pub(in crate::codec) fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
     }
@@ -784,7 +790,7 @@ mod tests {
         }
     }
 
-    fn random_value(rng: &mut XorShift, depth: u32) -> Value {
+    pub(in crate::codec) fn random_value(rng: &mut XorShift, depth: u32) -> Value {
         if depth == 0 || rng.below(3) == 0 {
             return random_scalar(rng);
         }
@@ -800,7 +806,7 @@ mod tests {
     }
 
     /// A copy of `value` with a few random edits, so that pairs share structure.
-    fn mutate(rng: &mut XorShift, value: &Value, depth: u32) -> Value {
+    pub(in crate::codec) fn mutate(rng: &mut XorShift, value: &Value, depth: u32) -> Value {
         match (value, rng.below(6)) {
             (_, 0) => random_value(rng, depth),
             (Value::Array(items), _) => {
@@ -873,7 +879,7 @@ mod tests {
         assert!(patched > 1_000, "most pairs differ: {patched}");
     }
 
-    fn game_snapshot() -> Value {
+    pub(in crate::codec) fn game_snapshot() -> Value {
         let players: Vec<Value> = (0..8)
             .map(|i| {
                 let (x, y) = (100.0 * f64::from(i) + 0.5, 2.0 * f64::from(i));

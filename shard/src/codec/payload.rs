@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
+use super::DeltaVersion;
 use super::error::CodecError;
 
 /// A shared snapshot or outcome value.
@@ -70,17 +71,18 @@ fn next_serial() -> u64 {
     })
 }
 
-/// The encoded delta patches from recent bases to the payload that owns the cache.
+/// The encoded delta patches from recent bases to the payload that owns the cache, one per
+/// base and patch format ([`DeltaVersion`]).
 ///
 /// Subscribers of one match acknowledge one of a few recent snapshots as their base (the
 /// previous one, or the one before when their acknowledgement has not arrived yet), so
 /// the first one to encode against a base computes the patch and the others reuse its
-/// bytes: one diff per match and base instead of one per subscriber. Only I/O threads
+/// bytes: one diff per match, base and format instead of one per subscriber. Only I/O threads
 /// lock it (the tick thread builds payloads, and clears the cache only of a payload it
 /// holds alone). Bases are named by their serial, never held, so a chain of snapshots
 /// never keeps older ones alive.
 #[derive(Default)]
-pub struct DeltaCache(Mutex<Vec<(u64, DeltaBytes)>>);
+pub struct DeltaCache(Mutex<Vec<(u64, DeltaVersion, DeltaBytes)>>);
 
 /// An encoded patch; `None`: the payload equals its base.
 pub type DeltaBytes = Option<Arc<[u8]>>;
@@ -89,29 +91,32 @@ impl DeltaCache {
     /// Bases remembered per payload.
     const BASES: usize = 4;
 
-    /// The cached patch against `base`, or `make`'s result, remembered for the next caller
-    /// (the oldest of [`Self::BASES`] entries makes room). A poisoned lock only disables
-    /// the cache.
+    /// The cached patch in `version`'s format against `base`, or `make`'s result,
+    /// remembered for the next caller (the oldest of [`Self::BASES`] entries makes room).
+    /// A poisoned lock only disables the cache.
     ///
     /// # Errors
     /// Whatever `make` returns.
     pub fn get_or_make(
         &self,
         base: &Payload,
+        version: DeltaVersion,
         make: impl FnOnce() -> Result<Option<Vec<u8>>, CodecError>,
     ) -> Result<DeltaBytes, CodecError> {
         let Ok(mut entries) = self.0.lock() else {
             return make().map(|made| made.map(Arc::from));
         };
         let serial = base.serial();
-        if let Some((_, bytes)) = entries.iter().find(|(cached, _)| *cached == serial) {
+        if let Some((_, _, bytes)) =
+            entries.iter().find(|(cached, v, _)| *cached == serial && *v == version)
+        {
             return Ok(bytes.clone());
         }
         let bytes: DeltaBytes = make()?.map(Arc::from);
         if entries.len() >= Self::BASES {
             entries.remove(0);
         }
-        entries.push((serial, bytes.clone()));
+        entries.push((serial, version, bytes.clone()));
         Ok(bytes)
     }
 
@@ -232,6 +237,8 @@ mod tests {
 
     use super::*;
 
+    const V1: DeltaVersion = DeltaVersion::V1;
+
     #[test]
     fn the_delta_against_one_base_is_made_once_and_shared() {
         let base = Cached::payload(1_u32, None);
@@ -242,16 +249,31 @@ mod tests {
             made.set(made.get() + 1);
             Ok(Some(vec![made.get()]))
         };
-        let first = current.delta_cache().get_or_make(&base, make).unwrap();
-        let second = current.delta_cache().get_or_make(&base, make).unwrap();
+        let first = current.delta_cache().get_or_make(&base, V1, make).unwrap();
+        let second = current.delta_cache().get_or_make(&base, V1, make).unwrap();
         assert_eq!(
             (made.get(), first.as_deref(), second.as_deref()),
             (1, Some(&[1][..]), Some(&[1][..]))
         );
-        let third = current.delta_cache().get_or_make(&other_base, make).unwrap();
+        let third = current.delta_cache().get_or_make(&other_base, V1, make).unwrap();
         assert_eq!((made.get(), third.as_deref()), (2, Some(&[2][..])), "another base: made anew");
-        let again = current.delta_cache().get_or_make(&base, make).unwrap();
+        let again = current.delta_cache().get_or_make(&base, V1, make).unwrap();
         assert_eq!((made.get(), again.as_deref()), (2, Some(&[1][..])), "both bases are kept");
+    }
+
+    /// Subscribers of the two patch formats with the same base each get their own bytes.
+    #[test]
+    fn each_patch_format_has_its_own_entry() {
+        let base = Cached::payload(1_u32, None);
+        let current = Cached::payload(2_u32, None);
+        let cache = current.delta_cache();
+        let v1 = cache.get_or_make(&base, V1, || Ok(Some(vec![1]))).unwrap();
+        let v2 = cache.get_or_make(&base, DeltaVersion::V2, || Ok(Some(vec![2]))).unwrap();
+        let again = cache.get_or_make(&base, V1, || Ok(Some(vec![9]))).unwrap();
+        assert_eq!(
+            (v1.as_deref(), v2.as_deref(), again.as_deref()),
+            (Some(&[1][..]), Some(&[2][..]), Some(&[1][..]))
+        );
     }
 
     #[test]
@@ -259,13 +281,14 @@ mod tests {
         let mut base = Arc::new(Cached::new(1_u32, None));
         let current = Cached::payload(3_u32, None);
         let as_payload: Payload = base.clone();
-        current.delta_cache().get_or_make(&as_payload, || Ok(Some(vec![1]))).unwrap();
+        current.delta_cache().get_or_make(&as_payload, V1, || Ok(Some(vec![1]))).unwrap();
         assert_eq!(as_payload.json().unwrap(), b"1");
         drop(as_payload);
         *Arc::get_mut(&mut base).unwrap().refill() = 2;
         let as_payload: Payload = base.clone();
         assert_eq!(as_payload.json().unwrap(), b"2", "the encodings were forgotten");
-        let again = current.delta_cache().get_or_make(&as_payload, || Ok(Some(vec![2]))).unwrap();
+        let again =
+            current.delta_cache().get_or_make(&as_payload, V1, || Ok(Some(vec![2]))).unwrap();
         assert_eq!(again.as_deref(), Some(&[2][..]), "not the patch of the value it held before");
     }
 
@@ -273,7 +296,7 @@ mod tests {
     fn the_cache_does_not_keep_its_base_alive() {
         let base = Cached::payload(1_u32, None);
         let current = Cached::payload(2_u32, None);
-        current.delta_cache().get_or_make(&base, || Ok(None)).unwrap();
+        current.delta_cache().get_or_make(&base, V1, || Ok(None)).unwrap();
         let weak = Arc::downgrade(&base);
         drop(base);
         assert!(weak.upgrade().is_none());

@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use super::WireMode;
 use super::delta::{self, Patch};
+use super::delta_v2;
 use super::error::CodecError;
 use super::server::{FrameKind, FrameType};
+use super::{DeltaVersion, WireMode};
 
 /// One decoded server frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +58,7 @@ impl FrameBody<'_> {
         }
     }
 
-    /// A delta frame's patch (`None`: unchanged).
+    /// A delta frame's patch in the first format, `delta=1` (`None`: unchanged).
     ///
     /// # Errors
     /// [`CodecError`] when the body is not a patch.
@@ -68,6 +69,21 @@ impl FrameBody<'_> {
                 .map(Some)
                 .map_err(|e| CodecError::MsgPack(e.to_string())),
             Self::Json(bytes) => Ok(Some(serde_json::from_slice(bytes)?)),
+        }
+    }
+
+    /// A delta frame's patch in the second format, `delta=2` (`None`: unchanged).
+    ///
+    /// # Errors
+    /// [`CodecError`] when the body is not a patch.
+    pub fn patch_v2(&self) -> Result<Option<delta_v2::Patch>, CodecError> {
+        match self {
+            Self::Unchanged => Ok(None),
+            Self::MsgPack(bytes) => delta_v2::Patch::read_msgpack(bytes).map(Some),
+            Self::Json(bytes) => {
+                let value: Value = serde_json::from_slice(bytes)?;
+                Ok(Some(delta_v2::Patch::try_from(value)?))
+            }
         }
     }
 }
@@ -95,7 +111,10 @@ pub fn decode_server_frame<'a>(
             let (tick, json) = split_text_frame(bytes)?;
             Ok(snapshot(tick, json, ack_key))
         }
-        (WireMode::MsgPack | WireMode::MsgPackDelta, FrameType::Binary) => decode_msgpack(bytes),
+        (
+            WireMode::MsgPack | WireMode::MsgPackDelta | WireMode::MsgPackDeltaV2,
+            FrameType::Binary,
+        ) => decode_msgpack(bytes),
         _ => Err(CodecError::Shape("frame type does not match the wire mode")),
     }
 }
@@ -174,16 +193,29 @@ const READER_HISTORY: usize = 64;
 /// A client's view of a match: decodes frames and rebuilds full snapshots from deltas.
 /// `base_to_ack` is the newest tick it holds, which a delta-mode client sends back as
 /// `base` so the server diffs against it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SnapshotReader {
     history: VecDeque<(u64, Value)>,
+    version: DeltaVersion,
+}
+
+impl Default for SnapshotReader {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SnapshotReader {
-    /// An empty reader.
+    /// An empty reader of the first patch format (`delta=1`; any mode without deltas).
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self { history: VecDeque::new(), version: DeltaVersion::V1 }
+    }
+
+    /// An empty reader for the frames of `mode` (its deltas' patch format).
+    #[must_use]
+    pub fn for_mode(mode: WireMode) -> Self {
+        Self { history: VecDeque::new(), version: mode.delta_version().unwrap_or(DeltaVersion::V1) }
     }
 
     /// The full snapshot `frame` stands for: a snapshot's body, or a delta applied to
@@ -202,11 +234,7 @@ impl SnapshotReader {
                     self.history.iter().find(|(t, _)| *t == base_tick).map(|(_, v)| v).ok_or(
                         CodecError::Shape("a delta against a base the client does not hold"),
                     )?;
-                match frame.body.patch()? {
-                    None => base.clone(),
-                    Some(patch) => delta::apply(base, &patch)
-                        .map_err(|e| CodecError::Encode(format!("patch does not fit: {e}")))?,
-                }
+                rebuild(self.version, base, &frame.body)?
             }
             _ => return Ok(None),
         };
@@ -222,6 +250,15 @@ impl SnapshotReader {
     pub fn base_to_ack(&self) -> u64 {
         self.history.back().map_or(0, |(t, _)| *t)
     }
+}
+
+/// The snapshot a delta frame's `body` stands for, against `base`.
+fn rebuild(version: DeltaVersion, base: &Value, body: &FrameBody<'_>) -> Result<Value, CodecError> {
+    let rebuilt = match version {
+        DeltaVersion::V1 => body.patch()?.map(|patch| delta::apply(base, &patch)),
+        DeltaVersion::V2 => body.patch_v2()?.map(|patch| delta_v2::apply(base, &patch)),
+    };
+    Ok(rebuilt.transpose()?.unwrap_or_else(|| base.clone()))
 }
 
 #[cfg(test)]

@@ -1,15 +1,16 @@
 //! Server → client frames. [`FrameEncoder`] is the per-subscriber encoding state: the wire
-//! mode and, for delta mode, the recent snapshots a client may acknowledge as a base.
+//! mode and, for the delta modes, the recent snapshots a client may acknowledge as a base.
 
 use std::collections::VecDeque;
 use std::io::Write;
 
 use serde::Serialize;
 
-use super::WireMode;
 use super::delta;
+use super::delta_v2;
 use super::error::CodecError;
 use super::payload::{DeltaBytes, Payload};
+use super::{DeltaVersion, WireMode};
 use crate::outgoing::{Outgoing, SnapshotFrame};
 
 /// How many recent snapshots a delta-mode subscriber may use as a base. A client whose
@@ -111,7 +112,7 @@ impl FrameEncoder {
                 Ok(Some(FrameType::Text))
             }
             (WireMode::Binary | WireMode::Text, _) => Ok(None),
-            (WireMode::MsgPack | WireMode::MsgPackDelta, _) => {
+            (WireMode::MsgPack | WireMode::MsgPackDelta | WireMode::MsgPackDeltaV2, _) => {
                 self.encode_msgpack(frame, out)?;
                 Ok(Some(FrameType::Binary))
             }
@@ -143,8 +144,9 @@ impl FrameEncoder {
     }
 
     fn encode_snapshot(&mut self, s: &SnapshotFrame, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        if self.mode == WireMode::MsgPackDelta
-            && let Some((base_tick, patch)) = self.delta_against_base(s)?
+        let version = self.mode.delta_version();
+        if let Some(version) = version
+            && let Some((base_tick, patch)) = self.delta_against_base(s, version)?
         {
             header(out, FrameKind::Delta, s.tick, s.ack, Some(base_tick))?;
             match patch {
@@ -156,7 +158,7 @@ impl FrameEncoder {
         }
         header(out, FrameKind::Snapshot, s.tick, s.ack, None)?;
         out.extend_from_slice(s.body.msgpack()?);
-        if self.mode == WireMode::MsgPackDelta {
+        if version.is_some() {
             self.remember(s);
         }
         Ok(())
@@ -165,6 +167,7 @@ impl FrameEncoder {
     fn delta_against_base(
         &self,
         s: &SnapshotFrame,
+        version: DeltaVersion,
     ) -> Result<Option<(u64, DeltaBytes)>, CodecError> {
         let Some(base_tick) = self.base else {
             return Ok(None);
@@ -172,13 +175,20 @@ impl FrameEncoder {
         let Some((_, base)) = self.history.iter().find(|(t, _)| *t == base_tick) else {
             return Ok(None);
         };
-        // Shared by every subscriber of this snapshot that holds the same base.
-        let patch = s.body.delta_cache().get_or_make(base, || {
-            let Some(patch) = delta::diff(base.tree()?, s.body.tree()?) else {
-                return Ok(None);
-            };
+        // Shared by every subscriber of this snapshot that holds the same base and format.
+        let patch = s.body.delta_cache().get_or_make(base, version, || {
+            let (base, current) = (base.tree()?, s.body.tree()?);
             let mut bytes = Vec::new();
-            patch.write_msgpack(&mut bytes)?;
+            match version {
+                DeltaVersion::V1 => match delta::diff(base, current) {
+                    Some(patch) => patch.write_msgpack(&mut bytes)?,
+                    None => return Ok(None),
+                },
+                DeltaVersion::V2 => match delta_v2::diff(base, current) {
+                    Some(patch) => patch.write_msgpack(&mut bytes)?,
+                    None => return Ok(None),
+                },
+            }
             Ok(Some(bytes))
         })?;
         Ok(Some((base_tick, patch)))
