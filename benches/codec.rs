@@ -1,6 +1,6 @@
 //! Encoding one arena snapshot (8 players, 12 pickups) as compat JSON, MessagePack and a
-//! MessagePack delta, for one subscriber, from a fresh (not yet cached) payload; building the
-//! snapshot value is excluded (`iter_batched` setup).
+//! MessagePack delta (patch formats 1 and 2), for one subscriber, from a fresh (not yet
+//! cached) payload; building the snapshot value is excluded (`iter_batched` setup).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and benches fail loudly")]
 
@@ -35,13 +35,17 @@ fn frame(tick: u64, shift: f32) -> Outgoing {
 fn bench_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode_snapshot");
     let mut out = Vec::with_capacity(4096);
-    let mut delta = FrameEncoder::new(WireMode::MsgPackDelta);
-    delta.encode(&frame(1, 0.0), &mut out).unwrap();
-    delta.handle_base_ack(1);
+    let mut delta = |mode| {
+        let mut encoder = FrameEncoder::new(mode);
+        encoder.encode(&frame(1, 0.0), &mut out).unwrap();
+        encoder.handle_base_ack(1);
+        encoder
+    };
     let encoders = [
         ("compat_json", FrameEncoder::new(WireMode::Binary)),
         ("msgpack", FrameEncoder::new(WireMode::MsgPack)),
-        ("msgpack_delta", delta),
+        ("msgpack_delta", delta(WireMode::MsgPackDelta)),
+        ("msgpack_delta_v2", delta(WireMode::MsgPackDeltaV2)),
     ];
     for (name, mut encoder) in encoders {
         group.bench_function(name, |b| {

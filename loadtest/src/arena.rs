@@ -3,7 +3,8 @@
 //! gives it: `crate::matchmade`), connects the way the stock web client does (the
 //! `bearer.` subprotocol, `?shard=&sid=`), sends inputs with `client_seq` at a fixed rate
 //! and measures input -> ack latency: from sending seq k to the first frame whose ack is
-//! at least k. Compat JSON (binary frames), text, MessagePack and MessagePack + delta.
+//! at least k. Compat JSON (binary frames), text, MessagePack and MessagePack + delta
+//! (either patch format).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,12 +28,15 @@ use crate::procfs;
 use crate::report::{CpuWatch, Latency, round};
 
 /// The wire modes by their command-line names: `json` (compat binary frames, what stock
-/// clients speak), `text` (`format=json`), `msgpack`, `delta` (MessagePack with deltas).
-pub const MODES: [(&str, WireMode); 4] = [
+/// clients speak), `text` (`format=json`), `msgpack`, `delta` (MessagePack with deltas in
+/// the first patch format, `delta=1`: what earlier runs measured as `delta`), `delta2`
+/// (the denser second format, `delta=2`).
+pub const MODES: [(&str, WireMode); 5] = [
     ("json", WireMode::Binary),
     ("text", WireMode::Text),
     ("msgpack", WireMode::MsgPack),
     ("delta", WireMode::MsgPackDelta),
+    ("delta2", WireMode::MsgPackDeltaV2),
 ];
 
 /// The wire mode named `name` (see [`MODES`]).

@@ -72,7 +72,8 @@ enum Scenario {
         /// Warm-up seconds before measuring.
         #[arg(long, default_value_t = 3)]
         warmup: u64,
-        /// Wire mode: json (compat binary frames), text, msgpack or delta.
+        /// Wire mode: json (compat binary frames), text, msgpack, delta (patch format 1,
+        /// `delta=1`) or delta2 (the denser format 2, `delta=2`).
         #[arg(long, default_value = "json", value_parser = arena::parse_mode)]
         mode: WireMode,
         /// Spread sockets over 127.0.0.1 .. 127.0.0.N.
