@@ -293,3 +293,20 @@ fn moved_player_patch_is_smaller_than_version_1() {
     let v2 = bytes_of(&patch);
     assert_eq!((v2.len(), v1.len()), (28, 45));
 }
+
+/// The example of docs/PROTOCOL.md: 29 bytes in format 2, 44 in format 1.
+#[test]
+fn protocol_doc_example() {
+    let base = json!({"players": [{"id": "p1", "x": 1.0}, {"id": "p2", "x": 5.0}], "round": 3});
+    let current = json!({"players": [{"id": "p1", "x": 1.0}, {"id": "p2", "x": 5.5}]});
+    let patch = diff(&base, &current).unwrap();
+    assert_eq!(patch.to_value(), json!({"players": [1, 2, 1, {"x": 5.5}], "round": [2]}));
+    let v1 = delta::diff(&base, &current).unwrap();
+    assert_eq!(
+        serde_json::to_value(&v1).unwrap(),
+        json!({"o": {"players": {"a": [[1, {"o": {"x": {"r": 5.5}}}]], "n": 2}}, "d": ["round"]})
+    );
+    let mut v1_bytes = Vec::new();
+    v1.write_msgpack(&mut v1_bytes).unwrap();
+    assert_eq!((bytes_of(&patch).len(), v1_bytes.len()), (29, 44));
+}
