@@ -4,9 +4,10 @@
 // Exits non-zero on any error, any disconnect, or a client that got no snapshot or ack.
 //
 //   npm run build && node scripts/load.mjs [--url http://127.0.0.1:4321] [--admin-token T]
-//       [--clients 200] [--secs 20] [--rate 20] [--per-match 10] [--mode compat|json|msgpack|delta]
+//       [--clients 200] [--secs 20] [--rate 20] [--per-match 10] [--mode compat|json|msgpack|delta|delta1]
 //       [--bin path/to/pylon]
 //
+// `delta` asks for patch format 2 (`delta=2`, the client's default), `delta1` for format 1.
 // Without --url it starts `pylon dev` itself (PYLON_BIN, default ../../target/release/pylon)
 // on free loopback ports. Guest sessions are made with the admin token (--admin-token or
 // PYLON_ADMIN_TOKEN; known when the script starts the server) as `Authorization: Bearer`,
@@ -35,8 +36,8 @@ const secs = Number(args.secs);
 const rate = Number(args.rate);
 const perMatch = Number(args["per-match"]);
 const mode = args.mode;
-if (!["compat", "json", "msgpack", "delta"].includes(mode)) {
-  console.error(`--mode must be compat, json, msgpack or delta (got ${mode})`);
+if (!["compat", "json", "msgpack", "delta", "delta1"].includes(mode)) {
+  console.error(`--mode must be compat, json, msgpack, delta or delta1 (got ${mode})`);
   process.exit(2);
 }
 for (const [name, v] of Object.entries({ clients, secs, rate, perMatch })) {
@@ -140,7 +141,7 @@ async function main() {
       const rt = new PylonRealtime(shardId, {
         ...common,
         format: mode === "json" ? "json" : "msgpack",
-        delta: mode === "delta",
+        delta: mode === "delta" ? 2 : mode === "delta1" ? 1 : false,
       });
       rt.on("snapshot", () => {
         st.frames += 1;

@@ -5,7 +5,8 @@
  * Server -> client:
  * - compat binary: 8 bytes big-endian u64 tick, then the snapshot as UTF-8 JSON;
  * - compat text (`format=json`): `{"tick":N,"snapshot":...}`;
- * - MessagePack (`format=msgpack`, `delta=1`): the array `[kind, tick, ack, base, body]`.
+ * - MessagePack (`format=msgpack`, `delta=1` or `delta=2`): the array `[kind, tick, ack,
+ *   base, body]`; a delta frame's body is a patch of the chosen format (`delta.ts`).
  *
  * Client -> server: JSON `{"input":...,"client_seq":N}` in compat modes, MessagePack
  * `[client_seq|nil, base|nil, input]` in MessagePack modes.

@@ -72,11 +72,14 @@ export function resolveOrigin(baseUrl?: string, wsPort?: number): Origin {
   return { http: `http://localhost:${DEFAULT_HTTP_PORT}`, hostname: "localhost", secure: false, fullUrl: false };
 }
 
-/** The shard socket URL for `shardId` with the given query values. */
+/**
+ * The shard socket URL for `shardId` with the given query values. `delta`: `2` adds
+ * `delta=2` (patch format 2), `1` or `true` add `delta=1` (patch format 1).
+ */
 export function shardSocketUrl(
   shardId: string,
   opts: EndpointOptions,
-  query: { sid?: string | undefined; format?: string | undefined; delta?: boolean | undefined },
+  query: { sid?: string | undefined; format?: string | undefined; delta?: boolean | 1 | 2 | undefined },
 ): string {
   let url: URL;
   if (opts.wsUrl) {
@@ -96,7 +99,7 @@ export function shardSocketUrl(
   if (!q.has("shard")) q.set("shard", shardId);
   if (query.sid && !q.has("sid")) q.set("sid", query.sid);
   if (query.format && query.format !== "binary" && !q.has("format")) q.set("format", query.format);
-  if (query.delta && !q.has("delta")) q.set("delta", "1");
+  if (query.delta && !q.has("delta")) q.set("delta", query.delta === 2 ? "2" : "1");
   return url.toString();
 }
 

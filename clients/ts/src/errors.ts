@@ -189,7 +189,14 @@ export class ResyncRequiredError extends PylonError {
 
 /** A delta patch does not fit the snapshot it is applied to (mirrors the Rust `DeltaError`). */
 export class DeltaError extends Error {
-  readonly kind: "NotAnObject" | "NotAnArray" | "IndexOutOfRange" | "IndexNotIncreasing" | "LengthMismatch" | "Malformed";
+  readonly kind:
+    | "NotAnObject"
+    | "NotAnArray"
+    | "IndexOutOfRange"
+    | "IndexNotIncreasing"
+    | "LengthMismatch"
+    | "MissingKey"
+    | "Malformed";
 
   constructor(kind: DeltaError["kind"], message: string) {
     super(message);

@@ -18,7 +18,17 @@ export {
   encodeMsgpackInput,
   readU64BE,
 } from "./codec.js";
-export { type ArrayPatch, type ObjectPatch, type Patch, type ReplacePatch, type Value, applyPatch } from "./delta.js";
+export {
+  type ArrayPatch,
+  type ObjectPatch,
+  type Patch,
+  type PatchV2,
+  PatchV2Tag,
+  type ReplacePatch,
+  type Value,
+  applyPatch,
+  applyPatchV2,
+} from "./delta.js";
 export {
   DEFAULT_HTTP_PORT,
   DEFAULT_WS_PORT,
@@ -81,7 +91,14 @@ export {
 export { type PendingInput, type PredictFn, Predictor } from "./prediction.js";
 export { PylonRealtime, type RealtimeEvents, type RealtimeOptions, type SnapshotInfo } from "./realtime.js";
 export { type ShardClient, type UseShardOptions, type UseShardReturn, connectShard } from "./shard.js";
-export { type CloseInfo, type ShardConnectionOptions, type ShardStats, type Transport, stoppedCloseCode } from "./shard-core.js";
+export {
+  type CloseInfo,
+  type DeltaFormat,
+  type ShardConnectionOptions,
+  type ShardStats,
+  type Transport,
+  stoppedCloseCode,
+} from "./shard-core.js";
 export { SseParser, type SseEvent, readEventStream } from "./sse.js";
 export { type PresenceEvent, SyncConnection, type SyncOptions, type TopicMessage, parseSyncFrame, subscribeChanges } from "./sync.js";
 export { type WebSocketCtor, type WebSocketLike } from "./transport.js";

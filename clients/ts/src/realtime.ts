@@ -1,6 +1,6 @@
 /**
  * `PylonRealtime`: the full shard client. MessagePack frames (default) with delta
- * snapshots, acks, client-side prediction with reconciliation, a snapshot interpolation
+ * snapshots (patch format 2 by default), acks, client-side prediction with reconciliation, a snapshot interpolation
  * buffer, a latency/jitter readout, reconnects that resume the match, 4421 followed, and
  * typed close errors. Compat modes (`format: "binary" | "json"`) work too, reading the
  * ack from the snapshot's `ack` key.
@@ -29,8 +29,12 @@ import { type CloseInfo, ShardCore, type ShardConnectionOptions, type ShardStats
 export interface RealtimeOptions<S, I> extends ShardConnectionOptions {
   /** Wire format (default `"msgpack"`). */
   format?: WireFormat;
-  /** Delta snapshots (MessagePack only; default true). */
-  delta?: boolean;
+  /**
+   * Delta snapshots (MessagePack only). Default `true`: patch format 2 (`delta=2`, the
+   * denser one); `1`: patch format 1 (`delta=1`); `2`: format 2; `false`: full snapshots
+   * only. A server older than format 2 answers `delta=2` with full snapshots.
+   */
+  delta?: boolean | 1 | 2;
   /** Compat modes: the snapshot key holding the ack (default `"ack"`; `null`: none). */
   ackKey?: string | null;
   /** The game's pure step, for client-side prediction. */
@@ -118,7 +122,7 @@ export class PylonRealtime<S = unknown, I = unknown, O = unknown> {
       {
         ...options,
         format,
-        delta: format === "msgpack" && options.delta !== false,
+        delta: format !== "msgpack" || options.delta === false ? false : options.delta === 1 ? 1 : 2,
         ackKey: options.ackKey === undefined ? "ack" : options.ackKey,
       },
       {

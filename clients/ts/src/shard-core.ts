@@ -16,7 +16,7 @@ import {
   encodeJsonInput,
   encodeMsgpackInput,
 } from "./codec.js";
-import { applyPatch, type Patch } from "./delta.js";
+import { applyPatch, applyPatchV2, type Patch, type PatchV2 } from "./delta.js";
 import { type EndpointOptions, bearerProtocol, resolveOrigin, shardSocketUrl } from "./endpoints.js";
 import { CloseCode, PylonError, ShardCloseError } from "./errors.js";
 import { postInput } from "./http.js";
@@ -81,9 +81,15 @@ export interface CoreHandlers {
   redirect?(baseUrl: string): void;
 }
 
+/**
+ * Delta snapshots: `false` (full snapshots only), `1` (patch format 1, `delta=1`) or `2`
+ * (the denser patch format 2, `delta=2`). MessagePack only.
+ */
+export type DeltaFormat = false | 1 | 2;
+
 export interface CoreOptions extends ShardConnectionOptions {
   format: WireFormat;
-  delta: boolean;
+  delta: DeltaFormat;
   /** The key compat snapshots carry the ack under (`null`: none). */
   ackKey: string | null;
 }
@@ -439,7 +445,9 @@ export class ShardCore {
         if (!this.bases.has(frame.base)) {
           throw new Error(`delta against tick ${frame.base}, which this client does not hold`);
         }
-        const snapshot = applyPatch(this.bases.get(frame.base), frame.body as Patch | null);
+        const base = this.bases.get(frame.base);
+        const snapshot =
+          this.opts.delta === 2 ? applyPatchV2(base, frame.body as PatchV2 | null) : applyPatch(base, frame.body as Patch | null);
         for (const t of this.bases.keys()) {
           if (t < frame.base) this.bases.delete(t);
         }

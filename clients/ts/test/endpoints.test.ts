@@ -10,6 +10,12 @@ describe("endpoints", () => {
     expect(shardSocketUrl("m1", { baseUrl: "http://127.0.0.1:5521", wsPort: 5524 }, { sid: "u1", format: "msgpack", delta: true })).toBe(
       "ws://127.0.0.1:5524/?shard=m1&sid=u1&format=msgpack&delta=1",
     );
+    expect(shardSocketUrl("m1", { baseUrl: "http://127.0.0.1:5521", wsPort: 5524 }, { format: "msgpack", delta: 2 })).toBe(
+      "ws://127.0.0.1:5524/?shard=m1&format=msgpack&delta=2",
+    );
+    expect(shardSocketUrl("m1", { baseUrl: "http://127.0.0.1:5521", wsPort: 5524 }, { format: "msgpack", delta: 1 })).toBe(
+      "ws://127.0.0.1:5524/?shard=m1&format=msgpack&delta=1",
+    );
   });
 
   it("a bare host name, as pylon's web client takes it: ws://host:4324/", () => {

@@ -126,10 +126,15 @@ describe("live: shard sockets", () => {
     text.close();
   });
 
-  it("PylonRealtime in MessagePack and MessagePack+delta: the same snapshots as compat, acks, latency", async () => {
-    const [a, b, c] = await Promise.all([guest(), guest(), guest()]);
+  it("PylonRealtime in MessagePack and MessagePack+delta (both patch formats): the same snapshots as compat, acks, latency", async () => {
+    const [a, b, c, d] = await Promise.all([guest(), guest(), guest(), guest()]);
     const match = await newMatch(a.token);
-    const seen = { compat: new Map<number, unknown>(), msgpack: new Map<number, unknown>(), delta: new Map<number, unknown>() };
+    const seen = {
+      compat: new Map<number, unknown>(),
+      msgpack: new Map<number, unknown>(),
+      delta: new Map<number, unknown>(),
+      delta1: new Map<number, unknown>(),
+    };
 
     const compat = connectShard<Arena, Move>(match, {
       baseUrl: server.url,
@@ -159,32 +164,40 @@ describe("live: shard sockets", () => {
       }),
     });
     delta.on("snapshot", (s, info) => seen.delta.set(info.tick, f32(s)));
+    // Patch format 1 (`delta=1`), as clients before format 2 ask for it.
+    const delta1 = new PylonRealtime<Arena, Move>(match, {
+      baseUrl: server.url,
+      token: d.token,
+      subscriberId: d.user_id,
+      delta: 1,
+      WebSocket: WS,
+    });
+    delta1.on("snapshot", (s, info) => seen.delta1.set(info.tick, f32(s)));
     const errors: Error[] = [];
-    for (const rt of [msgpack, delta]) {
+    for (const rt of [msgpack, delta, delta1]) {
       rt.on("error", (e) => errors.push(e));
       rt.connect();
     }
     compat.onError((e) => errors.push(e));
-    cleanups.push(() => compat.close(), () => msgpack.close(), () => delta.close());
+    cleanups.push(() => compat.close(), () => msgpack.close(), () => delta.close(), () => delta1.close());
 
-    await until(() => compat.connected && msgpack.connected && delta.connected, 10_000, "all three open");
-    const stops = [steer((m) => compat.send(m)), steer((m) => msgpack.send(m)), steer((m) => delta.send(m))];
-    await until(
-      () => (msgpack.ack ?? 0) >= 20 && (delta.ack ?? 0) >= 20 && (compat.ack ?? 0) >= 20,
-      15_000,
-      "20 acks on every client",
-    );
+    await until(() => compat.connected && msgpack.connected && delta.connected && delta1.connected, 10_000, "all four open");
+    const clients = [compat, msgpack, delta, delta1];
+    const stops = clients.map((rt) => steer((m) => rt.send(m)));
+    await until(() => clients.every((rt) => (rt.ack ?? 0) >= 20), 15_000, "20 acks on every client");
     for (const s of stops) s();
 
-    const common = [...seen.delta.keys()].filter((t) => seen.compat.has(t) && seen.msgpack.has(t));
+    const common = [...seen.delta.keys()].filter((t) => seen.compat.has(t) && seen.msgpack.has(t) && seen.delta1.has(t));
     expect(common.length).toBeGreaterThanOrEqual(10);
     for (const tick of common) {
       expect(seen.msgpack.get(tick), `msgpack tick ${tick}`).toEqual(seen.compat.get(tick));
       expect(seen.delta.get(tick), `delta tick ${tick}`).toEqual(seen.compat.get(tick));
+      expect(seen.delta1.get(tick), `delta=1 tick ${tick}`).toEqual(seen.compat.get(tick));
     }
     const last = seen.delta.get(common.at(-1)!) as Arena;
-    expect(last.players.map((p) => p.id).sort()).toEqual([a.user_id, b.user_id, c.user_id].sort());
+    expect(last.players.map((p) => p.id).sort()).toEqual([a.user_id, b.user_id, c.user_id, d.user_id].sort());
     expect(delta.stats.deltas).toBeGreaterThan(10); // deltas were really applied
+    expect(delta1.stats.deltas).toBeGreaterThan(10);
     expect(msgpack.stats.deltas).toBe(0);
     expect(msgpack.latency.samples).toBeGreaterThan(5);
     expect(delta.latency.avgMs).toBeGreaterThan(0);

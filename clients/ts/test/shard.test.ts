@@ -168,12 +168,13 @@ describe("connectShard (compat)", () => {
 });
 
 describe("PylonRealtime", () => {
-  it("MessagePack + delta: applies deltas to the acknowledged base and acknowledges bases", async () => {
+  it("MessagePack + delta (format 1): applies deltas to the acknowledged base and acknowledges bases", async () => {
     const ws = fakeSockets();
     const rt = new PylonRealtime<{ players: { id: string; x: number }[] }, { dx: number }, { winner: string }>("m1", {
       baseUrl: "http://127.0.0.1:5521",
       subscriberId: "u1",
       token: "tok",
+      delta: 1,
       WebSocket: ws.ctor,
     }).connect();
     cleanups.push(() => rt.close());
@@ -220,6 +221,33 @@ describe("PylonRealtime", () => {
     expect(rt.error).toBeNull();
     await new Promise((r) => setTimeout(r, 20));
     expect(ws.sockets).toHaveLength(1);
+  });
+
+  it("MessagePack + delta by default asks for patch format 2 and applies its patches", async () => {
+    type S = { t: number; players: { id: string; x: number }[]; gone?: number };
+    const ws = fakeSockets();
+    const rt = new PylonRealtime<S>("m1", { baseUrl: "http://127.0.0.1:5521", subscriberId: "u1", WebSocket: ws.ctor }).connect();
+    cleanups.push(() => rt.close());
+    const s = ws.last();
+    expect(s.url).toBe("ws://127.0.0.1:5521/shard?shard=m1&sid=u1&format=msgpack&delta=2");
+    s.open();
+    s.message(mp(1, 10, null, null, { t: 5, players: [{ id: "u1", x: 1 }], gone: 1 }));
+    // A bare number under its key, an array patch with an append, a removed key.
+    s.message(mp(2, 11, null, 10, { t: 4.5, players: [1, 2, 0, { x: 2 }, 1, [0, { id: "u2", x: 9 }]], gone: [2] }));
+    expect(rt.state).toEqual({ t: 4.5, players: [{ id: "u1", x: 2 }, { id: "u2", x: 9 }] });
+    // Unchanged since base 11 (nil body).
+    s.message(mp(2, 12, null, 11, null));
+    expect(rt.state).toEqual({ t: 4.5, players: [{ id: "u1", x: 2 }, { id: "u2", x: 9 }] });
+    // Against base 12: the second player leaves (truncation, no pairs).
+    s.message(mp(2, 13, null, 12, { players: [1, 1] }));
+    expect(rt.state).toEqual({ t: 4.5, players: [{ id: "u1", x: 2 }] });
+    expect(rt.stats).toMatchObject({ snapshots: 1, deltas: 3, opens: 1 });
+    // A patch that does not fit (a removed key the base lacks): an error, and a fresh socket.
+    const errors: Error[] = [];
+    rt.on("error", (e) => errors.push(e));
+    s.message(mp(2, 14, null, 13, { nope: [2] }));
+    expect((errors[0] as PylonError).code).toBe("DECODE_ERROR");
+    expect(ws.sockets).toHaveLength(2);
   });
 
   it("a delta against a base it does not hold is an error, and it subscribes afresh", async () => {
@@ -287,7 +315,7 @@ describe("PylonRealtime", () => {
     ws.last().serverClose(CloseCode.WrongRegion, "https://eu.example.com");
     expect(redirects).toEqual(["https://eu.example.com"]);
     expect(ws.sockets).toHaveLength(2);
-    expect(ws.last().url).toBe("wss://eu.example.com/shard?shard=m1&sid=u1&format=msgpack&delta=1");
+    expect(ws.last().url).toBe("wss://eu.example.com/shard?shard=m1&sid=u1&format=msgpack&delta=2");
     expect(rt.error).toBeNull();
   });
 
