@@ -320,7 +320,8 @@ async function main() {
       const after = await until("page A's acks and latency", () => demoState(a), (s) => s.ack > 0 && s.latency?.samples > 0, 5_000);
       const url = sockets.find((u) => u.includes(`shard=${encodeURIComponent(ctx.match)}`)) ?? sockets[0] ?? "";
       // /shard on the page's origin, or the socket URL the matchmaker named.
-      assert(url.includes("format=msgpack") && url.includes("delta=1"), `page A's socket URL is ${url}`);
+      // The demo's delta mode is @pylon/client's default: patch format 2.
+      assert(url.includes("format=msgpack") && url.includes("delta=2"), `page A's socket URL is ${url}`);
       if (sa.path !== "matchmaker") assert(url.startsWith(`ws://127.0.0.1:${server.port}/shard?`), `page A's socket URL is ${url}`);
       assert(after.stats.deltas > 0, `page A applied no delta frames: ${JSON.stringify(after.stats)}`);
       // Both head for the middle for the picture; the HUD must show live figures.
