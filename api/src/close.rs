@@ -73,7 +73,8 @@ pub enum Close {
 pub enum BadRequest {
     /// The socket URL has no `shard`.
     MissingShard,
-    /// `format` is not binary, json or msgpack, or `delta=1` without msgpack.
+    /// `format` is not binary, json or msgpack, `delta` is not 0, 1, 2 (or false, true), or
+    /// deltas are asked for without msgpack.
     UnknownFormat,
     /// A client frame that does not decode.
     MalformedFrame,
@@ -90,7 +91,7 @@ impl BadRequest {
         match self {
             Self::MissingShard => "missing query parameter: shard",
             Self::UnknownFormat => {
-                "unknown format: use binary, json, or msgpack (delta=1 needs msgpack)"
+                "unknown format or delta: use binary, json, or msgpack (delta=1 or 2 needs msgpack)"
             }
             Self::MalformedFrame => "malformed frame",
             Self::Protocol => "protocol error",

@@ -5,6 +5,7 @@
 
 mod backup;
 mod cli;
+mod delta_v2;
 mod entities;
 mod fleet;
 mod hostile;
