@@ -114,6 +114,43 @@ fn hostile_patches_never_panic() {
     }
 }
 
+/// Hostile bytes read as version 2 patches (MessagePack and JSON) are applied or refused,
+/// never panic, and a refused patch leaves the base unchanged; hand-made misfits are refused.
+#[test]
+fn hostile_v2_patches_never_panic() {
+    use pylon_shard::codec::delta_v2;
+    let mut rng = Rng(77);
+    let base = serde_json::json!({"a": [1, 2, {"b": null}], "c": "x"});
+    let mut read = 0;
+    for _ in 0..50_000 {
+        let bytes = hostile(&mut rng);
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let json = json.and_then(|v| delta_v2::Patch::try_from(v).ok());
+        for patch in [delta_v2::Patch::read_msgpack(&bytes).ok(), json].into_iter().flatten() {
+            read += 1;
+            let mut target = base.clone();
+            if delta_v2::apply_in_place(&mut target, &patch).is_err() {
+                assert_eq!(target, base, "a refused patch changes nothing");
+            }
+        }
+    }
+    assert!(read > 0, "the generator never produced a patch: it tests nothing");
+    for patch in [
+        r#"{"a": [1, 6, 5, 1]}"#,
+        r#"{"a": [1, 3, 0, 1, 0, 2]}"#,
+        r#"{"a": [1, 18446744073709551615]}"#,
+        r#"{"c": {}}"#,
+        r#"{"gone": [2]}"#,
+        r#"{"a": [1, 3, 2, {"b": 1, "x": [2]}]}"#,
+    ] {
+        let value: serde_json::Value = serde_json::from_str(patch).unwrap();
+        let patch = delta_v2::Patch::try_from(value).unwrap();
+        let mut target = base.clone();
+        assert!(delta_v2::apply_in_place(&mut target, &patch).is_err(), "{patch:?}");
+        assert_eq!(target, base, "a refused patch changes nothing");
+    }
+}
+
 /// A create request cannot make the arena allocate without bound: too many pickups is a
 /// parameter error, not a huge allocation.
 #[test]
