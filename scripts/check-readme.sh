@@ -13,8 +13,16 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 scratch=$(mktemp -d)
 server=""
 cleanup() {
-  [ -n "$server" ] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  # The server block runs in its own session (setsid, below): signal the whole group, so
+  # cargo and the pylon it started stop too, and keep the script's own exit status (a
+  # signalled server's 143 is expected here, not a failure).
+  local status=$?
+  if [ -n "$server" ]; then
+    kill -TERM -- -"$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+  fi
   rm -rf "$scratch"
+  exit "$status"
 }
 trap cleanup EXIT
 
@@ -63,7 +71,7 @@ for block in "$scratch"/blocks/*; do
         sed 's/^/   | /' "$block"
         data=$(mktemp -d -p "$scratch")
         (cd "$root" && PYLON_DB_PATH="$data/pylon.db" PYLON_SESSION_DB="$data/sessions.db" \
-           PYLON_LOG=warn bash -euo pipefail "$block") > "$scratch/server.out" 2>&1 &
+           PYLON_LOG=warn exec setsid bash -euo pipefail "$block") > "$scratch/server.out" 2>&1 &
         server=$!
         for _ in $(seq 1 600); do
           curl -fsS localhost:4321/health > /dev/null 2>&1 && break

@@ -111,6 +111,7 @@ impl Server {
             bus,
             shutdown,
             tasks: TaskTracker::new(),
+            socket_groups: Arc::default(),
             started: Instant::now(),
             version,
         };

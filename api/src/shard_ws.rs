@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
@@ -34,6 +35,7 @@ use crate::AppState;
 use crate::auth;
 use crate::close::{BadRequest, Close};
 use crate::error::ApiError;
+use crate::gate::Gate;
 use crate::limits::{ConnSlot, InputBucket};
 use crate::metrics::SocketReject;
 use crate::socket::{self, End, Read, SocketTimers};
@@ -46,7 +48,7 @@ struct SocketQuery {
     sid: Option<String>,
     token: Option<String>,
     format: Option<String>,
-    delta: bool,
+    delta: Option<String>,
 }
 
 fn parse_query(raw: Option<&str>) -> SocketQuery {
@@ -57,7 +59,7 @@ fn parse_query(raw: Option<&str>) -> SocketQuery {
             "sid" => q.sid = Some(value.into_owned()),
             "token" => q.token = Some(value.into_owned()),
             "format" => q.format = Some(value.into_owned()),
-            "delta" => q.delta = matches!(&*value, "1" | "true"),
+            "delta" => q.delta = Some(value.into_owned()),
             _ => {}
         }
     }
@@ -90,21 +92,24 @@ pub(crate) async fn handler(
     let tasks = state.tasks.clone();
     upgrade
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| {
-            tasks.track_future(async move {
-                match plan {
-                    Plan::Refuse(close) => refuse(socket, &state, close).await,
-                    Plan::Join(ready, mode, slot) => {
-                        let span = tracing::info_span!(
-                            "shard_socket",
-                            shard = %ready.entry.id,
-                            sid = %ready.sid,
-                            peer = %peer,
-                        );
-                        run(socket, state, *ready, mode, slot).instrument(span).await;
-                    }
+        .on_upgrade(move |socket| async move {
+            match plan {
+                Plan::Refuse(close) => tasks.track_future(refuse(socket, &state, close)).await,
+                Plan::Join(ready, mode, slot) => {
+                    let span = tracing::info_span!(
+                        "shard_socket",
+                        shard = %ready.entry.id,
+                        sid = %ready.sid,
+                        peer = %peer,
+                    );
+                    // A subscribed socket leaves this upgrade task for a socket group
+                    // (crate::socket_groups), tracked like a task for graceful shutdown.
+                    let groups = Arc::clone(&state.socket_groups);
+                    groups.run(
+                        tasks.track_future(run(socket, state, *ready, mode, slot).instrument(span)),
+                    );
                 }
-            })
+            }
         })
 }
 
@@ -121,7 +126,7 @@ async fn plan(
     let Some(shard) = query.shard.filter(|s| !s.is_empty()) else {
         return Plan::Refuse(Close::BadRequest(BadRequest::MissingShard));
     };
-    let Some(mode) = WireMode::from_query(query.format.as_deref(), query.delta) else {
+    let Some(mode) = WireMode::from_query(query.format.as_deref(), query.delta.as_deref()) else {
         return Plan::Refuse(Close::BadRequest(BadRequest::UnknownFormat));
     };
     match subscription::prepare(state, &shard, query.sid, token.as_deref()).await {
@@ -174,7 +179,7 @@ async fn run(
     let mut encoder = FrameEncoder::new(mode);
     let resumed = matches!(joined, Outgoing::Joined { resumed: true, .. });
     tracing::info!(resumed, ?mode, "subscribed");
-    let connection = Connection { state: &state, sub: &sub, mode };
+    let connection = Connection { state: &state, sub: &sub, mode, frame_hint: 256.into() };
     // MessagePack clients get the join answer first; compat modes do not carry it.
     let first = connection.deliver(&mut socket, &mut encoder, Some(joined)).await;
     let end = match first {
@@ -194,6 +199,8 @@ struct Connection<'a> {
     state: &'a AppState,
     sub: &'a Subscription,
     mode: WireMode,
+    /// The capacity to encode the next frame into.
+    frame_hint: std::sync::atomic::AtomicUsize,
 }
 
 impl Connection<'_> {
@@ -206,12 +213,43 @@ impl Connection<'_> {
         let mut timers = SocketTimers::new(limits);
         let mut bucket = InputBucket::new(limits.max_inputs_per_sec, Instant::now());
         let mut applied_base = 0u64;
+        // Most wakes are a new frame in the mailbox: the other branches sit behind gates
+        // and are polled only after their own wakers fired (crate::gate).
+        let rare = Gate::new();
+        let reads = Gate::new();
         loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => return End::Close(Close::GoingAway),
-                () = &mut ended => return End::Close(Close::SessionEnded),
-                msg = socket.next() => {
+            let event = poll_fn(|cx| {
+                let rare = rare.poll(cx, |cx| {
+                    if shutdown.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::End(End::Close(Close::GoingAway)));
+                    }
+                    if ended.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::End(End::Close(Close::SessionEnded)));
+                    }
+                    timers.poll_next(cx).map(Event::Timer)
+                });
+                if rare.is_ready() {
+                    return rare;
+                }
+                if let Poll::Ready(frame) = self.sub.mailbox().poll_recv(cx) {
+                    return Poll::Ready(Event::Frame(frame));
+                }
+                reads.poll(cx, |cx| socket.poll_next_unpin(cx)).map(Event::Read)
+            })
+            .await;
+            match event {
+                Event::End(end) => return end,
+                Event::Timer(timer) => {
+                    if let Err(end) = timers.handle(timer, socket, limits).await {
+                        return end;
+                    }
+                }
+                Event::Frame(frame) => {
+                    if let Some(end) = self.deliver(socket, encoder, frame).await {
+                        return end;
+                    }
+                }
+                Event::Read(msg) => {
                     timers.saw_read();
                     let bytes = match socket::read(msg, limits) {
                         Read::Data(bytes) => bytes,
@@ -225,16 +263,6 @@ impl Connection<'_> {
                         }
                         Ok(_) => {}
                         Err(end) => return end,
-                    }
-                }
-                frame = poll_fn(|cx| self.sub.mailbox().poll_recv(cx)) => {
-                    if let Some(end) = self.deliver(socket, encoder, frame).await {
-                        return end;
-                    }
-                }
-                timer = timers.next() => {
-                    if let Err(end) = timers.handle(timer, socket, limits).await {
-                        return end;
                     }
                 }
             }
@@ -251,10 +279,13 @@ impl Connection<'_> {
         let Some(frame) = frame else {
             return Some(End::Close(self.sub.closed_without_frame()));
         };
-        let mut out = Vec::new();
+        // One allocation per frame, sized by the previous one (frames of a match are
+        // alike), instead of a vector grown by doubling.
+        let mut out = Vec::with_capacity(self.frame_hint.load(Ordering::Relaxed));
         match encoder.encode(&frame, &mut out) {
             Ok(Some(kind)) => {
                 let len = out.len() as u64;
+                self.frame_hint.store(out.len() + out.len() / 8 + 16, Ordering::Relaxed);
                 let message = match kind {
                     FrameType::Binary => Message::Binary(Bytes::from(out)),
                     // The codec writes text frames as JSON: valid UTF-8 by construction.
@@ -312,6 +343,14 @@ impl Connection<'_> {
             Err(_) => Err(End::Close(Close::GoingAway)),
         }
     }
+}
+
+/// What woke a subscribed socket.
+enum Event {
+    End(End),
+    Timer(socket::Timer),
+    Frame(Option<Outgoing>),
+    Read(Option<Result<Message, axum::Error>>),
 }
 
 fn is_nil(input: &InputPayload) -> bool {

@@ -174,18 +174,23 @@ impl SocketTimers {
 
     /// The next timer event (cancel-safe: use it as a `select!` branch).
     pub(crate) async fn next(&mut self) -> Timer {
-        loop {
-            tokio::select! {
-                _ = self.ping.tick() => return Timer::Ping,
-                () = self.idle.as_mut() => {
-                    let deadline = self.last_read + self.idle_timeout;
-                    if deadline <= Instant::now() {
-                        return Timer::Idle;
-                    }
-                    self.idle.as_mut().reset(deadline);
-                }
-            }
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Polls for the next timer event. Between events the ping interval and the idle
+    /// sleep stay registered, so a [`crate::gate::Gate`] may skip this poll until one fires.
+    pub(crate) fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Timer> {
+        if self.ping.poll_tick(cx).is_ready() {
+            return Poll::Ready(Timer::Ping);
         }
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let deadline = self.last_read + self.idle_timeout;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Timer::Idle);
+            }
+            self.idle.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 
     /// Handles a timer event: pings (bounded) or ends the socket as idle.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Socket tasks (shutdown waits for them to send their close frames).
     pub tasks: TaskTracker,
+    /// The tasks that run subscribed shard sockets (`crate::socket_groups`).
+    pub(crate) socket_groups: Arc<crate::socket_groups::SocketGroups>,
     /// Process start.
     pub started: Instant,
     /// The binary's version (`/health`).

@@ -39,14 +39,62 @@ pub fn threads_cpu_secs(prefix: &str) -> f64 {
 
 /// (thread name, user + system seconds) from one `stat` line.
 fn cpu_of_stat(stat: &str) -> (String, f64) {
+    let (name, user, system) = split_of_stat(stat);
+    (name, user + system)
+}
+
+/// (thread name, user seconds, system seconds) from one `stat` line.
+fn split_of_stat(stat: &str) -> (String, f64, f64) {
     let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-        return (String::new(), 0.0);
+        return (String::new(), 0.0, 0.0);
     };
     let name = stat[open + 1..close].to_owned();
     // Fields after the name: state is field 3; utime and stime are fields 14 and 15.
     let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (name, (field(14) + field(15)) / USER_HZ)
+    (name, field(14) / USER_HZ, field(15) / USER_HZ)
+}
+
+/// What a process has used so far: CPU seconds in user and kernel mode, and context
+/// switches (voluntary and not) summed over its live threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// CPU seconds in user mode.
+    pub user_secs: f64,
+    /// CPU seconds in the kernel.
+    pub system_secs: f64,
+    /// Context switches of the process's threads (a thread that has exited is not
+    /// counted, which a run's long-lived threads make negligible).
+    pub context_switches: u64,
+}
+
+/// [`Usage`] of process `pid` (`"self"` for this one); zeros where `/proc` is missing.
+#[must_use]
+pub fn usage(pid: &str) -> Usage {
+    let (_, user_secs, system_secs) = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or((String::new(), 0.0, 0.0), |s| split_of_stat(&s));
+    let context_switches = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|task| fs::read_to_string(task.path().join("status")).ok())
+                .map(|status| switches_of_status(&status))
+                .sum()
+        })
+        .unwrap_or(0);
+    Usage { user_secs, system_secs, context_switches }
+}
+
+/// Voluntary plus involuntary context switches from one `status` file.
+fn switches_of_status(status: &str) -> u64 {
+    status
+        .lines()
+        .filter(|line| {
+            line.starts_with("voluntary_ctxt_switches:")
+                || line.starts_with("nonvoluntary_ctxt_switches:")
+        })
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// User + system CPU seconds of process `pid` (another process, e.g. the server).
@@ -75,6 +123,30 @@ mod tests {
         let (name, secs) = cpu_of_stat(line);
         assert_eq!(name, "pylon-tick-0 (x)");
         assert!((secs - 3.0).abs() < 1e-9);
+    }
+
+    /// Both kinds of context switch are summed; other lines are ignored.
+    #[test]
+    fn parses_status_switches() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(switches_of_status(status), 127);
+    }
+
+    /// This process's usage grows with work and it has switched context at least once.
+    #[test]
+    fn own_usage_is_read() {
+        let before = usage("self");
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        std::thread::yield_now();
+        let after = usage("self");
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(after.user_secs + after.system_secs >= before.user_secs + before.system_secs);
+            assert!(after.context_switches >= 1, "{after:?}");
+        }
     }
 
     /// This process has a resident size on Linux.

@@ -35,6 +35,8 @@ pub mod error;
 pub mod metrics;
 #[cfg(not(loom))]
 pub mod persist;
+/// Phase slots: shards of one rate tick together.
+pub mod phases;
 #[cfg(not(loom))]
 pub mod pool;
 #[cfg(not(loom))]

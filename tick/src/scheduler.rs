@@ -10,7 +10,7 @@
 //!
 //! Deadlines: shard `s` with rate `hz` is due at `start + k * 1e9 / hz` ns for k = 1, 2, …
 //! computed from `k` each time, never by adding periods, so rounding never accumulates into
-//! drift. `start` is the creation time plus a phase spread by shard id (see `phase_ns`). A shard found `n` grid points late
+//! drift. `start` is the shard's phase slot at or after its creation (see `crate::phases`: shards of one rate share a few slots, so one wake steps several). A shard found `n` grid points late
 //! runs `min(n, max_catch_up_ticks)` steps back to back and skips (counts) the rest; its
 //! next deadline stays on the grid.
 
@@ -82,6 +82,8 @@ struct Entry {
     /// `ShardLimits::max_queued_inputs` of the shard.
     max_queued: u16,
     hz: u32,
+    /// Its phase slot (`crate::phases`).
+    slot: u16,
     /// An event-driven shard is in `Scheduler::ready`.
     in_ready: bool,
     start_ns: u64,
@@ -317,6 +319,7 @@ pub struct Scheduler {
     /// The fixed-rate shards due in this `run_due` pass, in deadline order (reused).
     due: Vec<(u64, ShardId)>,
     ready: Vec<ShardId>,
+    phases: crate::phases::Phases,
     next_sweep_ns: u64,
     max_park_ns: u64,
 }
@@ -342,6 +345,7 @@ impl Scheduler {
             heap: BinaryHeap::new(),
             due: Vec::new(),
             ready: Vec::new(),
+            phases: crate::phases::Phases::default(),
             next_sweep_ns: now.saturating_add(SWEEP_INTERVAL_NS),
             max_park_ns: u64::try_from(config.max_park.as_nanos()).unwrap_or(u64::MAX),
         }
@@ -492,8 +496,10 @@ impl Scheduler {
         now: u64,
     ) {
         let hz = shard.tick_rate_hz();
+        let (start_ns, slot) = self.phases.place(hz, now);
         let entry = Entry {
-            start_ns: now.saturating_add(phase_ns(id, hz)),
+            start_ns,
+            slot,
             id,
             max_queued: shard.limits().max_queued_inputs,
             shard,
@@ -562,6 +568,7 @@ impl Scheduler {
         let Some(mut entry) = self.shards.remove(id) else {
             return;
         };
+        self.phases.release(entry.hz, entry.slot);
         deliver(&mut self.ctx, &mut entry);
         for sub in entry.subs.drain(..) {
             sub.mailbox.close();
@@ -708,16 +715,6 @@ impl Scheduler {
     }
 }
 
-/// Where in its period a new shard's ticks fall: spread by id, so matches created in a
-/// burst (one command drain, a restore after restart) do not all fall due at one instant.
-fn phase_ns(id: ShardId, hz: u32) -> u64 {
-    if hz == 0 {
-        return 0;
-    }
-    let period = NS_PER_SEC / u64::from(hz);
-    (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) % period.max(1)
-}
-
 fn reject_join(mailbox: &Outbox) {
     let _ = mailbox.push_reliable(Outgoing::JoinRejected(pylon_shard::JoinRejected::Finished));
     mailbox.close();
@@ -789,7 +786,13 @@ fn step_entry(ctx: &mut Ctx, entry: &mut Entry, at: Option<u64>) -> bool {
     entry.publish_status();
     deliver(ctx, entry);
     let every = ctx.persist.as_ref().map_or(0, |p| p.every_ticks);
-    if every > 0 && !report.finished && entry.shard.tick().is_multiple_of(every) {
+    // Each match saves every `every` ticks, at a tick offset spread by its id: matches
+    // created together (a burst, a restore) do not all save, and load the persister, in
+    // the same tick.
+    if every > 0
+        && !report.finished
+        && entry.shard.tick().wrapping_add(entry.id).is_multiple_of(every)
+    {
         let id = entry.id;
         if let Some(Some(saved)) = guarded(ctx, entry, |s| s.save()) {
             ctx.persist(Persist::Saved { shard: id, saved: Box::new(saved) });
