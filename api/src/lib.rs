@@ -41,7 +41,6 @@ pub mod entities;
 pub mod error;
 pub mod extract;
 pub mod feeds;
-pub mod gate;
 pub mod limits;
 pub mod lobby;
 pub mod matches;

@@ -35,11 +35,11 @@ use crate::AppState;
 use crate::auth;
 use crate::close::{BadRequest, Close};
 use crate::error::ApiError;
-use crate::gate::Gate;
 use crate::limits::{ConnSlot, InputBucket};
 use crate::metrics::SocketReject;
 use crate::socket::{self, End, Read, SocketTimers};
 use crate::subscription::{self, Ready, Subscription};
+use pylon_tick::gate::Gate;
 
 /// The parsed socket query.
 #[derive(Debug, Default)]
@@ -214,7 +214,7 @@ impl Connection<'_> {
         let mut bucket = InputBucket::new(limits.max_inputs_per_sec, Instant::now());
         let mut applied_base = 0u64;
         // Most wakes are a new frame in the mailbox: the other branches sit behind gates
-        // and are polled only after their own wakers fired (crate::gate).
+        // and are polled only after their own wakers fired (pylon_tick::gate).
         let rare = Gate::new();
         let reads = Gate::new();
         loop {

@@ -16,9 +16,10 @@
 //! same scheduler without threads through [`Stepper`].
 
 //!
-//! Under `--cfg loom` only [`mailbox`], [`waker`] and the `sync` shim are compiled, for the
-//! model check: `RUSTFLAGS="--cfg loom" cargo test -p pylon-tick --release loom`.
+//! Under `--cfg loom` only [`mailbox`], [`waker`], [`gate`] and the `sync` shim are
+//! compiled, for the model check: `RUSTFLAGS="--cfg loom" cargo test -p pylon-tick --release loom`.
 
+pub mod gate;
 pub mod mailbox;
 mod sync;
 pub mod waker;
@@ -35,7 +36,7 @@ pub mod error;
 pub mod metrics;
 #[cfg(not(loom))]
 pub mod persist;
-/// Phase slots: shards of one rate tick together.
+#[cfg(not(loom))]
 pub mod phases;
 #[cfg(not(loom))]
 pub mod pool;
