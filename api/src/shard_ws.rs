@@ -39,7 +39,7 @@ use crate::limits::{ConnSlot, InputBucket};
 use crate::metrics::SocketReject;
 use crate::socket::{self, End, Read, SocketTimers};
 use crate::subscription::{self, Ready, Subscription};
-use pylon_tick::gate::Gate;
+use pylon_tick::gate::Gates;
 
 /// The parsed socket query.
 #[derive(Debug, Default)]
@@ -213,13 +213,18 @@ impl Connection<'_> {
         let mut timers = SocketTimers::new(limits);
         let mut bucket = InputBucket::new(limits.max_inputs_per_sec, Instant::now());
         let mut applied_base = 0u64;
-        // Most wakes are a new frame in the mailbox: the other branches sit behind gates
-        // and are polled only after their own wakers fired (pylon_tick::gate).
-        let rare = Gate::new();
-        let reads = Gate::new();
+        // Most wakes are a new frame in the mailbox, polled first (a frame waiting needs no
+        // registration at all); the other branches sit behind gates (pylon_tick::gate) and
+        // are polled only after their own wakers fired: 0 shutdown, session end and
+        // timers, 1 the socket's reads.
+        let gates = Gates::<2>::new();
         loop {
             let event = poll_fn(|cx| {
-                let rare = rare.poll(cx, |cx| {
+                if let Poll::Ready(frame) = self.sub.mailbox().poll_recv(cx) {
+                    return Poll::Ready(Event::Frame(frame));
+                }
+                gates.register(cx);
+                let rare = gates.poll(0, |cx| {
                     if shutdown.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Event::End(End::Close(Close::GoingAway)));
                     }
@@ -231,10 +236,7 @@ impl Connection<'_> {
                 if rare.is_ready() {
                     return rare;
                 }
-                if let Poll::Ready(frame) = self.sub.mailbox().poll_recv(cx) {
-                    return Poll::Ready(Event::Frame(frame));
-                }
-                reads.poll(cx, |cx| socket.poll_next_unpin(cx)).map(Event::Read)
+                gates.poll(1, |cx| socket.poll_next_unpin(cx)).map(Event::Read)
             })
             .await;
             match event {

@@ -178,7 +178,7 @@ impl SocketTimers {
     }
 
     /// Polls for the next timer event. Between events the ping interval and the idle
-    /// sleep stay registered, so a [`pylon_tick::gate::Gate`] may skip this poll until one fires.
+    /// sleep stay registered, so a [`pylon_tick::gate::Gates`] may skip this poll until one fires.
     pub(crate) fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Timer> {
         if self.ping.poll_tick(cx).is_ready() {
             return Poll::Ready(Timer::Ping);

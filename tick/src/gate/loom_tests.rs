@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 
-use super::Gate;
+use super::Gates;
 use crate::waker::AtomicWaker;
 
 /// The branch's source: an event flag and the waker the branch registered.
@@ -30,11 +30,11 @@ impl Wake for Outer {
 #[test]
 fn loom_gate_never_loses_a_wake() {
     loom::model(|| {
-        let gate = Gate::new();
+        let gate = Gates::<2>::new();
         let source = Arc::new(Source { fired: AtomicBool::new(false), waker: AtomicWaker::new() });
         let outer = Arc::new(Outer(AtomicBool::new(false)));
         let outer_waker = Waker::from(Arc::clone(&outer));
-        let mut cx = Context::from_waker(&outer_waker);
+        let cx = Context::from_waker(&outer_waker);
         let branch = |cx: &mut Context<'_>| {
             source.waker.register(cx.waker());
             if source.fired.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending }
@@ -45,15 +45,21 @@ fn loom_gate_never_loses_a_wake() {
             firing.fired.store(true, Ordering::Release);
             firing.waker.wake();
         });
-        let mut ready = gate.poll(&mut cx, branch).is_ready();
+        // Branch 1 is the one watched; branch 0 (never woken) shares the registration.
+        gate.register(&cx);
+        let _ = gate.poll(0, |_| Poll::<()>::Pending);
+        let mut ready = gate.poll(1, branch).is_ready();
         if !ready {
             // A second poll, racing the event: skipped or not, it must not lose it.
-            ready = gate.poll(&mut cx, branch).is_ready();
+            gate.register(&cx);
+            let _ = gate.poll(0, |_| Poll::<()>::Pending);
+            ready = gate.poll(1, branch).is_ready();
         }
         event.join().unwrap();
         if !ready {
             assert!(outer.0.swap(false, Ordering::AcqRel), "the event woke the outer task");
-            assert!(gate.poll(&mut cx, branch).is_ready(), "and the next poll sees it");
+            gate.register(&cx);
+            assert!(gate.poll(1, branch).is_ready(), "and the next poll sees it");
         }
     });
 }
