@@ -10,13 +10,13 @@
 # Usage: scripts/bench.sh [SECTION]
 #   no SECTION runs them all, in this order; SECTION runs only that one:
 #   density   in-process density, 1k/5k/20k matches
-#   arena     arena bots in json, msgpack and delta modes at 500/2,000/4,000
+#   arena     arena bots in json, msgpack, delta and delta2 modes at 500/2,000/4,000
 #   idle      4,000 idle clients (the server's memory per client)
 #   entities  entities on SQLite (mixed, read, write) and fanout to 1,000 subscribers
 #   postgres  entities on Postgres (needs Postgres at 127.0.0.1:5432, database test)
 #   pinned    at 1,200 and 2,400 clients: the socket floor (`pylon-floor run`), then pylon
-#             with the server on CPU 0 and the bots on CPU 1, json and delta modes; writes
-#             bench-results/pinned-{floor,json,delta}-N.json and prints a line per mode
+#             with the server on CPU 0 and the bots on CPU 1, json and delta2 modes; writes
+#             bench-results/pinned-{floor,json,delta2}-N.json and prints a line per mode
 #             and count with pylon's server CPU beside the floor's and their ratio.
 #             Needs 2 CPUs, taskset and jq.
 set -euo pipefail
@@ -56,7 +56,7 @@ density() {
 }
 
 arena() {
-  for mode in json msgpack delta; do
+  for mode in json msgpack delta delta2; do
     for bots in 500 2000 4000; do
       start_server 4600
       $LT arena --url http://127.0.0.1:4600 --bots "$bots" --players 8 --hz 20 --input-hz 20 --secs 30 \
@@ -102,7 +102,7 @@ pinned() {
   if (( $(nproc) < 2 )); then echo "pinned: needs 2 CPUs" >&2; exit 1; fi
   for n in 1200 2400; do
     $FLOOR run --clients "$n" --json "$out/pinned-floor-$n.json"
-    for mode in json delta; do
+    for mode in json delta2; do
       SERVER_PREFIX=(taskset -c 0)
       start_server 4600
       SERVER_PREFIX=()

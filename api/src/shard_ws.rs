@@ -104,8 +104,11 @@ pub(crate) async fn handler(
                     );
                     // A subscribed socket leaves this upgrade task for a socket group
                     // (crate::socket_groups), tracked like a task for graceful shutdown.
+                    // The match's group (its sockets wake together).
                     let groups = Arc::clone(&state.socket_groups);
+                    let key = ready.entry.id.clone();
                     groups.run(
+                        &key,
                         tasks.track_future(run(socket, state, *ready, mode, slot).instrument(span)),
                     );
                 }

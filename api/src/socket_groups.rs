@@ -1,5 +1,5 @@
 //! Socket groups: every subscribed shard socket runs inside one of a few long-lived tasks
-//! (one per runtime worker), not as a task of its own.
+//! (16 per runtime worker), chosen by its match, not as a task of its own.
 //!
 //! Why: a tick thread publishes a frame to each subscriber's mailbox and wakes it. When
 //! every socket is a tokio task, each of those wakes is a task scheduled from outside the
@@ -9,6 +9,13 @@
 //! group task is scheduled, once for however many of its sockets woke since its last poll.
 //! The group then polls just those sockets, one after the other, on one worker.
 //!
+//! The sockets of one match share a group (its id picks the group), so a tick's frames to
+//! a match's players wake one group. There are many more groups than workers: a group is
+//! the unit the runtime can move between workers, and with one group per worker a worker
+//! preempted by the OS (the machine busy) held every socket of its group until it ran
+//! again (measured: 4,000 bots on two cores, p99 0.9 s with one group per worker, 0.15 s
+//! with a task per socket).
+//!
 //! A socket that panics ends alone (`catch_unwind`: its guards still run as it unwinds);
 //! its group and the other sockets go on. Each socket future is tracked by the server's
 //! `TaskTracker` as before, so graceful shutdown waits for it exactly as for a task.
@@ -17,7 +24,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -29,7 +35,6 @@ type Socket = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 #[derive(Default)]
 pub(crate) struct SocketGroups {
     groups: OnceLock<Vec<mpsc::UnboundedSender<Socket>>>,
-    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for SocketGroups {
@@ -41,11 +46,12 @@ impl std::fmt::Debug for SocketGroups {
 }
 
 impl SocketGroups {
-    /// Runs `socket` in a group (round robin). Must be called inside the tokio runtime.
-    pub(crate) fn run(&self, socket: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `socket` in the group of `key` (the match id). Must be called inside the
+    /// tokio runtime.
+    pub(crate) fn run(&self, key: &str, socket: impl Future<Output = ()> + Send + 'static) {
         let groups = self.groups.get_or_init(start);
         let socket: Socket = Box::pin(socket);
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % groups.len().max(1);
+        let index = usize::try_from(fnv1a(key.as_bytes())).unwrap_or(0) % groups.len().max(1);
         match groups.get(index) {
             Some(group) => {
                 if let Err(mpsc::error::SendError(socket)) = group.send(socket) {
@@ -60,10 +66,13 @@ impl SocketGroups {
     }
 }
 
-/// One group per runtime worker, each a task holding its sockets.
+/// Groups per runtime worker.
+const GROUPS_PER_WORKER: usize = 16;
+
+/// The groups, each a task holding its sockets.
 fn start() -> Vec<mpsc::UnboundedSender<Socket>> {
     let workers = tokio::runtime::Handle::current().metrics().num_workers().max(1);
-    (0..workers)
+    (0..workers * GROUPS_PER_WORKER)
         .map(|_| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(group(rx));
@@ -88,6 +97,13 @@ async fn group(mut incoming: mpsc::UnboundedReceiver<Socket>) {
     }
 }
 
+/// FNV-1a: a fixed, cheap spread of match ids over the groups.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A socket whose panic ends only itself.
 async fn guarded(socket: Socket) {
     if AssertUnwindSafe(socket).catch_unwind().await.is_err() {
@@ -98,6 +114,7 @@ async fn guarded(socket: Socket) {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
@@ -110,7 +127,7 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         for i in 0..50 {
             let done = Arc::clone(&done);
-            groups.run(async move {
+            groups.run(&format!("match-{}", i % 5), async move {
                 tokio::task::yield_now().await;
                 assert!(i != 7, "socket 7 panics on purpose");
                 done.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +140,7 @@ mod tests {
         }
         // Still usable after the panic.
         let again = Arc::clone(&done);
-        groups.run(async move {
+        groups.run("match-0", async move {
             again.fetch_add(1, Ordering::Relaxed);
         });
         while done.load(Ordering::Relaxed) < 50 {
