@@ -466,11 +466,24 @@ fn check(target: Option<&Value>, patch: &Patch) -> Result<(), DeltaError> {
 }
 
 fn check_array(items: &[Value], a: &[(usize, Patch)], n: usize) -> Result<(), DeltaError> {
+    check_array_with(items, a, n, check)
+}
+
+/// The array rule both patch formats share: truncate to `n`, then entries in strictly
+/// increasing index order, each patching an element or appending the next one, ending
+/// exactly `n` long. `check` checks one entry's patch against its element.
+pub(super) fn check_array_with<P>(
+    items: &[Value],
+    entries: &[(usize, P)],
+    n: usize,
+    check: impl Fn(Option<&Value>, &P) -> Result<(), DeltaError>,
+) -> Result<(), DeltaError> {
     let kept = items.len().min(n);
     // The length of the array while the entries are applied in order.
     let mut len = kept;
     let mut next = 0;
-    for &(index, ref p) in a {
+    for (index, p) in entries {
+        let index = *index;
         if index < next {
             return Err(DeltaError::IndexNotIncreasing { index });
         }

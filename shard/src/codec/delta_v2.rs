@@ -483,25 +483,7 @@ fn check(target: Option<&Value>, patch: &Patch) -> Result<(), DeltaError> {
 }
 
 fn check_array(items: &[Value], entries: &[(usize, Patch)], n: usize) -> Result<(), DeltaError> {
-    let kept = items.len().min(n);
-    // The length of the array while the entries are applied in order.
-    let mut len = kept;
-    let mut next = 0;
-    for &(index, ref p) in entries {
-        if index < next {
-            return Err(DeltaError::IndexNotIncreasing { index });
-        }
-        if index > len || index >= n {
-            return Err(DeltaError::IndexOutOfRange { index, len });
-        }
-        let child = if index < kept { items.get(index) } else { None };
-        check(child, p)?;
-        if index == len {
-            len += 1;
-        }
-        next = index + 1;
-    }
-    if len == n { Ok(()) } else { Err(DeltaError::LengthMismatch { expected: n, actual: len }) }
+    super::delta::check_array_with(items, entries, n, check)
 }
 
 /// Writes a patch that [`check`] accepted. Mismatches cannot happen then; they are skipped.
