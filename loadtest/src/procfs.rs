@@ -97,12 +97,6 @@ fn switches_of_status(status: &str) -> u64 {
         .sum()
 }
 
-/// User + system CPU seconds of process `pid` (another process, e.g. the server).
-#[must_use]
-pub fn pid_cpu_secs(pid: u32) -> f64 {
-    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| cpu_of_stat(&s).1)
-}
-
 /// Resident set size of process `pid` in bytes (0 if unknown).
 #[must_use]
 pub fn pid_rss_bytes(pid: u32) -> u64 {

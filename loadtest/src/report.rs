@@ -68,10 +68,8 @@ impl Latency {
 #[derive(Debug, Clone, Copy)]
 pub struct CpuWatch {
     server_pid: Option<u32>,
-    own0: f64,
-    server0: f64,
-    own_usage0: crate::procfs::Usage,
-    server_usage0: crate::procfs::Usage,
+    own0: crate::procfs::Usage,
+    server0: crate::procfs::Usage,
     started: std::time::Instant,
 }
 
@@ -81,10 +79,8 @@ impl CpuWatch {
     pub fn start(server_pid: Option<u32>) -> Self {
         Self {
             server_pid,
-            own0: crate::procfs::process_cpu_secs(),
-            server0: server_pid.map_or(0.0, crate::procfs::pid_cpu_secs),
-            own_usage0: crate::procfs::usage("self"),
-            server_usage0: server_pid
+            own0: crate::procfs::usage("self"),
+            server0: server_pid
                 .map_or_else(Default::default, |pid| crate::procfs::usage(&pid.to_string())),
             started: std::time::Instant::now(),
         }
@@ -94,21 +90,17 @@ impl CpuWatch {
     /// and the same for the server with `server_rss_mib` when watching it.
     pub fn put(&self, out: &mut Map<String, Value>) {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        let own = (crate::procfs::process_cpu_secs() - self.own0) / wall * 100.0;
-        out.insert("bot_cpu_pct".into(), Value::from(round(own)));
-        put_usage(out, "bot", self.own_usage0, crate::procfs::usage("self"), wall);
+        put_usage(out, "bot", self.own0, crate::procfs::usage("self"), wall);
         if let Some(pid) = self.server_pid {
-            let server = (crate::procfs::pid_cpu_secs(pid) - self.server0) / wall * 100.0;
-            out.insert("server_cpu_pct".into(), Value::from(round(server)));
-            let now = crate::procfs::usage(&pid.to_string());
-            put_usage(out, "server", self.server_usage0, now, wall);
+            put_usage(out, "server", self.server0, crate::procfs::usage(&pid.to_string()), wall);
             let rss = crate::procfs::pid_rss_bytes(pid) as f64 / 1_048_576.0;
             out.insert("server_rss_mib".into(), Value::from(round(rss)));
         }
     }
 }
 
-/// `<who>_user_pct`, `<who>_sys_pct` and `<who>_ctx_switches_s` between two readings.
+/// `<who>_cpu_pct` (user + system), `<who>_user_pct`, `<who>_sys_pct` and
+/// `<who>_ctx_switches_s` between two readings.
 fn put_usage(
     out: &mut Map<String, Value>,
     who: &str,
@@ -119,6 +111,7 @@ fn put_usage(
     let user = (after.user_secs - before.user_secs) / wall * 100.0;
     let system = (after.system_secs - before.system_secs) / wall * 100.0;
     let switches = after.context_switches.saturating_sub(before.context_switches) as f64 / wall;
+    out.insert(format!("{who}_cpu_pct"), Value::from(round(user + system)));
     out.insert(format!("{who}_user_pct"), Value::from(round(user)));
     out.insert(format!("{who}_sys_pct"), Value::from(round(system)));
     out.insert(format!("{who}_ctx_switches_s"), Value::from(round(switches)));
