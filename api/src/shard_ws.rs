@@ -102,9 +102,8 @@ pub(crate) async fn handler(
                         sid = %ready.sid,
                         peer = %peer,
                     );
-                    // A subscribed socket leaves this upgrade task for a socket group
-                    // (crate::socket_groups), tracked like a task for graceful shutdown.
-                    // The match's group (its sockets wake together).
+                    // A subscribed socket leaves this upgrade task for its match's socket
+                    // group (crate::socket_groups), tracked like a task for graceful shutdown.
                     let groups = Arc::clone(&state.socket_groups);
                     let key = ready.entry.id.clone();
                     groups.run(

@@ -52,16 +52,13 @@ impl SocketGroups {
         let groups = self.groups.get_or_init(start);
         let socket: Socket = Box::pin(socket);
         let index = usize::try_from(fnv1a(key.as_bytes())).unwrap_or(0) % groups.len().max(1);
-        match groups.get(index) {
-            Some(group) => {
-                if let Err(mpsc::error::SendError(socket)) = group.send(socket) {
-                    // The group is gone (the runtime is shutting down): run it alone.
-                    tokio::spawn(guarded(socket));
-                }
-            }
-            None => {
-                tokio::spawn(guarded(socket));
-            }
+        let refused = match groups.get(index) {
+            Some(group) => group.send(socket).err().map(|mpsc::error::SendError(s)| s),
+            None => Some(socket),
+        };
+        if let Some(socket) = refused {
+            // The group is gone (the runtime is shutting down): run it alone.
+            tokio::spawn(guarded(socket));
         }
     }
 }
